@@ -1,0 +1,104 @@
+# Every target creates .venv and installs the project (-e .[dev]) on first use, so each works on a
+# fresh machine. `make help` lists targets and variables.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+# ---- data / shards ----
+DEMO_DIR := data/demo
+DEMO_SHARDS := data/shards/demo
+DATA_DIR ?=
+ifeq ($(strip $(DATA_DIR)),)
+  SHARDS_IN := $(DEMO_DIR)
+  OUTPUT_DIR ?= $(DEMO_SHARDS)
+else
+  SHARDS_IN := $(DATA_DIR)
+  OUTPUT_DIR ?= data/shards/$(notdir $(patsubst %/,%,$(DATA_DIR)))
+endif
+RUNNER ?= DirectRunner
+BEAM_ARGS ?=
+SHARDS_ARGS ?=
+
+# ---- training / inference ----
+SHARDS ?= $(DEMO_SHARDS)
+SHARDS_NAME = $(notdir $(patsubst %/,%,$(SHARDS)))
+FOLD ?= 0
+FOLDS ?= 0 1 2 3 4
+RUN_DIR ?= runs/$(SHARDS_NAME)/fold$(FOLD)
+RUNS_ROOT ?= runs/$(SHARDS_NAME)
+RUNS ?=
+OUT ?= $(RUNS_ROOT)/submission.csv
+ARGS ?=
+
+# ---- Dataflow ----
+PROJECT ?=
+REGION ?=
+BUCKET ?=
+
+.PHONY: help venv shards shards-dataflow demo-data train cv predict test bench clean
+
+help:
+	@echo "make shards [DATA_DIR=dir] [OUTPUT_DIR=dir] [RUNNER=DirectRunner] [BEAM_ARGS='...'] [SHARDS_ARGS='--overwrite ...']"
+	@echo "make shards-dataflow DATA_DIR=gs://... PROJECT=p REGION=r BUCKET=b [OUTPUT_DIR=gs://...]"
+	@echo "make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--epochs 3 --preset tiny ...']"
+	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
+	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv]"
+	@echo "make test | make bench | make clean"
+
+venv: $(STAMP)
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The demo dataset is generated once; the job refuses to overwrite existing shards unless
+# SHARDS_ARGS=--overwrite is given.
+$(DEMO_DIR)/train_tp.csv: | $(STAMP)
+	$(PY) -m pipeline.demo_data $(DEMO_DIR)
+
+demo-data: $(DEMO_DIR)/train_tp.csv
+
+shards: $(STAMP) $(if $(strip $(DATA_DIR)),,$(DEMO_DIR)/train_tp.csv)
+	$(PY) -m pipeline.shards --data_dir $(SHARDS_IN) --output_dir $(OUTPUT_DIR) \
+		--runner $(RUNNER) $(SHARDS_ARGS) $(BEAM_ARGS)
+
+# Built on demand by train/cv/predict when the default demo shards are missing.
+$(DEMO_SHARDS)/manifest.json: | $(STAMP) $(DEMO_DIR)/train_tp.csv
+	$(PY) -m pipeline.shards --data_dir $(DEMO_DIR) --output_dir $(DEMO_SHARDS) --runner DirectRunner
+
+shards-dataflow: $(STAMP)
+	@test -n "$(DATA_DIR)" -a -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(BUCKET)" || \
+		{ echo "error: shards-dataflow needs DATA_DIR=gs://... PROJECT=... REGION=... BUCKET=..."; exit 2; }
+	$(PY) -m pip install -q -e '.[gcp]'
+	$(PY) -m pipeline.shards --data_dir $(DATA_DIR) \
+		--output_dir $(if $(filter gs://%,$(OUTPUT_DIR)),$(OUTPUT_DIR),gs://$(BUCKET)/shards/$(notdir $(patsubst %/,%,$(DATA_DIR)))) \
+		--runner DataflowRunner --project $(PROJECT) --region $(REGION) \
+		--temp_location gs://$(BUCKET)/tmp --staging_location gs://$(BUCKET)/staging \
+		--setup_file ./setup.py $(SHARDS_ARGS) $(BEAM_ARGS)
+
+DEMO_DEP = $(if $(filter $(DEMO_SHARDS),$(SHARDS)),$(DEMO_SHARDS)/manifest.json,)
+
+train: $(STAMP) $(DEMO_DEP)
+	$(PY) -m trainer.train --shards_dir $(SHARDS) --fold $(FOLD) --run_dir $(RUN_DIR) $(ARGS)
+
+cv: $(STAMP) $(DEMO_DEP)
+	$(PY) -m trainer.cv --shards_dir $(SHARDS) --folds $(FOLDS) --runs_root $(RUNS_ROOT) $(ARGS)
+
+predict: $(STAMP) $(DEMO_DEP)
+	$(PY) -m trainer.predict --shards_dir $(SHARDS) --output $(OUT) \
+		$(if $(strip $(RUNS)),$(foreach r,$(RUNS),--run_dir $(r)),--runs_root $(RUNS_ROOT)) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.bench_shards
+	$(PY) -m benchmarks.bench_input
+
+clean:
+	rm -rf runs bench_out .pytest_cache

@@ -1,0 +1,1 @@
+"""Apache Beam job: RFCX-layout recordings -> TFRecord shards (see pipeline.shards)."""

@@ -1,0 +1,167 @@
+"""The TFRecord schema shared by the Beam writer (pipeline/) and the tf.data reader (trainer/).
+
+Every shard holds serialized `tf.train.Example`s of one of two kinds:
+
+* **train** (one per valid row of train_tp.csv): a slice of the recording around the event.
+* **test** (one per test recording): the whole recording, for sliding-window inference.
+
+Audio is stored as raw little-endian int16 PCM bytes (`audio`), lossless for the 16-bit RFCX
+sources; `pcm16_to_float` turns it into float32 in [-1, 1). Times in `event/*` and `boxes/*` are
+seconds relative to the slice start (they may fall outside [0, slice length) for boxes that only
+partly overlap the slice); frequencies are Hz as in the CSVs.
+
+Usage:
+
+    from pipeline import schema
+    ex = schema.make_example(schema.TRAIN_FIELDS, values)        # writer side
+    parsed = tf.io.parse_single_example(record, schema.train_parse_spec(num_classes))  # reader side
+
+Bump SCHEMA_VERSION whenever a field is added, removed or changes meaning; readers refuse shards
+of another version (the version is in every example and in manifest.json).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+INT = "int64"
+FLOAT = "float"
+BYTES = "bytes"
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One feature: its name, proto type, and whether it holds a variable-length list."""
+
+    name: str
+    dtype: str  # INT | FLOAT | BYTES
+    is_list: bool = False
+    doc: str = ""
+
+
+# Fields common to both kinds.
+_COMMON = (
+    Field("schema_version", INT, doc="SCHEMA_VERSION of the writer"),
+    Field("recording_id", BYTES, doc="RFCX recording id (file stem)"),
+    Field("audio", BYTES, doc="little-endian int16 PCM, mono"),
+    Field("sample_rate", INT, doc="sample rate of `audio` (the job's target rate)"),
+    Field("num_samples", INT, doc="samples in `audio`"),
+    Field("source/sample_rate", INT, doc="sample rate of the FLAC as decoded"),
+    Field("source/channels", INT, doc="channels of the FLAC (downmixed to mono by averaging)"),
+    Field("source/resampled", INT, doc="1 if resampled to `sample_rate`"),
+    Field("source/clipped_samples", INT, doc="samples clipped to int16 after resample/downmix"),
+)
+
+TRAIN_FIELDS: tuple[Field, ...] = _COMMON + (
+    Field("row_index", INT, doc="0-based data row of the event in train_tp.csv"),
+    Field("recording_num_samples", INT, doc="length of the whole recording at `sample_rate`"),
+    Field("slice_start", INT, doc="first sample of the slice within the recording"),
+    Field("fold", INT, doc="cross-validation fold of the recording, 0..num_folds-1"),
+    Field("event/species_id", INT),
+    Field("event/songtype_id", INT),
+    Field("event/t_min", FLOAT, doc="seconds from slice start"),
+    Field("event/t_max", FLOAT, doc="seconds from slice start"),
+    Field("event/f_min", FLOAT, doc="Hz"),
+    Field("event/f_max", FLOAT, doc="Hz"),
+    # Every tp and fp box of the recording overlapping the slice (the event itself included).
+    Field("boxes/species_id", INT, True),
+    Field("boxes/songtype_id", INT, True),
+    Field("boxes/t_min", FLOAT, True, "seconds from slice start"),
+    Field("boxes/t_max", FLOAT, True, "seconds from slice start"),
+    Field("boxes/f_min", FLOAT, True, "Hz"),
+    Field("boxes/f_max", FLOAT, True, "Hz"),
+    Field("boxes/is_tp", INT, True, "1 for a train_tp box, 0 for a train_fp box"),
+    Field("labels", FLOAT, True, "multi-hot [num_classes]: species with a tp box in the slice"),
+)
+
+TEST_FIELDS: tuple[Field, ...] = _COMMON
+
+_FIELDS_BY_KIND = {"train": TRAIN_FIELDS, "test": TEST_FIELDS}
+
+
+class SchemaError(ValueError):
+    """A value does not fit the schema (writer side) or a record is of another version."""
+
+
+def fields_for(kind: str) -> tuple[Field, ...]:
+    try:
+        return _FIELDS_BY_KIND[kind]
+    except KeyError as e:
+        raise SchemaError(f"unknown example kind {kind!r}; expected one of {sorted(_FIELDS_BY_KIND)}") from e
+
+
+def make_example(fields: tuple[Field, ...], values: Mapping[str, Any]):
+    """Builds a tf.train.Example from `values`, which must name exactly the schema's fields."""
+    import tensorflow as tf  # deferred: schema constants are importable without TF
+
+    names = {f.name for f in fields}
+    missing, extra = names - set(values), set(values) - names
+    if missing or extra:
+        raise SchemaError(f"example fields differ from schema: missing={sorted(missing)} extra={sorted(extra)}")
+    feature = {}
+    for f in fields:
+        v = values[f.name]
+        items = list(np.asarray(v).reshape(-1)) if f.is_list else [v]
+        if f.dtype == INT:
+            feature[f.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in items]))
+        elif f.dtype == FLOAT:
+            feature[f.name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(x) for x in items]))
+        else:
+            items = [x.encode() if isinstance(x, str) else bytes(x) for x in items]
+            feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=items))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _parse_spec(fields: tuple[Field, ...], num_classes: int | None):
+    import tensorflow as tf
+
+    tf_types = {INT: tf.int64, FLOAT: tf.float32, BYTES: tf.string}
+    spec = {}
+    for f in fields:
+        if f.name == "labels":
+            spec[f.name] = tf.io.FixedLenFeature([num_classes], tf.float32)
+        elif f.is_list:
+            spec[f.name] = tf.io.VarLenFeature(tf_types[f.dtype])
+        else:
+            spec[f.name] = tf.io.FixedLenFeature([], tf_types[f.dtype])
+    return spec
+
+
+def train_parse_spec(num_classes: int):
+    """Feature spec for tf.io.parse_example of train records (`labels` is [num_classes])."""
+    return _parse_spec(TRAIN_FIELDS, num_classes)
+
+
+def test_parse_spec():
+    """Feature spec for tf.io.parse_example of test records."""
+    return _parse_spec(TEST_FIELDS, None)
+
+
+def pcm16_to_float(audio_bytes):
+    """TF: int16 PCM bytes (scalar string tensor) -> float32 [num_samples] in [-1, 1)."""
+    import tensorflow as tf
+
+    return tf.cast(tf.io.decode_raw(audio_bytes, tf.int16, little_endian=True), tf.float32) / 32768.0
+
+
+def pcm16_to_numpy(audio_bytes: bytes) -> np.ndarray:
+    """Numpy twin of `pcm16_to_float`'s decode: bytes -> int16 [num_samples]."""
+    return np.frombuffer(audio_bytes, dtype="<i2")
+
+
+def float_to_pcm16_bytes(samples_int16: np.ndarray) -> bytes:
+    """int16 array -> little-endian bytes as stored in `audio`."""
+    return np.asarray(samples_int16, dtype="<i2").tobytes()
+
+
+def check_version(version: int, where: str) -> None:
+    """Raises SchemaError naming `where` when a shard was written by another schema version."""
+    if int(version) != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{where} was written with schema version {int(version)}, this code reads version "
+            f"{SCHEMA_VERSION}; re-run `make shards` with this version of the code"
+        )

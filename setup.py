@@ -1,0 +1,34 @@
+"""Package definition for the RFCX Beam pipeline and TensorFlow trainer.
+
+This is also the file Dataflow workers install from: the launcher passes
+`--setup_file ./setup.py`, so `install_requires` must hold everything a worker imports
+(the job decodes FLAC with soundfile/libsndfile, which ships inside the soundfile wheel,
+resamples with librosa/soxr and builds tf.train.Example protos with TensorFlow).
+
+    pip install -e '.[dev]'      # local development, what `make` does
+    pip install -e '.[gcp,dev]'  # + Dataflow runner and gs:// filesystem
+"""
+import setuptools
+
+setuptools.setup(
+    name="rfcx-beam-tf",
+    version="0.1.0",
+    description="Apache Beam preprocessing and TensorFlow training for RFCX species audio detection",
+    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "trainer", "trainer.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "apache-beam>=2.60",
+        "tensorflow>=2.16",
+        "soundfile>=0.12",
+        "librosa>=0.10",
+        "colorednoise>=2.0",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "gcp": ["apache-beam[gcp]>=2.60"],
+        "dev": ["pytest>=7", "pytest-xdist>=3"],
+    },
+)
