@@ -18,6 +18,8 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=[
         "apache-beam>=2.60",
+        # WriteToTFRecord needs a CRC32C implementation; Beam does not pull one in by itself.
+        "google-crc32c>=1.5",
         "tensorflow>=2.16",
         "soundfile>=0.12",
         "librosa>=0.10",

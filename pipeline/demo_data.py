@@ -1,0 +1,231 @@
+"""Deterministic synthetic dataset in the RFCX layout, so the whole project runs without Kaggle data.
+
+Writes, under OUT_DIR:
+
+    train/<id>.flac, test/<id>.flac   mono 16-bit FLAC (default 60 s at 48 kHz)
+    train_tp.csv, train_fp.csv         recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max
+    sample_submission.csv              recording_id,s0,...,s23 (zeros)
+    test_truth.csv                     same header, 1 for each species calling in the test recording
+
+Each of the 24 species has its own call: a frequency band inside 84..15056 Hz, a shape (up chirp,
+down chirp, steady tone, trill, pulse train) and a rhythm (call length, trill/pulse rate), laid over
+pink-ish plus broadband background noise. Every recording holds several calls of one to three
+species (the tp rows); some recordings also hold "look-alike" sounds, a species' band with another
+shape, listed in train_fp.csv as that species' false positives. Ids are 9 hex digits like RFCX's.
+
+Usage:
+
+    python -m pipeline.demo_data OUT_DIR [--num_train 48] [--num_test 16] [--duration 60] [--seed 0]
+
+Same arguments => byte-identical files.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import os
+from typing import Sequence
+
+import colorednoise
+import numpy as np
+import soundfile as sf
+
+from pipeline.errors import UserError, run_main
+
+NUM_SPECIES = 24
+CSV_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
+SHAPES = ("up_chirp", "down_chirp", "tone", "trill", "pulses")
+# Band centres span the seed's mel range (84..15056 Hz) with margin for the band width.
+_LOWEST_CENTRE_HZ, _HIGHEST_CENTRE_HZ = 350.0, 12500.0
+_RELATIVE_BANDWIDTH = 0.22
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeciesCall:
+    """The recognisable call of one species."""
+
+    species_id: int
+    shape: str
+    f_min: float  # Hz
+    f_max: float  # Hz
+    call_seconds: float
+    rate_hz: float  # trill modulation / pulse repetition rate
+    songtype_id: int
+
+
+def species_calls() -> tuple[SpeciesCall, ...]:
+    """The 24 species' calls; fixed (independent of the seed) so train and test share them."""
+    centres = np.geomspace(_LOWEST_CENTRE_HZ, _HIGHEST_CENTRE_HZ, NUM_SPECIES)
+    # Interleave centres so species with neighbouring ids differ in band as well as shape.
+    order = np.concatenate([np.arange(0, NUM_SPECIES, 2), np.arange(1, NUM_SPECIES, 2)])
+    calls = []
+    for s in range(NUM_SPECIES):
+        centre = float(centres[order[s]])
+        half = centre * _RELATIVE_BANDWIDTH / 2
+        calls.append(SpeciesCall(
+            species_id=s,
+            shape=SHAPES[s % len(SHAPES)],
+            f_min=round(centre - half, 4),
+            f_max=round(centre + half, 4),
+            call_seconds=0.8 + 0.15 * (s % 11),
+            rate_hz=4.0 + 1.5 * (s % 7),
+            # RFCX uses songtype 4 for a second song of a few species.
+            songtype_id=4 if s % 8 == 7 else 1,
+        ))
+    return tuple(calls)
+
+
+def synthesize_call(shape: str, f_min: float, f_max: float, seconds: float, rate_hz: float,
+                    sample_rate: int) -> np.ndarray:
+    """One call as float32 [round(seconds * sample_rate)] with peak about 1, faded in and out."""
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n, dtype=np.float64) / sample_rate
+    centre, width = (f_min + f_max) / 2, f_max - f_min
+    if shape == "up_chirp":
+        phase = 2 * np.pi * (f_min * t + width * t**2 / (2 * seconds))
+    elif shape == "down_chirp":
+        phase = 2 * np.pi * (f_max * t - width * t**2 / (2 * seconds))
+    elif shape == "trill":
+        # Frequency centre + width/2 * sin(2 pi rate t); the phase is its integral.
+        phase = 2 * np.pi * centre * t - (width / 2) / rate_hz * np.cos(2 * np.pi * rate_hz * t)
+    elif shape in ("tone", "pulses"):
+        phase = 2 * np.pi * centre * t
+    else:
+        raise ValueError(f"unknown call shape {shape!r}")
+    y = np.sin(phase)
+    if shape == "pulses":
+        y *= (np.mod(t * rate_hz, 1.0) < 0.4)  # 40 % duty cycle
+    fade = min(n // 2, int(0.01 * sample_rate))
+    if fade:
+        ramp = np.sin(np.linspace(0, np.pi / 2, fade)) ** 2
+        y[:fade] *= ramp
+        y[n - fade:] *= ramp[::-1]
+    return y.astype(np.float32)
+
+
+def background(num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Pink-ish (1/f) noise plus some broadband white noise, float32 [num_samples]."""
+    pink = colorednoise.powerlaw_psd_gaussian(1.0, num_samples, random_state=rng)
+    pink *= rng.uniform(0.015, 0.04) / (np.std(pink) + 1e-12)
+    white = rng.standard_normal(num_samples) * rng.uniform(0.003, 0.01)
+    return (pink + white).astype(np.float32)
+
+
+def _place(y: np.ndarray, call: np.ndarray, start: int, gain: float) -> None:
+    end = min(len(y), start + len(call))
+    y[start:end] += gain * call[: end - start]
+
+
+def _recording_ids(rng: np.random.Generator, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        rid = f"{int(rng.integers(0, 16**9)):09x}"
+        if rid not in ids:
+            ids.append(rid)
+    return ids
+
+
+def _box_row(rid: str, call: SpeciesCall, t0: float, t1: float, f_min: float, f_max: float) -> dict:
+    return {"recording_id": rid, "species_id": call.species_id, "songtype_id": call.songtype_id,
+            "t_min": round(t0, 4), "f_min": f_min, "t_max": round(t1, 4), "f_max": f_max}
+
+
+def _synthesize_recording(rid: str, species: Sequence[int], duration_s: float, sample_rate: int,
+                          rng: np.random.Generator, with_fp: bool) -> tuple[np.ndarray, list[dict], list[dict]]:
+    """Audio float32 [n] plus its tp and fp box rows."""
+    calls = species_calls()
+    n = int(round(duration_s * sample_rate))
+    y = background(n, rng)
+    tp, fp = [], []
+    for s in species:
+        call = calls[s]
+        seconds = min(call.call_seconds, duration_s / 4)
+        for _ in range(int(rng.integers(1, 3))):
+            t0 = float(rng.uniform(0, duration_s - seconds))
+            wave = synthesize_call(call.shape, call.f_min, call.f_max, seconds, call.rate_hz, sample_rate)
+            start = int(round(t0 * sample_rate))
+            _place(y, wave, start, float(rng.uniform(0.12, 0.3)))
+            tp.append(_box_row(rid, call, start / sample_rate, (start + len(wave)) / sample_rate,
+                               call.f_min, call.f_max))
+    if with_fp:
+        # A look-alike: another species' band with a different shape, as a detector would confuse it.
+        look = calls[int(rng.integers(0, NUM_SPECIES))]
+        shape = SHAPES[(SHAPES.index(look.shape) + 2) % len(SHAPES)]
+        seconds = min(1.0, duration_s / 4)
+        t0 = float(rng.uniform(0, duration_s - seconds))
+        wave = synthesize_call(shape, look.f_min, look.f_max, seconds, look.rate_hz * 1.7, sample_rate)
+        start = int(round(t0 * sample_rate))
+        _place(y, wave, start, float(rng.uniform(0.1, 0.2)))
+        fp.append(_box_row(rid, look, start / sample_rate, (start + len(wave)) / sample_rate,
+                           look.f_min, look.f_max))
+    peak = float(np.max(np.abs(y)))
+    if peak > 0.95:  # keep clear of int16 clipping
+        y *= 0.95 / peak
+    return y, tp, fp
+
+
+def _write_csv(path: str, header: Sequence[str], rows: Sequence[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(header))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 16, duration_s: float = 60.0,
+                       seed: int = 0, sample_rate: int = 48000) -> dict:
+    """Writes the dataset into `out_dir` (created) and returns a summary of what it wrote."""
+    if num_train < 1 or num_test < 0:
+        raise UserError(f"--num_train must be >= 1 and --num_test >= 0, got {num_train} and {num_test}")
+    if duration_s < 2.0:
+        raise UserError(f"--duration must be at least 2 seconds, got {duration_s}")
+    rng = np.random.default_rng(seed)
+    ids = _recording_ids(rng, num_train + num_test)
+    for sub in ("train", "test"):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    tp_rows, fp_rows, truth_rows = [], [], []
+    for i, rid in enumerate(ids):
+        is_train = i < num_train
+        # Round-robin primary species so every species occurs in train; 0-2 random extra species.
+        primary = i % NUM_SPECIES if is_train else int(rng.integers(0, NUM_SPECIES))
+        extra = rng.choice(NUM_SPECIES, size=int(rng.integers(0, 3)), replace=False)
+        species = [primary] + [int(s) for s in extra if s != primary]
+        y, tp, fp = _synthesize_recording(rid, species, duration_s, sample_rate, rng,
+                                          with_fp=bool(rng.random() < 0.5))
+        path = os.path.join(out_dir, "train" if is_train else "test", f"{rid}.flac")
+        sf.write(path, y, sample_rate, subtype="PCM_16", format="FLAC")
+        if is_train:
+            tp_rows += tp
+            fp_rows += fp
+        else:
+            present = {r["species_id"] for r in tp}
+            truth_rows.append({"recording_id": rid, **{f"s{s}": int(s in present) for s in range(NUM_SPECIES)}})
+    sub_header = ["recording_id"] + [f"s{s}" for s in range(NUM_SPECIES)]
+    _write_csv(os.path.join(out_dir, "train_tp.csv"), CSV_COLUMNS, tp_rows)
+    _write_csv(os.path.join(out_dir, "train_fp.csv"), CSV_COLUMNS, fp_rows)
+    _write_csv(os.path.join(out_dir, "test_truth.csv"), sub_header, truth_rows)
+    _write_csv(os.path.join(out_dir, "sample_submission.csv"), sub_header,
+               [{"recording_id": r["recording_id"], **{f"s{s}": 0 for s in range(NUM_SPECIES)}}
+                for r in truth_rows])
+    return {"out_dir": out_dir, "train_recordings": num_train, "test_recordings": num_test,
+            "tp_rows": len(tp_rows), "fp_rows": len(fp_rows), "duration_s": duration_s,
+            "sample_rate": sample_rate}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--num_train", type=int, default=48)
+    parser.add_argument("--num_test", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per recording")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample_rate", type=int, default=48000)
+    args = parser.parse_args(argv)
+    summary = write_demo_dataset(args.out_dir, args.num_train, args.num_test, args.duration, args.seed,
+                                 args.sample_rate)
+    print(", ".join(f"{k}={v}" for k, v in summary.items()))
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,171 @@
+"""train_tp.csv / train_fp.csv: reading (local or gs://), column checks, row validation with reasons.
+
+Rows are kept as the original strings (so a dead letter shows exactly what was in the file) and
+parsed into `Box`es here. Row-level problems are found without the audio; whether an event lies
+inside its recording is checked once the recording's length is known (`outside_recording`).
+
+    table = read_csv(FileSystems.join(data_dir, "train_tp.csv"), required=True)
+    boxes, rejections = validate_rows("tp", rows, num_classes=24)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+from typing import Iterable, Mapping
+
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.errors import UserError
+
+REQUIRED_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
+
+# Row rejection reasons (dead-letter `reason` and counter names).
+MISSING_RECORDING_ID = "missing_recording_id"
+NAN_VALUE = "nan_value"
+NOT_A_NUMBER = "not_a_number"
+NOT_AN_INTEGER = "not_an_integer"
+SPECIES_OUT_OF_RANGE = "species_out_of_range"
+NEGATIVE_TIME = "negative_time"
+T_MIN_NOT_BEFORE_T_MAX = "t_min_not_before_t_max"
+BAD_FREQUENCY = "bad_frequency"
+DUPLICATE_ROW = "duplicate_row"
+EVENT_OUTSIDE_RECORDING = "event_outside_recording"
+# File reasons (a recording's rows are rejected with the reason of its file).
+MISSING_FLAC = "missing_flac"
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvTable:
+    """A CSV read as strings: rows are {column: original text}."""
+
+    path: str
+    columns: tuple[str, ...]
+    rows: tuple[dict, ...]
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvRow:
+    """One data row of train_tp.csv ("tp") or train_fp.csv ("fp"); row_index is 0-based."""
+
+    kind: str
+    row_index: int
+    raw: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A validated annotation box (seconds, Hz)."""
+
+    row_index: int
+    is_tp: bool
+    species_id: int
+    songtype_id: int
+    t_min: float
+    t_max: float
+    f_min: float
+    f_max: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejection:
+    """One dead letter: a row or file the job could not use, and why."""
+
+    kind: str  # "tp" | "fp" | "test"
+    row_index: int | None
+    recording_id: str
+    reason: str
+    detail: str
+    row: Mapping[str, str] | None = None
+    path: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+def read_csv(path: str, required: bool) -> CsvTable | None:
+    """Reads a CSV with the RFCX columns; None when it is absent and not `required`."""
+    if not FileSystems.exists(path):
+        if required:
+            raise UserError(f"{path} not found")
+        return None
+    with FileSystems.open(path) as f:
+        data = f.read()
+    try:
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not a readable CSV: {e}") from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{path} lacks required column(s) {', '.join(missing)}; "
+                        f"expected {', '.join(REQUIRED_COLUMNS)}")
+    return CsvTable(path, tuple(df.columns), tuple(df.to_dict("records")), hashlib.sha256(data).hexdigest())
+
+
+def _number(text: str) -> float:
+    """Parses a CSV cell; '' and 'nan' give NaN, other non-numbers raise ValueError."""
+    text = text.strip()
+    return math.nan if text == "" else float(text)
+
+
+def parse_row(row: CsvRow, num_classes: int) -> tuple[Box | None, str, str]:
+    """(box, "", "") for a valid row, else (None, reason, detail)."""
+    raw = row.raw
+    if not str(raw["recording_id"]).strip():
+        return None, MISSING_RECORDING_ID, "recording_id is empty"
+    values = {}
+    for col in REQUIRED_COLUMNS[1:]:
+        try:
+            values[col] = _number(str(raw[col]))
+        except ValueError:
+            return None, NOT_A_NUMBER, f"{col}={raw[col]!r} is not a number"
+        if math.isnan(values[col]) or math.isinf(values[col]):
+            return None, NAN_VALUE, f"{col}={raw[col]!r}"
+    for col in ("species_id", "songtype_id"):
+        if not values[col].is_integer():
+            return None, NOT_AN_INTEGER, f"{col}={raw[col]!r} is not an integer"
+    if not 0 <= values["species_id"] < num_classes:
+        return None, SPECIES_OUT_OF_RANGE, f"species_id={raw['species_id']} outside 0..{num_classes - 1}"
+    if values["t_min"] < 0 or values["t_max"] < 0:
+        return None, NEGATIVE_TIME, f"t_min={raw['t_min']} t_max={raw['t_max']}"
+    if values["t_min"] >= values["t_max"]:
+        return None, T_MIN_NOT_BEFORE_T_MAX, f"t_min={raw['t_min']} >= t_max={raw['t_max']}"
+    if values["f_min"] < 0 or values["f_min"] >= values["f_max"]:
+        return None, BAD_FREQUENCY, f"f_min={raw['f_min']} f_max={raw['f_max']}"
+    box = Box(row.row_index, row.kind == "tp", int(values["species_id"]), int(values["songtype_id"]),
+              values["t_min"], values["t_max"], values["f_min"], values["f_max"])
+    return box, "", ""
+
+
+def reject_row(row: CsvRow, reason: str, detail: str) -> Rejection:
+    return Rejection(row.kind, row.row_index, str(row.raw["recording_id"]), reason, detail, row=dict(row.raw))
+
+
+def validate_rows(rows: Iterable[CsvRow], num_classes: int) -> tuple[list[tuple[CsvRow, Box]], list[Rejection]]:
+    """Valid (row, box) pairs and rejections; of exact duplicate rows the first is kept."""
+    seen: dict[tuple, int] = {}
+    valid, rejected = [], []
+    for row in rows:
+        key = (row.kind,) + tuple(sorted((k, str(v)) for k, v in row.raw.items()))
+        if key in seen:
+            rejected.append(reject_row(row, DUPLICATE_ROW, f"same as {row.kind} row {seen[key]}"))
+            continue
+        seen[key] = row.row_index
+        box, reason, detail = parse_row(row, num_classes)
+        if box is None:
+            rejected.append(reject_row(row, reason, detail))
+        else:
+            valid.append((row, box))
+    return valid, rejected
+
+
+def outside_recording(box: Box, duration_s: float, sample_rate: int) -> str:
+    """Detail text when the box does not fit in a recording of `duration_s` seconds, else ''."""
+    # One sample of slack: annotators' t_max often equals the recording length exactly.
+    if box.t_max > duration_s + 1.0 / sample_rate:
+        return f"t_max={box.t_max} beyond the recording's {duration_s:.3f} s"
+    return ""

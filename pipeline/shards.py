@@ -1,0 +1,339 @@
+"""RFCX recordings -> TFRecord shards: the Apache Beam job (driver side).
+
+    python -m pipeline.shards --data_dir DATA --output_dir OUT [--num_folds 5] [--fold_seed 27]
+        [--slice_seconds 10] [--sample_rate 48000] [--num_classes 24] [--max_shard_mb 200]
+        [--overwrite] [Beam options: --runner DirectRunner --direct_num_workers 2
+        --direct_running_mode multi_processing | --runner DataflowRunner --project ... ]
+
+DATA (local or gs://) holds train_tp.csv, train_fp.csv (optional), train/*.flac, test/*.flac and
+sample_submission.csv (+ test_truth.csv, optional). The driver reads the small CSVs, validates the
+columns, assigns folds by recording (pipeline.folds), and ships one small element per recording;
+workers read and decode one recording at a time (pipeline.transforms / pipeline.examples). OUT gets:
+
+    config.json, folds.csv, sample_submission.csv [, test_truth.csv]   before the job
+    train/fold-K/train-SSSSS-of-NNNNN.tfrecord, test/test-*.tfrecord  the examples (pipeline.schema)
+    rejected/rejected-*.jsonl                                         dead letters with reasons
+    manifest.json                                                     last: file lists and counts
+
+User mistakes (missing dir/CSV/column, bad flag, non-empty OUT without --overwrite) stop the job
+before it starts with one `error:` line and exit status 2.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import math
+import os
+from typing import Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline import examples, labels, schema, transforms
+from pipeline.config import MB, ShardsConfig, parse_shards_args
+from pipeline.errors import UserError, run_main
+from pipeline.folds import assign_folds
+
+TP_CSV, FP_CSV = "train_tp.csv", "train_fp.csv"
+SUBMISSION_CSV, TRUTH_CSV = "sample_submission.csv", "test_truth.csv"
+# Serialized bytes of a train example beyond its audio (ids, boxes, labels): a generous bound.
+EXAMPLE_OVERHEAD_BYTES = 4096
+# Test recordings' decoded size is estimated from the FLAC size: 16-bit FLAC of field recordings
+# compresses to ~30-60 % of raw PCM, so x4 keeps shards under the bound on average.
+FLAC_EXPANSION = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInputs:
+    """Everything the driver learns from DATA before launching."""
+
+    tasks: tuple[examples.RecordingTask, ...]
+    fold_of: dict[str, int]
+    tp: labels.CsvTable
+    fp: labels.CsvTable | None
+    test_files: int
+    test_bytes: int
+    unlabelled_train_files: int
+    examples_per_fold: dict[int, int]  # tp rows per fold: an upper bound on examples
+
+
+def _join(*parts: str) -> str:
+    return FileSystems.join(*parts)
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _match(pattern: str) -> list:
+    """FileSystems metadata (path, size_in_bytes) of files matching `pattern`, [] when none."""
+    try:
+        return list(FileSystems.match([pattern])[0].metadata_list)
+    except BeamIOError:
+        return []
+
+
+def _stem(path: str) -> str:
+    """Recording id of a FLAC path: its file name without the extension."""
+    return os.path.splitext(path.rsplit("/", 1)[-1])[0]
+
+
+def _read(path: str) -> bytes:
+    with FileSystems.open(path) as f:
+        return f.read()
+
+
+def _write(path: str, data: bytes) -> None:
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+def _group_rows(tables: Sequence[tuple[str, labels.CsvTable | None]]) -> dict[str, list[labels.CsvRow]]:
+    """{recording_id: its tp and fp rows}, recordings in first-seen order."""
+    grouped: dict[str, list[labels.CsvRow]] = collections.defaultdict(list)
+    for kind, table in tables:
+        for i, raw in enumerate(table.rows if table else ()):
+            grouped[str(raw["recording_id"]).strip()].append(labels.CsvRow(kind, i, raw))
+    return grouped
+
+
+def load_inputs(cfg: ShardsConfig) -> JobInputs:
+    """Reads the CSVs and file listings of cfg.data_dir and builds one task per recording."""
+    data = cfg.data_dir
+    if _is_local(data) and not os.path.isdir(data):
+        raise UserError(f"--data_dir {data} is not a directory")
+    tp = labels.read_csv(_join(data, TP_CSV), required=True)
+    fp = labels.read_csv(_join(data, FP_CSV), required=False)
+    if not FileSystems.exists(_join(data, SUBMISSION_CSV)):
+        raise UserError(f"{_join(data, SUBMISSION_CSV)} not found (the RFCX layout has it next to train_tp.csv)")
+    if not tp.rows:
+        raise UserError(f"{tp.path} has no data rows")
+    ids = [str(r["recording_id"]).strip() for r in tp.rows]
+    keyed = [(rid, r["species_id"]) for rid, r in zip(ids, tp.rows) if rid]
+    fold_of = assign_folds([k for k, _ in keyed], [s for _, s in keyed], cfg.num_folds, cfg.fold_seed)
+    tasks = [examples.RecordingTask(examples.TRAIN, rid, _join(data, "train", f"{rid}.flac"),
+                                    fold_of.get(rid, examples.NO_FOLD), tuple(rows))
+             for rid, rows in _group_rows([("tp", tp), ("fp", fp)]).items()]
+    test_meta = sorted(_match(_join(data, "test", "*.flac")), key=lambda m: m.path)
+    tasks += [examples.RecordingTask(examples.TEST, _stem(m.path), m.path) for m in test_meta]
+    labelled = {t.recording_id for t in tasks if t.kind == examples.TRAIN}
+    unlabelled = sum(1 for m in _match(_join(data, "train", "*.flac")) if _stem(m.path) not in labelled)
+    per_fold = collections.Counter(fold_of[rid] for rid in ids if rid)
+    return JobInputs(tuple(tasks), fold_of, tp, fp, len(test_meta), sum(m.size_in_bytes for m in test_meta),
+                     unlabelled, {k: per_fold.get(k, 0) for k in range(cfg.num_folds)})
+
+
+def num_shards(total_bytes: float, max_shard_mb: float) -> int:
+    """Fewest shards keeping each under max_shard_mb (at least 1)."""
+    return max(1, math.ceil(total_bytes / (max_shard_mb * MB)))
+
+
+def prepare_output(cfg: ShardsConfig) -> None:
+    """Refuses a non-empty OUT unless --overwrite; with it, deletes the old output whole."""
+    out = cfg.output_dir
+    if not _match(_join(out, "*")):
+        return
+    if not cfg.overwrite:
+        raise UserError(f"--output_dir {out} is not empty; pass --overwrite to replace it "
+                        f"(SHARDS_ARGS=--overwrite with make)")
+    if not any(FileSystems.exists(_join(out, n)) for n in ("config.json", "manifest.json")):
+        raise UserError(f"refusing to --overwrite {out}: it holds no config.json or manifest.json, so it "
+                        f"was not written by pipeline.shards; delete it yourself if you mean it")
+    if _is_local(out) and os.path.abspath(cfg.data_dir).startswith(os.path.abspath(out) + os.sep):
+        raise UserError(f"refusing to --overwrite {out}: --data_dir {cfg.data_dir} is inside it")
+    # gs:// "directories" are prefixes: a trailing slash makes FileSystems delete recursively.
+    FileSystems.delete([out if _is_local(out) else out.rstrip("/") + "/"])
+
+
+def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
+    """config.json, folds.csv and the copied CSVs, before the job runs."""
+    out = cfg.output_dir
+    if _is_local(out):
+        os.makedirs(out, exist_ok=True)
+    _write(_join(out, "config.json"), json.dumps(dataclasses.asdict(cfg), indent=2).encode())
+    folds = "recording_id,fold\n" + "".join(f"{rid},{k}\n" for rid, k in sorted(inputs.fold_of.items()))
+    _write(_join(out, "folds.csv"), folds.encode())
+    for name in (SUBMISSION_CSV, TRUTH_CSV):
+        if FileSystems.exists(_join(cfg.data_dir, name)):
+            _write(_join(out, name), _read(_join(cfg.data_dir, name)))
+
+
+def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> None:
+    """Adds the job's labelled steps to `p`."""
+    out = cfg.output_dir
+    train_example_bytes = cfg.slice_samples * 2 + EXAMPLE_OVERHEAD_BYTES
+    results = (
+        p
+        | "CreateRecordingTasks" >> beam.Create(inputs.tasks)  # Create reshuffles: tasks spread over workers
+        | "DecodeCropSerialize" >> beam.ParDo(transforms.ProcessRecording(cfg)).with_outputs(
+            transforms.REJECTED_TAG, main=transforms.EXAMPLES_TAG)
+    )
+    # One Reshuffle for all examples (not one per destination): it breaks fusion with the decode and
+    # spreads the writes; then fold K -> partition K, test -> partition num_folds.
+    parts = (results[transforms.EXAMPLES_TAG]
+             | "ReshuffleExamples" >> beam.Reshuffle()
+             | "PartitionByFold" >> beam.Partition(transforms.destination, cfg.num_folds + 1))
+    for k in range(cfg.num_folds):
+        (parts[k]
+         | f"DropFoldKey{k}" >> beam.Values()
+         | f"WriteFold{k}" >> beam.io.WriteToTFRecord(
+             _join(out, "train", f"fold-{k}", "train"), file_name_suffix=".tfrecord",
+             num_shards=num_shards(inputs.examples_per_fold[k] * train_example_bytes, cfg.max_shard_mb)))
+    (parts[cfg.num_folds]
+     | "DropTestKey" >> beam.Values()
+     | "WriteTest" >> beam.io.WriteToTFRecord(
+         _join(out, "test", "test"), file_name_suffix=".tfrecord",
+         num_shards=num_shards(inputs.test_bytes * FLAC_EXPANSION, cfg.max_shard_mb)))
+    (results[transforms.REJECTED_TAG]
+     | "WriteRejected" >> beam.io.WriteToText(
+         _join(out, "rejected", "rejected"), file_name_suffix=".jsonl", num_shards=1))
+
+
+def read_counters(result) -> dict[str, int]:
+    """The job's counters by name, summed over steps (committed where the runner reports it)."""
+    totals: dict[str, int] = collections.Counter()
+    for c in result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        totals[c.key.metric.name] += int(value or 0)
+    return dict(totals)
+
+
+def _relative(out: str, pattern: str) -> list[str]:
+    prefix = out.rstrip("/") + "/"
+    return sorted(m.path[len(prefix):] if m.path.startswith(prefix) else m.path for m in _match(pattern))
+
+
+def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    return {k[len(prefix):]: v for k, v in sorted(counters.items()) if k.startswith(prefix)}
+
+
+def build_manifest(cfg: ShardsConfig, inputs: JobInputs, counters: dict[str, int]) -> dict:
+    """manifest.json content: shard lists (relative to OUT), counts and provenance."""
+    out = cfg.output_dir
+    tp_rej = _prefixed(counters, "rejected_tp_")
+    fp_rej = _prefixed(counters, "rejected_fp_")
+    test_rej = _prefixed(counters, "rejected_test_")
+    by_reason: dict[str, int] = collections.Counter()
+    for d in (tp_rej, fp_rej, test_rej):
+        by_reason.update(d)
+    counts = {
+        "tp_rows": len(inputs.tp.rows),
+        "train_examples": counters.get(transforms.TRAIN_EXAMPLES, 0),
+        "tp_rejected": sum(tp_rej.values()),
+        "train_examples_per_fold": {str(k): counters.get(transforms.fold_counter(k), 0)
+                                    for k in range(cfg.num_folds)},
+        "train_examples_per_species": {str(s): counters.get(transforms.species_counter(s), 0)
+                                       for s in range(cfg.num_classes)},
+        "fp_rows": len(inputs.fp.rows) if inputs.fp else 0,
+        "fp_rejected": sum(fp_rej.values()),
+        "test_files": inputs.test_files,
+        "test_examples": counters.get(transforms.TEST_EXAMPLES, 0),
+        "test_rejected": sum(test_rej.values()),
+        "rejected_by_reason": dict(sorted(by_reason.items())),
+        "rejected_by_kind": {"tp": tp_rej, "fp": fp_rej, "test": test_rej},
+        "bad_files": _prefixed(counters, "bad_file_"),
+        "recordings_resampled": counters.get(transforms.RECORDINGS_RESAMPLED, 0),
+        "recordings_downmixed": counters.get(transforms.RECORDINGS_DOWNMIXED, 0),
+        "clipped_samples": counters.get(transforms.CLIPPED_SAMPLES, 0),
+        "unlabelled_train_files": inputs.unlabelled_train_files,
+    }
+    inputs_info = {TP_CSV: {"sha256": inputs.tp.sha256, "rows": len(inputs.tp.rows)}}
+    if inputs.fp:
+        inputs_info[FP_CSV] = {"sha256": inputs.fp.sha256, "rows": len(inputs.fp.rows)}
+    return {
+        "schema_version": schema.SCHEMA_VERSION,
+        "num_classes": cfg.num_classes,
+        "sample_rate": cfg.sample_rate,
+        "slice_seconds": cfg.slice_seconds,
+        "num_folds": cfg.num_folds,
+        "fold_seed": cfg.fold_seed,
+        "files": {
+            "train": {str(k): _relative(out, _join(out, "train", f"fold-{k}", "*.tfrecord"))
+                      for k in range(cfg.num_folds)},
+            "test": _relative(out, _join(out, "test", "*.tfrecord")),
+            "rejected": _relative(out, _join(out, "rejected", "*.jsonl")),
+        },
+        "counts": counts,
+        "config": dataclasses.asdict(cfg),
+        "inputs": inputs_info,
+    }
+
+
+def count_mismatches(counts: dict) -> list[str]:
+    """Broken invariants (every tp row and test file is an example or a dead letter); [] when all hold."""
+    problems = []
+    if counts["train_examples"] + counts["tp_rejected"] != counts["tp_rows"]:
+        problems.append(f"train examples {counts['train_examples']} + rejected tp rows {counts['tp_rejected']}"
+                        f" != tp rows {counts['tp_rows']}")
+    if counts["test_examples"] + counts["test_rejected"] != counts["test_files"]:
+        problems.append(f"test examples {counts['test_examples']} + rejected test files "
+                        f"{counts['test_rejected']} != test files {counts['test_files']}")
+    return problems
+
+
+def summary_lines(manifest: dict, counters: dict[str, int]) -> list[str]:
+    c = manifest["counts"]
+    lines = ["counters:"] + [f"  {k}: {v}" for k, v in sorted(counters.items())]
+    lines += [
+        f"train: {c['tp_rows']} tp rows -> {c['train_examples']} examples + {c['tp_rejected']} rejected; "
+        f"per fold {c['train_examples_per_fold']}",
+        f"fp: {c['fp_rows']} rows, {c['fp_rejected']} rejected",
+        f"test: {c['test_files']} files -> {c['test_examples']} examples + {c['test_rejected']} rejected",
+        f"resampled {c['recordings_resampled']}, downmixed {c['recordings_downmixed']}, "
+        f"clipped samples {c['clipped_samples']}, unlabelled train files {c['unlabelled_train_files']}",
+    ]
+    lines += [f"rejected {k}: {v}" for k, v in c["rejected_by_reason"].items()]
+    lines.append("counts add up: every tp row and test file is an example or a dead letter")
+    return lines
+
+
+def _make_pipeline(cfg: ShardsConfig, beam_argv: list[str]) -> beam.Pipeline:
+    """The Beam pipeline for the non-job flags; a flag neither we nor Beam know is a UserError."""
+    options = PipelineOptions(beam_argv)
+    runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
+    local = [p for p in (cfg.data_dir, cfg.output_dir) if _is_local(p)]
+    if "Dataflow" in runner and local:
+        raise UserError(f"{runner} workers cannot read or write local paths ({', '.join(local)}); use gs:// paths")
+    # Beam only warns about flags it does not know, so a typo such as --num_fold would go unnoticed.
+    unknown = set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options())
+    if unknown:
+        raise UserError(f"unknown flag(s): {', '.join('--' + u for u in sorted(unknown))} "
+                        f"(see `python -m pipeline.shards --help` and Beam's pipeline options)")
+    try:
+        return beam.Pipeline(options=options)
+    except ValueError as e:  # e.g. an unknown --runner
+        raise UserError(f"bad Beam pipeline option: {e}") from e
+
+
+def run(argv: Sequence[str] | None = None):
+    """Runs the job; returns the PipelineResult (its metrics hold the counters)."""
+    cfg, beam_argv = parse_shards_args(argv)
+    pipeline = _make_pipeline(cfg, beam_argv)
+    inputs = load_inputs(cfg)
+    prepare_output(cfg)
+    write_preamble(cfg, inputs)
+    with pipeline as p:
+        build_pipeline(p, cfg, inputs)
+    counters = read_counters(p.result)
+    manifest = build_manifest(cfg, inputs, counters)
+    problems = count_mismatches(manifest["counts"])
+    if problems:
+        # A bug, not a user error: no manifest, so no reader takes this output for complete.
+        raise RuntimeError("counts do not add up: " + "; ".join(problems))
+    _write(_join(cfg.output_dir, "manifest.json"), json.dumps(manifest, indent=2).encode())
+    print("\n".join(summary_lines(manifest, counters) + [f"wrote {cfg.output_dir}/manifest.json"]))
+    return p.result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    run(argv)
+
+
+if __name__ == "__main__":
+    run_main(main)

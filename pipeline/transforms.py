@@ -1,0 +1,105 @@
+"""Beam wiring of the per-recording work: DoFn, counters, tagged outputs. The logic is in pipeline.examples.
+
+Kept apart from pipeline.shards (the driver) so that nothing a worker unpickles lives in `__main__`
+when the job is started with `python -m pipeline.shards`.
+
+    outputs = tasks | beam.ParDo(ProcessRecording(cfg)).with_outputs(REJECTED_TAG, main=EXAMPLES_TAG)
+    outputs[EXAMPLES_TAG]  # (fold, serialized Example); fold -1 (examples.NO_FOLD) for test examples
+    outputs[REJECTED_TAG]  # JSON line per rejected row or file
+    outputs[EXAMPLES_TAG] | beam.Partition(destination, num_folds + 1)  # folds 0..K-1, then test
+"""
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from pipeline import audio as audio_lib
+from pipeline import examples, labels
+from pipeline.config import ShardsConfig
+
+NAMESPACE = "rfcx_shards"
+EXAMPLES_TAG = "examples"
+REJECTED_TAG = "rejected"
+
+# Counter names (read back by the driver from the PipelineResult).
+TRAIN_EXAMPLES = "train_examples"
+TEST_EXAMPLES = "test_examples"
+RECORDINGS_DECODED = "recordings_decoded"
+RECORDINGS_RESAMPLED = "recordings_resampled"
+RECORDINGS_DOWNMIXED = "recordings_downmixed"
+CLIPPED_SAMPLES = "clipped_samples"
+
+
+def fold_counter(fold: int) -> str:
+    return f"train_examples_fold_{fold}"
+
+
+def species_counter(species: int) -> str:
+    return f"train_examples_species_{species}"
+
+
+def rejected_counter(kind: str, reason: str) -> str:
+    return f"rejected_{kind}_{reason}"
+
+
+def bad_file_counter(reason: str) -> str:
+    return f"bad_file_{reason}"
+
+
+def read_bytes(path: str) -> bytes:
+    """Whole file through Beam's FileSystems (local or gs://); AudioError("missing_flac") if absent."""
+    try:
+        if not FileSystems.exists(path):
+            raise FileNotFoundError(path)
+        with FileSystems.open(path) as f:
+            return f.read()
+    except (FileNotFoundError, IOError) as e:
+        raise audio_lib.AudioError(labels.MISSING_FLAC, f"cannot read {path}: {e}") from e
+
+
+def destination(element: tuple[int, bytes], num_partitions: int) -> int:
+    """beam.Partition function: partition K for fold K, the last one for test examples (fold -1)."""
+    fold = element[0]
+    return num_partitions - 1 if fold == examples.NO_FOLD else fold
+
+
+class ProcessRecording(beam.DoFn):
+    """RecordingTask -> (fold, serialized Example) | rejected JSON lines, with a counter per outcome."""
+
+    def __init__(self, cfg: ShardsConfig):
+        self._cfg = cfg  # light: the config only; TF is imported in setup()
+
+    def setup(self) -> None:
+        # Heavy, once per worker: TensorFlow's import (make_example builds tf.train.Example protos).
+        import tensorflow  # noqa: F401
+
+    @staticmethod
+    def _inc(name: str, n: int = 1) -> None:
+        if n:
+            Metrics.counter(NAMESPACE, name).inc(n)
+
+    def process(self, task: examples.RecordingTask):
+        outcome = examples.process(task, lambda: read_bytes(task.path), self._cfg)
+        if outcome.file_error is not None:
+            logging.warning("bad file %s: %s", task.path, outcome.file_error)
+            self._inc(bad_file_counter(outcome.file_error.reason))
+        decoded = outcome.audio
+        if decoded is not None:
+            self._inc(RECORDINGS_DECODED)
+            self._inc(RECORDINGS_RESAMPLED, int(decoded.resampled))
+            self._inc(RECORDINGS_DOWNMIXED, int(decoded.source_channels > 1))
+            self._inc(CLIPPED_SAMPLES, decoded.clipped_samples)
+        for ex in outcome.examples:
+            if task.kind == examples.TEST:
+                self._inc(TEST_EXAMPLES)
+            else:
+                self._inc(TRAIN_EXAMPLES)
+                self._inc(fold_counter(ex.fold))
+                self._inc(species_counter(ex.species_id))
+            yield ex.fold, ex.serialized
+        for rej in outcome.rejections:
+            self._inc(rejected_counter(rej.kind, rej.reason))
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, rej.to_json())

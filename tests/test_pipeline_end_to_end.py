@@ -1,0 +1,285 @@
+"""`pipeline.shards.run(argv)` end to end on a temp dataset with every kind of bad input, read back.
+
+Expectations come from the CSVs and from decoding the FLACs independently with soundfile/librosa,
+never from the job's own helpers.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import soxr
+import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
+
+from pipeline import schema, shards
+from pipeline.demo_data import write_demo_dataset
+from pipeline.errors import UserError
+
+SR = 48000
+SLICE_S = 4.0
+NUM_FOLDS = 2
+NUM_CLASSES = 24
+STEREO_ID = "5744100aa"  # the 44.1 kHz stereo recording
+SHORT_ID = "5407000bb"  # 2 s, shorter than the slice
+
+
+def _add_flac(data_dir: str, sub: str, rid: str, y: np.ndarray, sr: int) -> None:
+    sf.write(os.path.join(data_dir, sub, f"{rid}.flac"), y, sr, subtype="PCM_16", format="FLAC")
+
+
+def _row(rid, species, t_min, t_max, f_min=1000.0, f_max=2000.0, songtype=1) -> dict:
+    return {"recording_id": rid, "species_id": species, "songtype_id": songtype, "t_min": t_min,
+            "f_min": f_min, "t_max": t_max, "f_max": f_max}
+
+
+@pytest.fixture(scope="module")
+def bad_dataset(tmp_path_factory):
+    """A 6-recording demo dataset plus one of each bad input; returns (dir, expected reasons)."""
+    d = str(tmp_path_factory.mktemp("bad_dataset"))
+    write_demo_dataset(d, num_train=6, num_test=2, duration_s=8.0, seed=3)
+    tp = pd.read_csv(os.path.join(d, "train_tp.csv"), dtype=str, keep_default_na=False)
+    fp = pd.read_csv(os.path.join(d, "train_fp.csv"), dtype=str, keep_default_na=False)
+    good = tp.iloc[0]["recording_id"]
+    rng = np.random.default_rng(7)
+
+    t = np.arange(int(6.0 * 44100)) / 44100
+    square = 0.999 * np.sign(np.sin(2 * np.pi * 440 * t))  # resampling overshoots it: clipping
+    _add_flac(d, "train", STEREO_ID, np.stack([square, 0.97 * square], axis=1), 44100)
+    _add_flac(d, "train", SHORT_ID, 0.1 * rng.standard_normal(2 * SR), SR)
+    valid_flac = open(os.path.join(d, "train", f"{good}.flac"), "rb").read()
+    open(os.path.join(d, "train", "0e0e0e0e0.flac"), "wb").close()  # empty
+    open(os.path.join(d, "train", "7c7c7c7c7.flac"), "wb").write(valid_flac[: len(valid_flac) // 2])
+    open(os.path.join(d, "train", "9a9a9a9a9.flac"), "wb").write(rng.bytes(5000))  # garbage
+    open(os.path.join(d, "test", "0e0e0e0e1.flac"), "wb").close()
+    open(os.path.join(d, "test", "9a9a9a9a8.flac"), "wb").write(b"not audio at all" * 100)
+
+    extra_tp = [  # (row, expected reason or "" for a valid row)
+        (_row(STEREO_ID, 3, 1.0, 2.0), ""),
+        (_row(STEREO_ID, 5, 5.5, 5.9), ""),
+        (_row(SHORT_ID, 7, 0.5, 1.0), ""),
+        (_row("fffffffff", 1, 1.0, 2.0), "missing_flac"),
+        (_row("0e0e0e0e0", 1, 1.0, 2.0), "empty_file"),
+        (_row("7c7c7c7c7", 1, 1.0, 2.0), "truncated_flac"),
+        (_row("9a9a9a9a9", 1, 1.0, 2.0), "not_audio"),
+        (_row(good, 2, 3.0, 3.0), "t_min_not_before_t_max"),
+        (_row(good, 2, "nan", 3.0), "nan_value"),
+        (_row(good, 2, -1.0, 3.0), "negative_time"),
+        (_row(good, 2, 20.0, 21.0), "event_outside_recording"),
+        (_row(good, 24, 1.0, 2.0), "species_out_of_range"),
+        (_row(good, -1, 1.0, 2.0), "species_out_of_range"),
+        (dict(tp.iloc[0]), "duplicate_row"),
+    ]
+    extra_fp = [(_row(good, 4, 2.0, 1.0), "t_min_not_before_t_max"), (_row(SHORT_ID, 9, 0.2, 0.4), "")]
+    pd.concat([tp, pd.DataFrame([r for r, _ in extra_tp])]).to_csv(os.path.join(d, "train_tp.csv"), index=False)
+    pd.concat([fp, pd.DataFrame([r for r, _ in extra_fp])]).to_csv(os.path.join(d, "train_fp.csv"), index=False)
+    expected = {("tp", len(tp) + i): reason for i, (_, reason) in enumerate(extra_tp) if reason}
+    expected.update({("fp", len(fp) + i): reason for i, (_, reason) in enumerate(extra_fp) if reason})
+    expected[("test", "0e0e0e0e1")] = "empty_file"
+    expected[("test", "9a9a9a9a8")] = "not_audio"
+    return d, expected
+
+
+@pytest.fixture(scope="module")
+def bad_run(bad_dataset, tmp_path_factory):
+    data_dir, _ = bad_dataset
+    out = os.path.join(str(tmp_path_factory.mktemp("bad_run")), "shards")
+    result = shards.run(["--data_dir", data_dir, "--output_dir", out, "--num_folds", str(NUM_FOLDS),
+                         "--slice_seconds", str(SLICE_S), "--runner", "DirectRunner"])
+    return out, result
+
+
+def _read_examples(paths, spec) -> list[dict]:
+    out = []
+    for rec in tf.data.TFRecordDataset(paths):
+        parsed = tf.io.parse_single_example(rec, spec)
+        out.append({k: (tf.sparse.to_dense(v).numpy() if isinstance(v, tf.SparseTensor) else v.numpy())
+                    for k, v in parsed.items()})
+    return out
+
+
+def _counter(result, name: str) -> int:
+    found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    return sum(c.committed for c in found)
+
+
+def _train_examples(out: str, manifest: dict) -> list[dict]:
+    exs = []
+    for fold, rel in manifest["files"]["train"].items():
+        for ex in _read_examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES)):
+            assert ex["fold"] == int(fold)
+            exs.append(ex)
+    return exs
+
+
+def _source_int16(data_dir: str, rid: str) -> np.ndarray:
+    """What the stored audio must equal: the FLAC itself, or soxr's resample of its downmix."""
+    y, sr = sf.read(os.path.join(data_dir, "train", f"{rid}.flac"), dtype="int16", always_2d=True)
+    if sr == SR and y.shape[1] == 1:
+        return y[:, 0]
+    mono = y.astype(np.float64).mean(axis=1) / 32768.0
+    res = np.round(soxr.resample(mono, sr, SR, quality="HQ") * 32768.0)
+    return np.clip(res, -32768, 32767).astype(np.int16)
+
+
+def test_examples_match_sources_and_labels(bad_dataset, bad_run):
+    data_dir, expected = bad_dataset
+    out, _ = bad_run
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    tp = pd.read_csv(os.path.join(data_dir, "train_tp.csv"))
+    fp = pd.read_csv(os.path.join(data_dir, "train_fp.csv"))
+    bad_tp = {i for kind, i in expected if kind == "tp"}
+    bad_fp = {i for kind, i in expected if kind == "fp"}
+    exs = _train_examples(out, manifest)
+    assert sorted(int(e["row_index"]) for e in exs) == sorted(set(range(len(tp))) - bad_tp)
+    slice_n = int(SLICE_S * SR)
+    for ex in exs:
+        row = tp.iloc[int(ex["row_index"])]
+        rid = ex["recording_id"].decode()
+        assert rid == row.recording_id
+        src = _source_int16(data_dir, rid)
+        start, n = int(ex["slice_start"]), int(ex["num_samples"])
+        assert int(ex["recording_num_samples"]) == len(src)
+        assert n == min(slice_n, len(src))
+        np.testing.assert_array_equal(schema.pcm16_to_numpy(ex["audio"]), src[start:start + n])
+        centre = (row.t_min + row.t_max) / 2 * SR
+        if 0 < start and start + n < len(src):  # not clamped: centred on the event
+            assert abs(start + n / 2 - centre) <= 1
+        else:
+            assert start <= centre <= start + n
+        assert math.isclose(ex["event/t_min"], row.t_min - start / SR, abs_tol=1e-4)
+        assert math.isclose(ex["event/t_max"], row.t_max - start / SR, abs_tol=1e-4)
+        assert ex["event/species_id"] == row.species_id and ex["event/songtype_id"] == row.songtype_id
+        lo, hi = start / SR, (start + n) / SR
+
+        def inside(df, bad):
+            return df[(df.recording_id == rid) & (df.t_min < hi) & (df.t_max > lo) & ~df.index.isin(bad)]
+
+        tp_in, fp_in = inside(tp, bad_tp), inside(fp, bad_fp)
+        want = np.zeros(NUM_CLASSES, np.float32)
+        want[tp_in.species_id.to_numpy()] = 1
+        np.testing.assert_array_equal(ex["labels"], want)
+        assert sorted(ex["boxes/species_id"].tolist()) == sorted(tp_in.species_id.tolist() + fp_in.species_id.tolist())
+        assert int(ex["boxes/is_tp"].sum()) == len(tp_in)
+        source_sr, channels = (44100, 2) if rid == STEREO_ID else (SR, 1)
+        assert (ex["source/sample_rate"], ex["source/channels"], ex["source/resampled"]) == (
+            source_sr, channels, int(source_sr != SR))
+    stereo = [e for e in exs if e["recording_id"].decode() == STEREO_ID]
+    assert len(stereo) == 2 and all(e["source/clipped_samples"] > 0 for e in stereo)
+
+
+def test_dead_letters_counters_and_counts(bad_dataset, bad_run):
+    _, expected = bad_dataset
+    out, result = bad_run
+    letters = [json.loads(line) for p in glob.glob(os.path.join(out, "rejected", "*.jsonl")) for line in open(p)]
+    got = {(r["kind"], r["row_index"] if r["kind"] != "test" else r["recording_id"]): r["reason"] for r in letters}
+    assert got == expected
+    for r in letters:
+        assert r["detail"]
+        assert (r["row"] is not None) if r["kind"] != "test" else r["path"].endswith(f"{r['recording_id']}.flac")
+    for (kind, _), reason in expected.items():
+        want = sum(1 for (k, _), r in expected.items() if (k, r) == (kind, reason))
+        assert _counter(result, f"rejected_{kind}_{reason}") == want
+    assert _counter(result, "bad_file_not_audio") == 2  # one train, one test
+    assert _counter(result, "recordings_resampled") == 1 and _counter(result, "recordings_downmixed") == 1
+    assert _counter(result, "clipped_samples") > 0
+    c = json.load(open(os.path.join(out, "manifest.json")))["counts"]
+    assert c["train_examples"] + c["tp_rejected"] == c["tp_rows"]
+    assert c["test_examples"] + c["test_rejected"] == c["test_files"] == 4
+    assert c["tp_rejected"] == sum(1 for k, _ in expected if k == "tp")
+    assert c["train_examples"] == _counter(result, "train_examples")
+    assert sum(c["train_examples_per_fold"].values()) == c["train_examples"]
+
+
+def test_folds_group_recordings(bad_dataset, bad_run):
+    data_dir, _ = bad_dataset
+    out, _ = bad_run
+    folds = pd.read_csv(os.path.join(out, "folds.csv"), dtype={"recording_id": str})
+    tp = pd.read_csv(os.path.join(data_dir, "train_tp.csv"), dtype={"recording_id": str})
+    assert set(folds.recording_id) == set(tp.recording_id)
+    assert folds.recording_id.is_unique and set(folds.fold) == set(range(NUM_FOLDS))
+
+
+def test_test_shards_hold_whole_recordings(tiny_dataset, tiny_shards):
+    manifest = json.load(open(os.path.join(tiny_shards, "manifest.json")))
+    exs = _read_examples([os.path.join(tiny_shards, p) for p in manifest["files"]["test"]], schema.test_parse_spec())
+    files = sorted(glob.glob(os.path.join(tiny_dataset, "test", "*.flac")))
+    assert sorted(e["recording_id"].decode() for e in exs) == sorted(os.path.basename(f)[:-5] for f in files)
+    for ex in exs:
+        src, _ = sf.read(os.path.join(tiny_dataset, "test", ex["recording_id"].decode() + ".flac"), dtype="int16")
+        np.testing.assert_array_equal(schema.pcm16_to_numpy(ex["audio"]), src)
+        assert ex["num_samples"] == len(src) and ex["schema_version"] == schema.SCHEMA_VERSION
+    for name in ("sample_submission.csv", "test_truth.csv"):
+        assert open(os.path.join(tiny_shards, name)).read() == open(os.path.join(tiny_dataset, name)).read()
+    assert json.load(open(os.path.join(tiny_shards, "config.json")))["slice_seconds"] == 4.0
+
+
+def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_path):
+    out = str(tmp_path / "shards")
+    args = ["--data_dir", tiny_dataset, "--output_dir", out, "--num_folds", "3", "--slice_seconds", "2"]
+    shards.run(args + ["--max_shard_mb", "1000"])
+    with pytest.raises(UserError, match="--overwrite"):
+        shards.run(args)
+    open(os.path.join(out, "stale.txt"), "w").write("from the first run")
+    # The replacing run also exercises the multi-process DirectRunner and several shards per fold.
+    shards.run(args + ["--overwrite", "--max_shard_mb", "0.2", "--direct_num_workers", "2",
+                       "--direct_running_mode", "multi_processing"])
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert not os.path.exists(os.path.join(out, "stale.txt"))
+    listed = {p for fold in manifest["files"]["train"].values() for p in fold}
+    on_disk = {os.path.relpath(p, out) for p in glob.glob(os.path.join(out, "train", "*", "*.tfrecord"))}
+    assert listed == on_disk
+    per_fold = manifest["counts"]["train_examples_per_fold"]
+    example_mb = 2 * SR * 2 / 2**20
+    for k, rel in manifest["files"]["train"].items():
+        assert len(rel) >= math.ceil(per_fold[k] * example_mb / 0.2) > 1
+    assert manifest["config"]["max_shard_mb"] == 0.2
+    assert sum(len(_read_examples([os.path.join(out, p)], schema.train_parse_spec(NUM_CLASSES)))
+               for p in listed) == manifest["counts"]["tp_rows"]
+
+
+def test_overwrite_refuses_foreign_dir(tiny_dataset, tmp_path):
+    (tmp_path / "precious.txt").write_text("not shards")
+    with pytest.raises(UserError, match="not written by pipeline.shards"):
+        shards.run(["--data_dir", tiny_dataset, "--output_dir", str(tmp_path), "--overwrite"])
+    assert (tmp_path / "precious.txt").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.shards", *args], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _assert_user_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr
+
+
+def test_cli_user_errors(tiny_dataset, tmp_path):
+    _assert_user_error(_cli("--data_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")),
+                       "not a directory")
+    d = tmp_path / "data"
+    shutil.copytree(tiny_dataset, d)
+    tp = pd.read_csv(d / "train_tp.csv").drop(columns=["t_max"])
+    tp.to_csv(d / "train_tp.csv", index=False)
+    _assert_user_error(_cli("--data_dir", str(d), "--output_dir", str(tmp_path / "o")), "t_max")
+    _assert_user_error(_cli("--data_dir", str(d), "--output_dir", str(tmp_path / "o"), "--num_fold", "3"),
+                       "--num_fold")
+    assert not (tmp_path / "o").exists()
+
+
+def test_dataflow_refuses_local_paths(tiny_dataset, tmp_path):
+    with pytest.raises(UserError, match="gs://"):
+        shards.run(["--data_dir", tiny_dataset, "--output_dir", str(tmp_path / "o"), "--runner", "DataflowRunner"])
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,226 @@
+"""Pure functions of pipeline/: crop arithmetic, folds, row validation, audio decoding, schema round trip."""
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+from pipeline import audio, crop, examples, labels, schema
+from pipeline.config import ShardsConfig, parse_shards_args
+from pipeline.errors import UserError
+from pipeline.folds import assign_folds
+
+SR = 48000
+
+
+# ---- crop ----
+
+@pytest.mark.parametrize("t_min,t_max,n,want_start", [
+    (20.0, 22.0, 60 * SR, 21 * SR - 5 * SR),  # middle: centred on 21 s
+    (0.2, 0.5, 60 * SR, 0),  # left edge: clamped to 0
+    (59.0, 60.0, 60 * SR, 50 * SR),  # right edge: window ends at the recording's end
+    (1.0, 2.0, 4 * SR, 0),  # recording shorter than the window: kept whole
+])
+def test_slice_bounds_edges(t_min, t_max, n, want_start):
+    start, end = crop.slice_bounds(t_min, t_max, SR, 10 * SR, n)
+    assert start == want_start
+    assert end - start == min(10 * SR, n)
+
+
+def test_slice_bounds_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        sr, n, length = int(rng.integers(100, 2000)), int(rng.integers(1, 5000)), int(rng.integers(1, 3000))
+        t0 = rng.uniform(0, n / sr)
+        t1 = rng.uniform(t0, n / sr)
+        start, end = crop.slice_bounds(t0, t1, sr, length, n)
+        # Brute force: among all legal windows, the one whose start is nearest centre - length // 2.
+        centre = round((t0 + t1) * sr / 2)
+        legal = np.arange(0, max(n - length, 0) + 1)
+        assert start == legal[np.argmin(np.abs(legal - (centre - length // 2)))]
+        assert end == min(start + length, n)
+
+
+def test_overlaps_needs_positive_overlap():
+    assert crop.overlaps(1.0, 3.0, 2.0, 4.0)
+    assert crop.overlaps(0.0, 10.0, 2.0, 4.0)
+    assert not crop.overlaps(0.0, 2.0, 2.0, 4.0)  # touching is not overlapping
+    assert not crop.overlaps(4.0, 5.0, 2.0, 4.0)
+
+
+# ---- folds ----
+
+def _fold_rows(num_recordings=60, num_species=6, seed=0):
+    rng = np.random.default_rng(seed)
+    rids, species = [], []
+    for r in range(num_recordings):
+        for _ in range(int(rng.integers(1, 4))):
+            rids.append(f"rec{r:03d}")
+            species.append(r % num_species)
+    return rids, species
+
+
+def test_folds_grouped_stratified_deterministic():
+    rids, species = _fold_rows()
+    folds = assign_folds(rids, species, num_folds=5, seed=1)
+    assert set(folds) == set(rids) and set(folds.values()) == set(range(5))
+    # Stratified: each species' rows spread over the folds, not piled into a few.
+    for s in range(6):
+        per_fold = np.bincount([folds[r] for r, sp in zip(rids, species) if sp == s], minlength=5)
+        assert per_fold.min() >= 1, per_fold
+    assert assign_folds(rids, species, 5, 1) == folds
+    assert assign_folds(rids, species, 5, 2) != folds
+
+
+def test_folds_too_few_recordings():
+    with pytest.raises(UserError, match="too few"):
+        assign_folds(["a", "a", "b"], [0, 1, 0], num_folds=3, seed=0)
+
+
+def test_folds_tiny_dataset_without_full_classes_still_groups():
+    rids = [f"r{i}" for i in range(6)]
+    folds = assign_folds(rids, list(range(6)), num_folds=3, seed=0)  # every species once
+    assert sorted(np.bincount(list(folds.values()))) == [2, 2, 2]
+
+
+# ---- labels ----
+
+def _raw(**kw) -> dict:
+    row = {"recording_id": "abc", "species_id": "3", "songtype_id": "1", "t_min": "1.5", "f_min": "100",
+           "t_max": "2.5", "f_max": "900"}
+    row.update(kw)
+    return row
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({}, ""),
+    ({"recording_id": " "}, labels.MISSING_RECORDING_ID),
+    ({"t_min": ""}, labels.NAN_VALUE),
+    ({"t_max": "nan"}, labels.NAN_VALUE),
+    ({"f_min": "abc"}, labels.NOT_A_NUMBER),
+    ({"species_id": "2.5"}, labels.NOT_AN_INTEGER),
+    ({"species_id": "24"}, labels.SPECIES_OUT_OF_RANGE),
+    ({"species_id": "-1"}, labels.SPECIES_OUT_OF_RANGE),
+    ({"t_min": "-0.5"}, labels.NEGATIVE_TIME),
+    ({"t_min": "2.5"}, labels.T_MIN_NOT_BEFORE_T_MAX),
+    ({"f_min": "900"}, labels.BAD_FREQUENCY),
+])
+def test_parse_row_reasons(change, reason):
+    box, got, detail = labels.parse_row(labels.CsvRow("tp", 7, _raw(**change)), num_classes=24)
+    assert got == reason
+    if reason:
+        assert box is None and detail
+    else:
+        assert box == labels.Box(7, True, 3, 1, 1.5, 2.5, 100.0, 900.0)
+
+
+def test_validate_rows_keeps_first_duplicate():
+    rows = [labels.CsvRow("tp", 0, _raw()), labels.CsvRow("tp", 1, _raw()), labels.CsvRow("fp", 0, _raw())]
+    valid, rejected = labels.validate_rows(rows, 24)
+    assert [(r.kind, r.row_index) for r, _ in valid] == [("tp", 0), ("fp", 0)]
+    assert [(r.row_index, r.reason) for r in rejected] == [(1, labels.DUPLICATE_ROW)]
+
+
+def test_read_csv_checks(tmp_path):
+    (tmp_path / "ok.csv").write_text(",".join(labels.REQUIRED_COLUMNS) + ",extra\nx,1,1,0,1,1,2,q\n")
+    table = labels.read_csv(str(tmp_path / "ok.csv"), required=True)
+    assert table.rows[0]["t_max"] == "1" and table.rows[0]["extra"] == "q"
+    (tmp_path / "bad.csv").write_text("recording_id,species_id\nx,1\n")
+    with pytest.raises(UserError, match="songtype_id"):
+        labels.read_csv(str(tmp_path / "bad.csv"), required=True)
+    with pytest.raises(UserError, match="not found"):
+        labels.read_csv(str(tmp_path / "none.csv"), required=True)
+    assert labels.read_csv(str(tmp_path / "none.csv"), required=False) is None
+
+
+# ---- audio ----
+
+def _flac_bytes(y: np.ndarray, sr: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_decode_exact_for_48k_mono():
+    y = np.random.default_rng(0).integers(-32768, 32768, SR, dtype=np.int16)
+    got = audio.decode_pcm16(_flac_bytes(y, SR), SR)
+    np.testing.assert_array_equal(got.samples, y)
+    assert (got.resampled, got.clipped_samples, got.source_channels) == (False, 0, 1)
+
+
+def test_decode_resamples_and_downmixes():
+    t = np.arange(44100) / 44100
+    left, right = 0.5 * np.sin(2 * np.pi * 1000 * t), 0.1 * np.sin(2 * np.pi * 1000 * t)
+    got = audio.decode_pcm16(_flac_bytes(np.stack([left, right], 1), 44100), SR)
+    assert (got.source_sample_rate, got.source_channels, got.resampled) == (44100, 2, True)
+    assert got.num_samples == SR
+    # The downmix is the mean: a 0.3-amplitude 1 kHz sine at 48 kHz, away from the edges.
+    want = 0.3 * np.sin(2 * np.pi * 1000 * np.arange(SR) / SR)
+    np.testing.assert_allclose(got.samples[1000:-1000] / 32768, want[1000:-1000], atol=2e-3)
+
+
+def test_to_pcm16_counts_clipping():
+    # 0.99999 * 32768 rounds to 32768, one past the int16 maximum: clipped too.
+    pcm, clipped = audio.to_pcm16(np.array([0.0, 0.5, 1.2, -1.5, -1.0, 0.99999, 0.9999]))
+    assert clipped == 3
+    np.testing.assert_array_equal(pcm, [0, 16384, 32767, -32768, -32768, 32767, 32765])
+
+
+@pytest.mark.parametrize("make,reason", [
+    (lambda b: b"", audio.EMPTY_FILE),
+    (lambda b: b[: len(b) // 2], audio.TRUNCATED_FLAC),
+    (lambda b: b[:30], audio.TRUNCATED_FLAC),
+    (lambda b: bytes(range(256)) * 20, audio.NOT_AUDIO),
+])
+def test_decode_failures_have_reasons(make, reason):
+    good = _flac_bytes(np.random.default_rng(1).standard_normal(SR) * 0.1, SR)
+    with pytest.raises(audio.AudioError) as e:
+        audio.decode_pcm16(make(good), SR)
+    assert e.value.reason == reason
+
+
+def test_probe_reads_header_only():
+    good = _flac_bytes(np.zeros(3 * SR), SR)
+    assert audio.probe(good[: len(good) // 2]) == (3 * SR, SR)
+
+
+# ---- schema round trip ----
+
+def test_train_example_round_trip_through_tf_parse():
+    cfg = ShardsConfig("d", "o", slice_seconds=1.0, num_classes=5)
+    samples = np.random.default_rng(2).integers(-3000, 3000, 3 * SR, dtype=np.int16)
+    decoded = audio.DecodedAudio(samples, SR, 44100, 2, True, 3)
+    event = labels.Box(4, True, 2, 1, 1.2, 1.6, 500.0, 900.0)
+    others = [event, labels.Box(5, False, 3, 4, 0.5, 1.1, 100.0, 200.0), labels.Box(6, True, 1, 1, 2.5, 2.9, 1, 2)]
+    values = examples.train_example_values("abc123def", decoded, event, others, fold=2, cfg=cfg)
+    record = schema.make_example(schema.TRAIN_FIELDS, values).SerializeToString()
+    parsed = tf.io.parse_single_example(record, schema.train_parse_spec(5))
+    start = int(parsed["slice_start"])
+    assert start == round(1.4 * SR) - SR // 2
+    np.testing.assert_array_equal(schema.pcm16_to_numpy(parsed["audio"].numpy()), samples[start:start + SR])
+    np.testing.assert_allclose(schema.pcm16_to_float(parsed["audio"]).numpy(), samples[start:start + SR] / 32768)
+    assert parsed["recording_id"].numpy() == b"abc123def" and int(parsed["fold"]) == 2
+    assert (int(parsed["source/sample_rate"]), int(parsed["source/clipped_samples"])) == (44100, 3)
+    assert math.isclose(float(parsed["event/t_min"]), 1.2 - start / SR, abs_tol=1e-5)
+    # The box at 2.5-2.9 s lies outside the slice [0.9, 1.9): only the event and the fp box remain.
+    assert tf.sparse.to_dense(parsed["boxes/species_id"]).numpy().tolist() == [2, 3]
+    assert tf.sparse.to_dense(parsed["boxes/is_tp"]).numpy().tolist() == [1, 0]
+    np.testing.assert_array_equal(parsed["labels"].numpy(), [0, 0, 1, 0, 0])
+
+
+# ---- config ----
+
+def test_parse_shards_args_splits_job_and_beam_flags():
+    cfg, rest = parse_shards_args(["--data_dir", "in", "--output_dir", "out", "--num_folds", "3",
+                                   "--runner", "DirectRunner", "--direct_num_workers", "2"])
+    assert (cfg.data_dir, cfg.output_dir) == (os.path.abspath("in"), os.path.abspath("out"))
+    assert (cfg.num_folds, cfg.slice_samples) == (3, 10 * SR)
+    assert rest == ["--runner", "DirectRunner", "--direct_num_workers", "2"]
+    for bad in (["--num_folds", "1"], ["--slice_seconds", "0"], ["--num_folds", "x"]):
+        with pytest.raises(UserError):
+            parse_shards_args(["--data_dir", "in", "--output_dir", "out", *bad])

@@ -1,0 +1,94 @@
+"""Cross-validation: trains each fold into runs_root/foldK, then writes the out-of-fold report.
+
+A fold whose run dir already holds summary.json (written last by trainer.train) is complete and
+skipped; one that was cut off is resumed by training it again into the same run dir (the trainer's
+BackupAndRestore picks up from the last finished epoch). A complete fold trained with a different
+config is an error rather than silently mixed into the report. Then runs_root/cv/ gets oof.csv,
+report.json, per_class.png and curves.png (see trainer.report).
+
+Training flags are those of trainer.train (--preset, --config, --epochs, --mel.n_mels, ...) except
+--overwrite: to retrain a complete fold, delete its run dir.
+
+Usage:
+
+    python -m trainer.cv --shards_dir data/shards/demo --folds 0 1 2 3 4 --runs_root runs/demo \
+        [--preset tiny --epochs 1 ...]
+    make cv [FOLDS="0 1 2 3 4"] [SHARDS=dir] [ARGS="--preset tiny --epochs 1"]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+from pipeline.errors import UserError, run_main
+from trainer import config as config_lib
+from trainer import data, report, runs
+from trainer.config import TrainConfig
+from trainer.train import train_fold
+
+# Settings that change how a run is executed or logged, not what it learns: a complete fold
+# trained with other values of these is still part of the same cross-validation.
+_EXECUTION_ONLY = frozenset({"verbose", "strategy", "tpu"})
+
+
+def fold_run_dir(runs_root: str | Path, fold: int) -> Path:
+    return Path(runs_root) / f"fold{fold}"
+
+
+def check_folds(folds: Sequence[int], shards_dir: str) -> None:
+    """Every fold must be listed once and have shards (an unknown fold fails before any training)."""
+    duplicated = sorted(f for f, n in Counter(folds).items() if n > 1)
+    if duplicated:
+        raise UserError(f"--folds lists fold(s) {duplicated} more than once")
+    manifest = data.read_manifest(shards_dir)
+    for fold in folds:
+        data.fold_files(manifest, shards_dir, fold)
+
+
+def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: str | Path) -> dict[str, Any]:
+    """Trains the missing folds, then writes runs_root/cv/*; returns the CV report dict."""
+    check_folds(folds, shards_dir)
+    run_dirs = {fold: fold_run_dir(runs_root, fold) for fold in folds}
+    for fold, run_dir in run_dirs.items():
+        if runs.is_complete(run_dir):
+            differences = config_lib.config_differences(config_lib.load_run_config(str(run_dir)), cfg,
+                                                        ignore=_EXECUTION_ONLY)
+            if differences:
+                raise UserError(
+                    f"fold {fold} in {run_dir} is complete but was trained with another config "
+                    f"({'; '.join(differences[:5])}); use another --runs_root or delete {run_dir}"
+                )
+            print(f"fold {fold}: complete ({run_dir / runs.SUMMARY} present), skipped")
+            continue
+        print(f"fold {fold}: training into {run_dir}")
+        train_fold(cfg, shards_dir, fold, str(run_dir))
+    result = report.write_cv_report(run_dirs, Path(runs_root) / "cv")
+    folds_text = ", ".join(f"fold {k} {v['lwlrap']:.4f}" for k, v in result["folds"].items())
+    print(f"out-of-fold LWLRAP {result['overall_lwlrap']:.4f} over {result['num_examples']} slices "
+          f"({folds_text}); report in {Path(runs_root) / 'cv'}")
+    return result
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
+    parser = argparse.ArgumentParser(prog="python -m trainer.cv", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards")
+    parser.add_argument("--folds", type=int, nargs="+", required=True, help="folds to train and report")
+    parser.add_argument("--runs_root", required=True, help="fold K trains into RUNS_ROOT/foldK")
+    parser.add_argument("--preset", default="full", choices=sorted(config_lib.PRESETS), help="as trainer.train")
+    parser.add_argument("--config", dest="config_file", help="JSON file of config overrides")
+    config_lib.add_config_flags(parser)
+    args = parser.parse_args(argv)
+    return args, config_lib.resolve_config(args.preset, args.config_file, args)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, cfg = parse_args(argv)
+    return run_cv(cfg, args.shards_dir, args.folds, args.runs_root)
+
+
+if __name__ == "__main__":
+    run_main(main)
