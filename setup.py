@@ -21,6 +21,8 @@ setuptools.setup(
         # WriteToTFRecord needs a CRC32C implementation; Beam does not pull one in by itself.
         "google-crc32c>=1.5",
         "tensorflow>=2.16",
+        # TF 2.21 no longer depends on TensorBoard; the trainer writes TensorBoard logs.
+        "tensorboard>=2.16",
         "soundfile>=0.12",
         "librosa>=0.10",
         "colorednoise>=2.0",

@@ -1,16 +1,22 @@
 """Throughput of the Beam sharding job against a plain single-process loop doing the same work.
 
-    python -m benchmarks.bench_shards [--num_train 96] [--num_test 16] [--duration 60] [--out bench_out]
+    python -m benchmarks.bench_shards [--num_train 128] [--num_test 224] [--duration 60] [--small 8]
+        [--repeats 1] [--out bench_out]
 
-Generates (once) a demo dataset under OUT/bench_data, then in one run times, each as its own process:
+Generates (once) two demo datasets under OUT: the full one and a 1/--small slice of it with the same
+test/train ratio (the default 128 + 224 recordings of 60 s is 1/9 of the real RFCX set: 1,132
+labelled train and 1,992 test recordings). In one run it times, each as its own process, start-up
+included:
 
 * beam: `python -m pipeline.shards` on the DirectRunner, 2 workers, multi_processing;
-* loop: this module with --loop: the same decode + crop + serialize + TFRecord write
-  (pipeline.examples.process over the driver's tasks), one recording after another.
+* loop: this module with --loop: the same decode + crop + serialize (pipeline.examples.process over
+  the driver's tasks) and a TFRecord file per fold, one recording after another, without
+  TensorFlow (the job does not import it either; TFRecord framing is 3 lines, see _frame).
 
-Reports tp rows/s (wall time of the whole process, start-up included) and each process tree's peak
-RSS (os.wait4, which covers the process and the children it waited for); prints a table and writes
-OUT/bench_shards.json. Target: beam rows/s >= loop rows/s.
+Reports tp rows/s on the full dataset and each process tree's peak RSS (os.wait4), and from the two
+sizes each side's fixed overhead (s) and marginal cost (s per tp row, test recordings included in
+their real proportion), so the size where Beam overtakes the loop can be read off. Prints a table
+and writes OUT/bench_shards.json. Target: beam rows/s >= loop rows/s on the full dataset.
 """
 from __future__ import annotations
 
@@ -18,17 +24,31 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import struct
 import subprocess
 import sys
 import threading
 import time
 from typing import Sequence
 
-import tensorflow as tf
+import google_crc32c
 
 from pipeline import examples, shards
 from pipeline.config import ShardsConfig
 from pipeline.demo_data import write_demo_dataset
+
+
+def _masked_crc(data: bytes) -> bytes:
+    """TFRecord's masked CRC32C of `data`, little-endian."""
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _frame(record: bytes) -> bytes:
+    """One TFRecord: length, CRC of the length, data, CRC of the data."""
+    length = struct.pack("<Q", len(record))
+    return length + _masked_crc(length) + record + _masked_crc(record)
 
 
 def loop_shards(data_dir: str, out_dir: str) -> dict:
@@ -36,19 +56,28 @@ def loop_shards(data_dir: str, out_dir: str) -> dict:
     cfg = ShardsConfig(data_dir, out_dir)
     inputs = shards.load_inputs(cfg)
     os.makedirs(out_dir, exist_ok=True)
-    writers: dict[int, tf.io.TFRecordWriter] = {}
+    files = {}
     counts = {"train_examples": 0, "test_examples": 0, "rejected": 0}
     for task in inputs.tasks:
-        outcome = examples.process(task, lambda: open(task.path, "rb").read(), cfg)
+        with open(task.path, "rb") as f:
+            data = f.read()
+        outcome = examples.process(task, lambda: data, cfg)
         for ex in outcome.examples:
-            if ex.fold not in writers:
-                writers[ex.fold] = tf.io.TFRecordWriter(os.path.join(out_dir, f"fold{ex.fold}.tfrecord"))
-            writers[ex.fold].write(ex.serialized)
+            if ex.fold not in files:
+                files[ex.fold] = open(os.path.join(out_dir, f"fold{ex.fold}.tfrecord"), "wb")
+            files[ex.fold].write(_frame(ex.serialized))
             counts["train_examples" if task.kind == examples.TRAIN else "test_examples"] += 1
         counts["rejected"] += len(outcome.rejections)
-    for w in writers.values():
-        w.close()
+    for f in files.values():
+        f.close()
     return counts
+
+
+def _count_records(paths: list[str]) -> int:
+    """Records TF reads back (checks the loop's framing; run after the timings)."""
+    import tensorflow as tf
+
+    return sum(1 for _ in tf.data.TFRecordDataset(paths))
 
 
 def _timed_process(argv: list[str]) -> dict:
@@ -71,11 +100,53 @@ def _timed_process(argv: list[str]) -> dict:
     return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": streams["stdout"].decode()}
 
 
+def _dataset(out: str, num_train: int, num_test: int, duration: float) -> str:
+    data_dir = os.path.join(out, f"bench_data_{num_train}+{num_test}x{duration:g}s")
+    if not os.path.exists(os.path.join(data_dir, "sample_submission.csv")):
+        write_demo_dataset(data_dir, num_train=num_train, num_test=num_test, duration_s=duration)
+    return data_dir
+
+
+def _measure(data_dir: str, out: str, repeats: int) -> dict:
+    """Median wall time (and max peak RSS) of each side on one dataset, runs interleaved."""
+    beam_out, loop_out = os.path.join(out, "bench_shards_beam"), os.path.join(out, "bench_shards_loop")
+    runs: dict[str, list[dict]] = {"beam": [], "loop": []}
+    for _ in range(repeats):
+        runs["beam"].append(_timed_process(
+            [sys.executable, "-m", "pipeline.shards", "--data_dir", data_dir, "--output_dir", beam_out,
+             "--overwrite", "--runner", "DirectRunner", "--direct_num_workers", "2",
+             "--direct_running_mode", "multi_processing"]))
+        runs["loop"].append(_timed_process([sys.executable, "-m", "benchmarks.bench_shards", "--loop", data_dir,
+                                            loop_out]))
+    counts = json.loads(runs["loop"][-1]["stdout"].strip().splitlines()[-1])
+    manifest = json.load(open(os.path.join(beam_out, "manifest.json")))
+    loop_records = _count_records([os.path.join(loop_out, n) for n in sorted(os.listdir(loop_out))])
+    job = manifest["counts"]
+    if (counts["train_examples"], counts["test_examples"]) != (job["train_examples"], job["test_examples"]) or \
+            loop_records != counts["train_examples"] + counts["test_examples"]:
+        raise RuntimeError(f"loop and job disagree: {counts}, {loop_records} records read vs {job}")
+    result = {"tp_rows": job["tp_rows"], "test_files": job["test_files"]}
+    for name, rs in runs.items():
+        walls = [r["wall_s"] for r in rs]
+        result[name] = {"wall_s": statistics.median(walls), "wall_s_all": walls,
+                        "rows_per_s": job["tp_rows"] / statistics.median(walls),
+                        "peak_rss_mib": max(r["peak_rss_mib"] for r in rs)}
+    return result
+
+
+def _fit(small: dict, full: dict, side: str) -> dict:
+    """Fixed overhead (s) and marginal cost (s per tp row) through the two sizes' wall times."""
+    per_row = (full[side]["wall_s"] - small[side]["wall_s"]) / (full["tp_rows"] - small["tp_rows"])
+    return {"fixed_s": full[side]["wall_s"] - per_row * full["tp_rows"], "s_per_row": per_row}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num_train", type=int, default=96)
-    parser.add_argument("--num_test", type=int, default=16)
+    parser.add_argument("--num_train", type=int, default=128)
+    parser.add_argument("--num_test", type=int, default=224)
     parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--small", type=int, default=8, help="the small dataset is 1/SMALL of the full one")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per side and size; the median is used")
     parser.add_argument("--out", default="bench_out")
     parser.add_argument("--loop", nargs=2, metavar=("DATA_DIR", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -83,41 +154,40 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(json.dumps(loop_shards(*args.loop)))
         return {}
 
-    data_dir = os.path.join(args.out, f"bench_data_{args.num_train}x{args.duration:g}s")
-    if not os.path.exists(os.path.join(data_dir, "sample_submission.csv")):
-        write_demo_dataset(data_dir, num_train=args.num_train, num_test=args.num_test, duration_s=args.duration)
+    sizes = {"small": (max(5, args.num_train // args.small), max(1, args.num_test // args.small)),
+             "full": (args.num_train, args.num_test)}
+    data_dirs = {k: _dataset(args.out, n_train, n_test, args.duration) for k, (n_train, n_test) in sizes.items()}
     load_before = os.getloadavg()[0]
-    beam = _timed_process([sys.executable, "-m", "pipeline.shards", "--data_dir", data_dir,
-                           "--output_dir", os.path.join(args.out, "bench_shards_beam"), "--overwrite",
-                           "--runner", "DirectRunner", "--direct_num_workers", "2",
-                           "--direct_running_mode", "multi_processing"])
-    loop = _timed_process([sys.executable, "-m", "benchmarks.bench_shards", "--loop", data_dir,
-                           os.path.join(args.out, "bench_shards_loop")])
-    counts = json.loads(loop["stdout"].strip().splitlines()[-1])
-    manifest = json.load(open(os.path.join(args.out, "bench_shards_beam", "manifest.json")))
-    tp_rows = manifest["counts"]["tp_rows"]
-    if counts["train_examples"] != manifest["counts"]["train_examples"]:
-        raise RuntimeError(f"loop and job disagree: {counts} vs {manifest['counts']}")
+    results = {k: _measure(d, args.out, args.repeats) for k, d in data_dirs.items()}
+    full = results["full"]
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     # Other processes compete for the same cores: the load says how idle the machine was.
                     "load_average_1m_before": load_before, "load_average_1m_after": os.getloadavg()[0]},
-        "dataset": {"train_recordings": args.num_train, "test_recordings": args.num_test,
-                    "duration_s": args.duration, "tp_rows": tp_rows},
-        "beam": {"wall_s": beam["wall_s"], "rows_per_s": tp_rows / beam["wall_s"],
-                 "peak_rss_mib": beam["peak_rss_mib"]},
-        "loop": {"wall_s": loop["wall_s"], "rows_per_s": tp_rows / loop["wall_s"],
-                 "peak_rss_mib": loop["peak_rss_mib"]},
+        "datasets": {k: {"train_recordings": sizes[k][0], "test_recordings": sizes[k][1],
+                         "duration_s": args.duration, "tp_rows": r["tp_rows"]} for k, r in results.items()},
+        "results": results,
+        "fit": {side: _fit(results["small"], full, side) for side in ("beam", "loop")},
     }
-    report["speedup"] = report["beam"]["rows_per_s"] / report["loop"]["rows_per_s"]
+    report["speedup"] = full["beam"]["rows_per_s"] / full["loop"]["rows_per_s"]
     report["target_met"] = report["speedup"] >= 1.0
-    print(f"{'':6} {'wall s':>8} {'rows/s':>8} {'peak RSS MiB':>13}")
+    fit = report["fit"]
+    extra = fit["loop"]["s_per_row"] - fit["beam"]["s_per_row"]
+    report["break_even_tp_rows"] = (fit["beam"]["fixed_s"] - fit["loop"]["fixed_s"]) / extra if extra > 0 else None
+    print(f"{'':12} {'tp rows':>8} {'wall s':>8} {'rows/s':>8} {'peak RSS MiB':>13}")
+    for size, r in results.items():
+        for name in ("beam", "loop"):
+            print(f"{name + ' ' + size:12} {r['tp_rows']:8d} {r[name]['wall_s']:8.1f} {r[name]['rows_per_s']:8.2f} "
+                  f"{r[name]['peak_rss_mib']:13.0f}")
     for name in ("beam", "loop"):
-        r = report[name]
-        print(f"{name:6} {r['wall_s']:8.1f} {r['rows_per_s']:8.2f} {r['peak_rss_mib']:13.0f}")
-    print(f"beam/loop = {report['speedup']:.2f}x (target >= 1x: {'met' if report['target_met'] else 'NOT met'}); "
-          f"{tp_rows} tp rows, {args.num_train}+{args.num_test} recordings of {args.duration:g} s, "
-          f"{os.cpu_count()} CPUs, load average {load_before:.1f} before")
+        print(f"{name}: fixed overhead {fit[name]['fixed_s']:.1f} s, marginal {1000 * fit[name]['s_per_row']:.0f} ms "
+              f"per tp row (test recordings included in proportion)")
+    even = report["break_even_tp_rows"]
+    print(f"beam/loop = {report['speedup']:.2f}x on {full['tp_rows']} tp rows "
+          f"({sizes['full'][0]}+{sizes['full'][1]} recordings of {args.duration:g} s) "
+          f"(target >= 1x: {'met' if report['target_met'] else 'NOT met'}); break-even at "
+          f"{'never' if even is None else f'{even:.0f} tp rows'}; {os.cpu_count()} CPUs, "
+          f"load average {load_before:.1f} before")
     with open(os.path.join(args.out, "bench_shards.json"), "w") as f:
         json.dump(report, f, indent=2)
     return report

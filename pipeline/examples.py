@@ -2,7 +2,8 @@
 
 A `RecordingTask` is what the driver ships per recording (its id, path, fold and CSV rows, no audio).
 `process_train` / `process_test` validate the rows, call `load()` for the file's bytes only when
-some row needs the audio, decode, crop and build examples with `schema.make_example`:
+some row needs the audio, decode, crop and serialize examples with `schema.serialize_example`
+(protobuf only, no TensorFlow import):
 
     outcome = process_train(task, load=lambda: open(task.path, "rb").read(), cfg=shards_config)
     outcome.examples     # [TrainExample(fold, species_id, serialized)]
@@ -138,7 +139,7 @@ def process_train(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsCon
     for event in boxes:
         if event.is_tp:
             values = train_example_values(task.recording_id, out.audio, event, boxes, task.fold, cfg)
-            serialized = schema.make_example(schema.TRAIN_FIELDS, values).SerializeToString()
+            serialized = schema.serialize_example(schema.TRAIN_FIELDS, values)
             out.examples.append(BuiltExample(task.fold, event.species_id, serialized))
     return out
 
@@ -153,7 +154,7 @@ def process_test(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsConf
         out.rejections.append(labels.Rejection(TEST, None, task.recording_id, e.reason, e.detail, path=task.path))
         return out
     values = _common_values(task.recording_id, out.audio, out.audio.samples)
-    out.examples.append(BuiltExample(NO_FOLD, -1, schema.make_example(schema.TEST_FIELDS, values).SerializeToString()))
+    out.examples.append(BuiltExample(NO_FOLD, -1, schema.serialize_example(schema.TEST_FIELDS, values)))
     return out
 
 

@@ -13,7 +13,7 @@ partly overlap the slice); frequencies are Hz as in the CSVs.
 Usage:
 
     from pipeline import schema
-    ex = schema.make_example(schema.TRAIN_FIELDS, values)        # writer side
+    record = schema.serialize_example(schema.TRAIN_FIELDS, values)  # writer side: bytes, no TF import
     parsed = tf.io.parse_single_example(record, schema.train_parse_spec(num_classes))  # reader side
 
 Bump SCHEMA_VERSION whenever a field is added, removed or changes meaning; readers refuse shards
@@ -22,6 +22,7 @@ of another version (the version is in every example and in manifest.json).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import numpy as np
@@ -94,26 +95,78 @@ def fields_for(kind: str) -> tuple[Field, ...]:
         raise SchemaError(f"unknown example kind {kind!r}; expected one of {sorted(_FIELDS_BY_KIND)}") from e
 
 
-def make_example(fields: tuple[Field, ...], values: Mapping[str, Any]):
-    """Builds a tf.train.Example from `values`, which must name exactly the schema's fields."""
-    import tensorflow as tf  # deferred: schema constants are importable without TF
+# TensorFlow's tensorflow/core/example/{feature,example}.proto, rebuilt from the same package, message
+# names, field numbers and types with the protobuf runtime alone (installed with Beam). A message's
+# wire format depends only on those, so `make_example` yields bytes identical to tf.train.Example's
+# (tests/test_pipeline_units.py checks it against TF) without importing TensorFlow, which costs
+# ~3 s and ~500 MB per Beam worker only to build protos. TF stays the reader (parse specs below).
+_EXAMPLE_PROTO = {
+    "BytesList": [("value", 1, "LABEL_REPEATED", "TYPE_BYTES", None, None)],
+    "FloatList": [("value", 1, "LABEL_REPEATED", "TYPE_FLOAT", None, None)],  # proto3: packed
+    "Int64List": [("value", 1, "LABEL_REPEATED", "TYPE_INT64", None, None)],  # proto3: packed
+    "Feature": [("bytes_list", 1, "LABEL_OPTIONAL", "TYPE_MESSAGE", ".tensorflow.BytesList", 0),
+                ("float_list", 2, "LABEL_OPTIONAL", "TYPE_MESSAGE", ".tensorflow.FloatList", 0),
+                ("int64_list", 3, "LABEL_OPTIONAL", "TYPE_MESSAGE", ".tensorflow.Int64List", 0)],
+    "Features": [("feature", 1, "LABEL_REPEATED", "TYPE_MESSAGE", ".tensorflow.Features.FeatureEntry", None)],
+    "Example": [("features", 1, "LABEL_OPTIONAL", "TYPE_MESSAGE", ".tensorflow.Features", None)],
+}
 
+
+@functools.cache
+def example_message_class() -> type:
+    """The `tensorflow.Example` message class, built without TensorFlow (see _EXAMPLE_PROTO)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    proto = descriptor_pb2.FileDescriptorProto(name="rfcx_tf_example.proto", package="tensorflow",
+                                               syntax="proto3")
+    for name, fields in _EXAMPLE_PROTO.items():
+        msg = proto.message_type.add(name=name)
+        for fname, number, label, ftype, type_name, oneof in fields:
+            f = msg.field.add(name=fname, number=number, label=getattr(descriptor_pb2.FieldDescriptorProto, label),
+                              type=getattr(descriptor_pb2.FieldDescriptorProto, ftype))
+            if type_name:
+                f.type_name = type_name
+            if oneof is not None:
+                f.oneof_index = oneof
+        if name == "Feature":
+            msg.oneof_decl.add(name="kind")
+        if name == "Features":  # map<string, Feature> feature = 1;
+            entry = msg.nested_type.add(name="FeatureEntry")
+            entry.options.map_entry = True
+            entry.field.add(name="key", number=1, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                            type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
+            entry.field.add(name="value", number=2, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                            type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE, type_name=".tensorflow.Feature")
+    # A private pool: TF registers its own tensorflow.Example in the default pool when it is imported
+    # in the same process (tests, the trainer), and a second definition there would clash.
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
+
+
+def make_example(fields: tuple[Field, ...], values: Mapping[str, Any]):
+    """Builds a `tensorflow.Example` message from `values`, which must name exactly the schema's fields."""
     names = {f.name for f in fields}
     missing, extra = names - set(values), set(values) - names
     if missing or extra:
         raise SchemaError(f"example fields differ from schema: missing={sorted(missing)} extra={sorted(extra)}")
-    feature = {}
+    example = example_message_class()()
+    feature = example.features.feature
     for f in fields:
         v = values[f.name]
         items = list(np.asarray(v).reshape(-1)) if f.is_list else [v]
         if f.dtype == INT:
-            feature[f.name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in items]))
+            feature[f.name].int64_list.value.extend(int(x) for x in items)
         elif f.dtype == FLOAT:
-            feature[f.name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(x) for x in items]))
+            feature[f.name].float_list.value.extend(float(x) for x in items)
         else:
-            items = [x.encode() if isinstance(x, str) else bytes(x) for x in items]
-            feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=items))
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+            feature[f.name].bytes_list.value.extend(x.encode() if isinstance(x, str) else bytes(x) for x in items)
+    return example
+
+
+def serialize_example(fields: tuple[Field, ...], values: Mapping[str, Any]) -> bytes:
+    """`make_example` serialized with map keys sorted, so equal values always give equal bytes."""
+    return make_example(fields, values).SerializeToString(deterministic=True)
 
 
 def _parse_spec(fields: tuple[Field, ...], num_classes: int | None):

@@ -24,7 +24,6 @@ import collections
 import dataclasses
 import json
 import logging
-import math
 import os
 from typing import Sequence
 
@@ -43,9 +42,6 @@ TP_CSV, FP_CSV = "train_tp.csv", "train_fp.csv"
 SUBMISSION_CSV, TRUTH_CSV = "sample_submission.csv", "test_truth.csv"
 # Serialized bytes of a train example beyond its audio (ids, boxes, labels): a generous bound.
 EXAMPLE_OVERHEAD_BYTES = 4096
-# Test recordings' decoded size is estimated from the FLAC size: 16-bit FLAC of field recordings
-# compresses to ~30-60 % of raw PCM, so x4 keeps shards under the bound on average.
-FLAC_EXPANSION = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +53,7 @@ class JobInputs:
     tp: labels.CsvTable
     fp: labels.CsvTable | None
     test_files: int
-    test_bytes: int
     unlabelled_train_files: int
-    examples_per_fold: dict[int, int]  # tp rows per fold: an upper bound on examples
 
 
 def _join(*parts: str) -> str:
@@ -123,14 +117,7 @@ def load_inputs(cfg: ShardsConfig) -> JobInputs:
     tasks += [examples.RecordingTask(examples.TEST, _stem(m.path), m.path) for m in test_meta]
     labelled = {t.recording_id for t in tasks if t.kind == examples.TRAIN}
     unlabelled = sum(1 for m in _match(_join(data, "train", "*.flac")) if _stem(m.path) not in labelled)
-    per_fold = collections.Counter(fold_of[rid] for rid in ids if rid)
-    return JobInputs(tuple(tasks), fold_of, tp, fp, len(test_meta), sum(m.size_in_bytes for m in test_meta),
-                     unlabelled, {k: per_fold.get(k, 0) for k in range(cfg.num_folds)})
-
-
-def num_shards(total_bytes: float, max_shard_mb: float) -> int:
-    """Fewest shards keeping each under max_shard_mb (at least 1)."""
-    return max(1, math.ceil(total_bytes / (max_shard_mb * MB)))
+    return JobInputs(tuple(tasks), fold_of, tp, fp, len(test_meta), unlabelled)
 
 
 def prepare_output(cfg: ShardsConfig) -> None:
@@ -163,32 +150,44 @@ def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
             _write(_join(out, name), _read(_join(cfg.data_dir, name)))
 
 
+def write_tfrecords(prefix: str, max_shard_bytes: int) -> beam.io.WriteToTFRecord:
+    """WriteToTFRecord that writes each bundle's examples where they are made, in files of bounded size.
+
+    num_shards=0 makes Beam write one file per bundle inside the fused stage that builds the
+    examples, instead of grouping every example by a shard key first (a GroupByKey that carries each
+    ~1 MB example through the runner and, on the DirectRunner, holds all of them in the runner's
+    memory at once). The sink closes a file and starts the next once it holds max_shard_bytes, so
+    the shard count follows the bytes actually written. WriteToTFRecord does not pass this setting
+    through (WriteToText does); FileBasedSink implements it, so it is set on the sink.
+    """
+    write = beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
+    write._sink.max_bytes_per_shard = max(1, max_shard_bytes)  # pylint: disable=protected-access
+    return write
+
+
 def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> None:
     """Adds the job's labelled steps to `p`."""
     out = cfg.output_dir
-    train_example_bytes = cfg.slice_samples * 2 + EXAMPLE_OVERHEAD_BYTES
+    # A file is closed after the write that reaches the limit: leave room for one more example, so
+    # train shards stay within max_shard_mb; a test shard can pass it by part of one recording.
+    max_shard_bytes = int(cfg.max_shard_mb * MB) - (cfg.slice_samples * 2 + EXAMPLE_OVERHEAD_BYTES)
     results = (
         p
         | "CreateRecordingTasks" >> beam.Create(inputs.tasks)  # Create reshuffles: tasks spread over workers
         | "DecodeCropSerialize" >> beam.ParDo(transforms.ProcessRecording(cfg)).with_outputs(
             transforms.REJECTED_TAG, main=transforms.EXAMPLES_TAG)
     )
-    # One Reshuffle for all examples (not one per destination): it breaks fusion with the decode and
-    # spreads the writes; then fold K -> partition K, test -> partition num_folds.
+    # Decode, partition and write run fused on the worker that read the recording: the examples
+    # never leave it (see write_tfrecords). Fold K -> partition K, test -> partition num_folds.
     parts = (results[transforms.EXAMPLES_TAG]
-             | "ReshuffleExamples" >> beam.Reshuffle()
              | "PartitionByFold" >> beam.Partition(transforms.destination, cfg.num_folds + 1))
     for k in range(cfg.num_folds):
         (parts[k]
          | f"DropFoldKey{k}" >> beam.Values()
-         | f"WriteFold{k}" >> beam.io.WriteToTFRecord(
-             _join(out, "train", f"fold-{k}", "train"), file_name_suffix=".tfrecord",
-             num_shards=num_shards(inputs.examples_per_fold[k] * train_example_bytes, cfg.max_shard_mb)))
+         | f"WriteFold{k}" >> write_tfrecords(_join(out, "train", f"fold-{k}", "train"), max_shard_bytes))
     (parts[cfg.num_folds]
      | "DropTestKey" >> beam.Values()
-     | "WriteTest" >> beam.io.WriteToTFRecord(
-         _join(out, "test", "test"), file_name_suffix=".tfrecord",
-         num_shards=num_shards(inputs.test_bytes * FLAC_EXPANSION, cfg.max_shard_mb)))
+     | "WriteTest" >> write_tfrecords(_join(out, "test", "test"), max_shard_bytes))
     (results[transforms.REJECTED_TAG]
      | "WriteRejected" >> beam.io.WriteToText(
          _join(out, "rejected", "rejected"), file_name_suffix=".jsonl", num_shards=1))

@@ -70,11 +70,9 @@ class ProcessRecording(beam.DoFn):
     """RecordingTask -> (fold, serialized Example) | rejected JSON lines, with a counter per outcome."""
 
     def __init__(self, cfg: ShardsConfig):
-        self._cfg = cfg  # light: the config only; TF is imported in setup()
-
-    def setup(self) -> None:
-        # Heavy, once per worker: TensorFlow's import (make_example builds tf.train.Example protos).
-        import tensorflow  # noqa: F401
+        # The config only. No setup(): examples are serialized with the protobuf runtime
+        # (schema.serialize_example), so workers never import TensorFlow.
+        self._cfg = cfg
 
     @staticmethod
     def _inc(name: str, n: int = 1) -> None:

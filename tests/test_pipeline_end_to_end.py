@@ -242,6 +242,7 @@ def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_pa
     example_mb = 2 * SR * 2 / 2**20
     for k, rel in manifest["files"]["train"].items():
         assert len(rel) >= math.ceil(per_fold[k] * example_mb / 0.2) > 1
+        assert all(os.path.getsize(os.path.join(out, p)) <= 0.2 * 2**20 for p in rel)
     assert manifest["config"]["max_shard_mb"] == 0.2
     assert sum(len(_read_examples([os.path.join(out, p)], schema.train_parse_spec(NUM_CLASSES)))
                for p in listed) == manifest["counts"]["tp_rows"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -198,7 +200,7 @@ def test_train_example_round_trip_through_tf_parse():
     event = labels.Box(4, True, 2, 1, 1.2, 1.6, 500.0, 900.0)
     others = [event, labels.Box(5, False, 3, 4, 0.5, 1.1, 100.0, 200.0), labels.Box(6, True, 1, 1, 2.5, 2.9, 1, 2)]
     values = examples.train_example_values("abc123def", decoded, event, others, fold=2, cfg=cfg)
-    record = schema.make_example(schema.TRAIN_FIELDS, values).SerializeToString()
+    record = schema.serialize_example(schema.TRAIN_FIELDS, values)
     parsed = tf.io.parse_single_example(record, schema.train_parse_spec(5))
     start = int(parsed["slice_start"])
     assert start == round(1.4 * SR) - SR // 2
@@ -211,6 +213,49 @@ def test_train_example_round_trip_through_tf_parse():
     assert tf.sparse.to_dense(parsed["boxes/species_id"]).numpy().tolist() == [2, 3]
     assert tf.sparse.to_dense(parsed["boxes/is_tp"]).numpy().tolist() == [1, 0]
     np.testing.assert_array_equal(parsed["labels"].numpy(), [0, 0, 1, 0, 0])
+
+
+def _tf_feature(value, dtype: str) -> tf.train.Feature:
+    """The tf.train.Feature TF itself builds for one value or list of values of `dtype`."""
+    items = value if isinstance(value, list) else [value]
+    if dtype == schema.BYTES:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=items))
+    if dtype == schema.INT:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=items))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=items))
+
+
+@pytest.mark.parametrize("num_boxes", [0, 3])
+def test_serialize_example_is_byte_identical_to_tensorflow(num_boxes):
+    rng = np.random.default_rng(num_boxes)
+    values = {f.name: [int(x) for x in rng.integers(-2**40, 2**40, num_boxes)] if f.is_list else int(rng.integers(2**40))
+              for f in schema.TRAIN_FIELDS if f.dtype == schema.INT}
+    values.update({f.name: [float(x) for x in rng.uniform(-1e4, 1e4, num_boxes).astype(np.float32)] if f.is_list
+                   else float(np.float32(rng.uniform(-1e4, 1e4)))
+                   for f in schema.TRAIN_FIELDS if f.dtype == schema.FLOAT})
+    values["labels"] = [float(x) for x in rng.integers(0, 2, 5)]  # fixed length: num_classes
+    values["recording_id"] = b"rec\x00\xff"
+    values["audio"] = rng.integers(-2**15, 2**15, 999, dtype=np.int16).astype("<i2").tobytes()
+    ours = schema.serialize_example(schema.TRAIN_FIELDS, values)
+    theirs = tf.train.Example(features=tf.train.Features(
+        feature={f.name: _tf_feature(values[f.name], f.dtype) for f in schema.TRAIN_FIELDS})).SerializeToString(
+        deterministic=True)
+    assert ours == theirs
+    parsed = tf.io.parse_single_example(ours, schema.train_parse_spec(5))
+    assert parsed["audio"].numpy() == values["audio"] and parsed["recording_id"].numpy() == values["recording_id"]
+    assert tf.sparse.to_dense(parsed["boxes/t_min"]).numpy().tolist() == values["boxes/t_min"]
+    assert tf.sparse.to_dense(parsed["boxes/species_id"]).numpy().tolist() == values["boxes/species_id"]
+    assert parsed["labels"].numpy().tolist() == values["labels"]
+    assert int(parsed["slice_start"]) == values["slice_start"]
+
+
+def test_workers_serialize_without_tensorflow():
+    # What a Beam worker imports to build examples must not pull in TensorFlow (~3 s, ~500 MB each).
+    code = ("import sys; from pipeline import schema, transforms; "
+            "schema.serialize_example(schema.TEST_FIELDS, {f.name: b'' if f.dtype == schema.BYTES else 0 "
+            "for f in schema.TEST_FIELDS}); assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 # ---- config ----

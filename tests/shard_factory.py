@@ -1,0 +1,81 @@
+"""Hand-made shards dirs for trainer tests: train examples written with the shared schema.
+
+Unlike the `tiny_shards` fixture (a real Beam run over demo audio), these give a test exact
+control over audio, events, labels and folds, e.g. a ramp waveform whose sample values reveal
+where a crop started.
+
+    ex = train_example("rec0", fold=0, species=3, t_min=0.4, t_max=0.6, audio=ramp(32000))
+    shards_dir = write_shards(tmp_path, {0: [ex, ...], 1: [...]}, sample_rate=16000, slice_seconds=2.0)
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline import schema
+
+
+def ramp(n: int) -> np.ndarray:
+    """int16 [n] with sample i equal to i (n <= 32767): a crop's first value is its offset."""
+    assert n <= 32767
+    return np.arange(n, dtype=np.int16)
+
+
+def train_example(recording_id: str, fold: int, species: int, t_min: float, t_max: float, audio: np.ndarray,
+                  sample_rate: int = 16000, num_classes: int = 24, row_index: int = 0, slice_start: int = 0,
+                  extra_species: Sequence[int] = (), version: int = schema.SCHEMA_VERSION) -> dict[str, Any]:
+    """Values of every TRAIN_FIELDS feature for one slice; `labels` is multi-hot of species + extra_species."""
+    labels = np.zeros(num_classes, np.float32)
+    labels[[species, *extra_species]] = 1.0
+    species_ids = [species, *extra_species]
+    return {
+        "schema_version": version, "recording_id": recording_id, "audio": schema.float_to_pcm16_bytes(audio),
+        "sample_rate": sample_rate, "num_samples": len(audio), "source/sample_rate": sample_rate,
+        "source/channels": 1, "source/resampled": 0, "source/clipped_samples": 0,
+        "row_index": row_index, "recording_num_samples": len(audio) + slice_start, "slice_start": slice_start,
+        "fold": fold, "event/species_id": species, "event/songtype_id": 1, "event/t_min": t_min,
+        "event/t_max": t_max, "event/f_min": 500.0, "event/f_max": 2000.0,
+        "boxes/species_id": species_ids, "boxes/songtype_id": [1] * len(species_ids),
+        "boxes/t_min": [t_min] * len(species_ids), "boxes/t_max": [t_max] * len(species_ids),
+        "boxes/f_min": [500.0] * len(species_ids), "boxes/f_max": [2000.0] * len(species_ids),
+        "boxes/is_tp": [1] * len(species_ids), "labels": labels,
+    }
+
+
+def write_records(path: str, examples: Sequence[dict[str, Any]]) -> None:
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for values in examples:
+            writer.write(schema.make_example(schema.TRAIN_FIELDS, values).SerializeToString())
+
+
+def write_shards(out_dir: str, by_fold: dict[int, Sequence[dict[str, Any]]], sample_rate: int = 16000,
+                 slice_seconds: float = 2.0, num_classes: int = 24, files_per_fold: int = 1,
+                 manifest_version: int = schema.SCHEMA_VERSION) -> str:
+    """Writes OUT/train/fold-K/*.tfrecord and OUT/manifest.json (the pipeline's layout); returns OUT."""
+    out_dir = str(out_dir)
+    files: dict[str, list[str]] = {}
+    for fold, examples in sorted(by_fold.items()):
+        files[str(fold)] = []
+        for i in range(files_per_fold):
+            chunk = list(examples)[i::files_per_fold]
+            if not chunk:
+                continue
+            rel = f"train/fold-{fold}/train-{i:05d}-of-{files_per_fold:05d}.tfrecord"
+            write_records(os.path.join(out_dir, rel), chunk)
+            files[str(fold)].append(rel)
+    manifest = {
+        "schema_version": manifest_version, "num_classes": num_classes, "sample_rate": sample_rate,
+        "slice_seconds": slice_seconds, "num_folds": len(by_fold), "fold_seed": 0,
+        "files": {"train": files, "test": []},
+        "counts": {"train_examples": sum(len(v) for v in by_fold.values()),
+                   "train_examples_per_fold": {str(k): len(v) for k, v in by_fold.items()}},
+    }
+    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
+    return out_dir

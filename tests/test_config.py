@@ -1,0 +1,93 @@
+"""trainer.config: presets, JSON round trip, generated flags, strict keys and types."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from pipeline.errors import run_main
+from trainer import config, train
+from trainer.augment import AugmentConfig
+from trainer.config import ConfigError, TrainConfig
+from trainer.mel import MelConfig
+
+
+def test_full_preset_is_the_seed_and_tiny_only_shrinks_shapes():
+    full, tiny = config.preset_config("full"), config.preset_config("tiny")
+    assert full == TrainConfig()
+    assert (full.window_seconds, full.mel.n_fft, full.mel.hop_length, full.mel.n_mels) == (10.0, 2048, 512, 128)
+    assert (full.batch_size, full.epochs, full.learning_rate, full.optimizer) == (32, 10, 1e-3, "adam")
+    assert (full.mel.fmin, full.mel.fmax, full.mel.sample_rate, full.num_classes) == (84.0, 15056.0, 48000, 24)
+    assert full.augment == AugmentConfig()
+    changed = {k for k, v in config.flatten(tiny).items() if config.flatten(full)[k] != v}
+    assert changed == {"window_seconds", "batch_size", "epochs", "dense_units", "mel.n_fft", "mel.hop_length",
+                       "mel.n_mels"}
+
+
+def test_json_round_trip(tmp_path):
+    cfg = config.apply_overrides(config.preset_config("tiny"), {
+        "loss": "softmax", "mixed_precision": True, "mel": {"fmin": 50.0}, "augment": {"pitch_shift_p": 0.5}})
+    config.save_config(cfg, str(tmp_path / "config.json"))
+    assert config.load_run_config(str(tmp_path)) == cfg
+    # The saved file is the complete config: every field of every section is present.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert set(saved) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(saved["mel"]) == {f.name for f in dataclasses.fields(MelConfig)}
+    assert set(saved["augment"]) == {f.name for f in dataclasses.fields(AugmentConfig)}
+
+
+def test_every_field_has_a_flag_and_flags_beat_file_beat_preset(tmp_path):
+    parser = train.build_parser()
+    flags = {a for action in parser._actions for a in action.option_strings}
+    for name in config.flatten(TrainConfig()):
+        assert f"--{name}" in flags, name
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"epochs": 7, "batch_size": 3, "mel": {"n_mels": 40}}))
+    args, cfg = train.parse_args(["--shards_dir", "s", "--fold", "1", "--run_dir", "r", "--preset", "tiny",
+                                  "--config", str(cfg_file), "--epochs", "5", "--mel.hop_length", "256",
+                                  "--augment.pitch_shift_max_steps", "3", "--no-augment.pink_noise",
+                                  "--mixed_precision", "--loss", "softmax"])
+    assert (args.shards_dir, args.fold, args.run_dir) == ("s", 1, "r")
+    assert cfg.epochs == 5  # flag over file
+    assert cfg.batch_size == 3 and cfg.mel.n_mels == 40  # file over preset
+    assert cfg.window_seconds == 2.0 and cfg.mel.n_fft == 1024  # preset where nothing else says
+    assert cfg.mel.hop_length == 256 and cfg.augment.pitch_shift_max_steps == 3
+    assert cfg.augment.pink_noise is False and cfg.mixed_precision is True and cfg.loss == "softmax"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epochz": 3}, "unknown config key(s) epochz"),
+    ({"mel": {"n_melz": 3}}, "unknown config key(s) mel.n_melz"),
+    ({"augment": {"bogus": 1}}, "augment.bogus"),
+    ({"epochs": "ten"}, "epochs must be of type int"),
+    ({"learning_rate": True}, "learning_rate must be of type float"),
+    ({"loss": "hinge"}, "loss='hinge' is not one of"),
+    ({"mel": 5}, "config section mel must be a JSON object"),
+    ({"batch_size": 0}, "batch_size=0 (must be > 0)"),
+    ({"mel": {"fmax": 30000.0}}, "fmax"),
+    ({"augment": {"noise_p": 2.0}}, "noise_p"),
+])
+def test_bad_overrides_raise_config_error(overrides, message):
+    with pytest.raises(ConfigError) as e:
+        config.apply_overrides(TrainConfig(), overrides)
+    assert message in str(e.value)
+
+
+def test_unknown_key_in_config_file_exits_2_with_message(tmp_path, capsys):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"mel": {"n_mels": 64, "nmels": 64}}))
+    with pytest.raises(SystemExit) as e:
+        run_main(train.main, ["--shards_dir", str(tmp_path), "--fold", "0", "--run_dir", str(tmp_path / "r"),
+                              "--config", str(cfg_file)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown config key(s) mel.nmels" in err and "n_mels" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_differences_lists_dotted_keys():
+    a = TrainConfig()
+    b = config.apply_overrides(a, {"epochs": 3, "mel": {"n_mels": 64}, "verbose": 0})
+    assert config.config_differences(a, b, ignore=frozenset({"verbose"})) == [
+        "mel.n_mels: 128 -> 64", "epochs: 10 -> 3"]

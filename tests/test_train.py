@@ -1,0 +1,111 @@
+"""trainer.train end to end on the tiny shards: a run killed after epoch 1 under MirroredStrategy resumes.
+
+One scenario covers three acceptance points at the cost of two ResNet50 traces (the dominant cost
+on a CPU): a subprocess with two logical CPU devices trains under MirroredStrategy and kills itself
+(SIGKILL) right after epoch 1 is backed up; the same run is then resumed in-process and must
+finish epoch 2 only, leaving every output in run_dir.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import UserError
+from trainer import config, train
+from trainer.lwlrap import lwlrap
+
+# Runs in a fresh interpreter: logical devices must be configured before TensorFlow initialises.
+_KILLED_RUN = """
+import logging, os, signal, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from trainer import train
+
+class KillAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):  # runs after the run's own callbacks saved the epoch
+        os.kill(os.getpid(), signal.SIGKILL)
+
+logging.basicConfig(level=logging.INFO)
+args, cfg = train.parse_args(sys.argv[1:])
+train.train_fold(cfg, args.shards_dir, args.fold, args.run_dir, callbacks=[KillAfterFirstEpoch()])
+"""
+
+
+def _argv(shards: str, run_dir: str, strategy: str) -> list[str]:
+    # Per-replica batch 4: the mirrored run's global batch 8 fits the 15 training examples of fold 0.
+    return ["--shards_dir", shards, "--fold", "0", "--run_dir", run_dir, "--preset", "tiny", "--batch_size", "4",
+            "--verbose", "0", "--strategy", strategy]
+
+
+def _history(run_dir: str) -> pd.DataFrame:
+    return pd.read_csv(os.path.join(run_dir, "history.csv"))
+
+
+def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_path):
+    run_dir = str(tmp_path / "run")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_RUN, *_argv(tiny_shards, run_dir, "mirrored")],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert "mirrored strategy x 2 replicas, global batch 8" in killed.stderr
+    assert json.loads((tmp_path / "run" / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+    assert list(_history(run_dir)["epoch"]) == [0]
+    assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+
+    # Same command (only the strategy differs: this process has one CPU device) -> resumes at epoch 2.
+    args, cfg = train.parse_args(_argv(tiny_shards, run_dir, "auto"))
+    summary = train.train_fold(cfg, args.shards_dir, args.fold, args.run_dir)
+    assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 2
+    history = _history(run_dir)
+    assert list(history["epoch"]) == [0, 1]  # epoch 0 from the killed run, epoch 1 from this one
+
+    manifest = json.loads(open(os.path.join(tiny_shards, "manifest.json")).read())
+    per_fold = manifest["counts"]["train_examples_per_fold"]
+    num_val = per_fold["0"]
+    assert summary["num_val_examples"] == num_val
+    assert summary["num_train_examples"] == sum(n for k, n in per_fold.items() if k != "0")
+    assert summary["fold"] == 0 and summary["strategy"] == "default" and summary["global_batch_size"] == 4
+    assert summary["best_val_lwlrap"] == pytest.approx(history["val_lwlrap"].max(), abs=1e-9)
+    assert summary["best_epoch"] == int(history["val_lwlrap"].idxmax()) + 1
+    assert {"loss", "lwlrap", "val_loss", "val_lwlrap"} <= set(history.columns)
+
+    predictions = pd.read_csv(os.path.join(run_dir, "val_predictions.csv"))
+    classes = range(24)
+    assert list(predictions.columns) == (["recording_id", "row_index", "slice_start", "fold"]
+                                         + [f"y{c}" for c in classes] + [f"s{c}" for c in classes])
+    assert len(predictions) == num_val and set(predictions["fold"]) == {0}
+    folds = pd.read_csv(os.path.join(tiny_shards, "folds.csv"), dtype={"recording_id": str})
+    fold0 = set(folds.loc[folds["fold"] == 0, "recording_id"])
+    assert set(predictions["recording_id"].astype(str)) <= fold0
+    truth = predictions[[f"y{c}" for c in classes]].to_numpy()
+    scores = predictions[[f"s{c}" for c in classes]].to_numpy()
+    assert (truth.sum(axis=1) >= 1).all() and ((scores >= 0) & (scores <= 1)).all()
+    assert summary["val_lwlrap"] == pytest.approx(lwlrap(truth, scores), abs=1e-12)
+    # best.keras re-scored on the validation set reproduces the metric Keras logged for its epoch.
+    assert summary["val_lwlrap"] == pytest.approx(summary["best_val_lwlrap"], abs=1e-4)
+
+    assert config.load_run_config(run_dir) == cfg
+    best = keras.saving.load_model(os.path.join(run_dir, "best.keras"), compile=False)
+    assert best.input_shape == (None, 32, 94, 1) and best.output_shape == (None, 24)
+    assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.keras"))
+    assert any(name.startswith("events.out.tfevents") for _, _, names in os.walk(os.path.join(run_dir, "logs"))
+               for name in names)
+    with open(os.path.join(run_dir, "curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not os.path.exists(os.path.join(run_dir, "backup"))  # removed once the run is complete
+    written = [os.path.join(d, n) for d, _, names in os.walk(run_dir) for n in names]
+    assert max(written, key=os.path.getmtime).endswith("summary.json")  # written last
+    assert json.loads(open(os.path.join(run_dir, "summary.json")).read()) == summary
+
+    # A finished run_dir is not trained again by accident.
+    with pytest.raises(UserError, match="already holds a finished run"):
+        train.train_fold(cfg, args.shards_dir, args.fold, args.run_dir)

@@ -1,0 +1,265 @@
+"""Training settings as one frozen dataclass tree, with presets, JSON config files and generated flags.
+
+Every field of `TrainConfig` (and of its nested `MelConfig` / `AugmentConfig` sections) is settable
+three ways, later ones winning: the preset (`--preset full|tiny`), a JSON config file (`--config
+FILE`, nested sections as objects) and a command-line flag generated from the field (`--epochs 3`,
+`--mel.n_mels 64`, `--augment.pitch_max_steps 3`, booleans as `--flag` / `--no-flag`). Flags and
+file keys come from the dataclass fields themselves, so they cannot drift from the code.
+
+    from trainer import config
+    cfg = config.preset_config("tiny")
+    cfg = config.apply_overrides(cfg, {"epochs": 3, "mel": {"n_mels": 64}})
+    config.save_config(cfg, "runs/x/config.json"); config.load_run_config("runs/x")  # round trip
+
+The file written to run_dir/config.json is the complete resolved config, so `--config
+run_dir/config.json` reproduces a run.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import typing
+from typing import Any, Literal, Mapping
+
+from pipeline.errors import UserError
+from trainer.augment import AugmentConfig
+from trainer.mel import MelConfig
+
+CONFIG_FILE = "config.json"
+
+
+class ConfigError(UserError):
+    """A config file or flag names an unknown setting or gives a value of the wrong type or range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of one training run. Defaults are the seed notebook's (the "full" preset)."""
+
+    mel: MelConfig = dataclasses.field(default_factory=MelConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    window_seconds: float = 10.0  # training window cut from each slice (the seed's SLICE_TIME_WINDOWS)
+    num_classes: int = 24
+    loss: Literal["sigmoid", "softmax"] = "sigmoid"  # sigmoid + BCE on multi-hot; softmax + CCE = the seed
+    epochs: int = 10
+    batch_size: int = 32  # per replica; the global batch is batch_size x replicas
+    optimizer: Literal["adam", "sgd", "adamw"] = "adam"
+    learning_rate: float = 1e-3
+    lr_schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    warmup_epochs: float = 0.0  # linear warm-up from 0 (cosine schedule only)
+    lr_decay_rate: float = 0.9  # factor per epoch (exponential schedule only)
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 1e-4  # adamw only
+    dense_units: int = 1024  # the seed's head: Dense(1024, relu)
+    dropout: float = 0.3
+    patience: int = 5  # early stopping on val_lwlrap; 0 turns it off
+    shuffle_buffer: int = 64  # serialized slices (~1 MB each at full size) shuffled after interleaving
+    seed: int = 0
+    deterministic: bool = True  # reproducible element order; False lets tf.data reorder for speed
+    strategy: Literal["auto", "default", "mirrored", "tpu"] = "auto"
+    tpu: str = ""  # TPU name or "local" (TPU VM); auto uses the TPU only when this is set
+    mixed_precision: bool = False  # float16 on GPU, bfloat16 on TPU/CPU; the outputs stay float32
+    verbose: int = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        positive = {"window_seconds": self.window_seconds, "num_classes": self.num_classes,
+                    "epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
+                    "dense_units": self.dense_units, "shuffle_buffer": self.shuffle_buffer}
+        bad = [f"{k}={v} (must be > 0)" for k, v in positive.items() if not v > 0]
+        if not 0.0 <= self.dropout < 1.0:
+            bad.append(f"dropout={self.dropout} (must be in [0, 1))")
+        for k in ("patience", "warmup_epochs", "weight_decay", "momentum"):
+            if getattr(self, k) < 0:
+                bad.append(f"{k}={getattr(self, k)} (must be >= 0)")
+        if not 0.0 < self.lr_decay_rate <= 1.0:
+            bad.append(f"lr_decay_rate={self.lr_decay_rate} (must be in (0, 1])")
+        if self.verbose not in (0, 1, 2):
+            bad.append(f"verbose={self.verbose} (must be 0, 1 or 2)")
+        if bad:
+            raise ConfigError("invalid training config: " + "; ".join(bad))
+
+
+# "tiny" keeps the code path of "full" and only shrinks shapes: input 32 x 94 instead of 128 x 938.
+PRESETS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "tiny": {"window_seconds": 2.0, "batch_size": 8, "epochs": 2, "dense_units": 64,
+             "mel": {"n_fft": 1024, "hop_length": 1024, "n_mels": 32}},
+}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of a dataclass (the modules use `from __future__ import annotations`)."""
+    return typing.get_type_hints(cls)
+
+
+def _check_choices(cfg: Any) -> None:
+    for f in dataclasses.fields(cfg):
+        tp = _field_types(type(cfg))[f.name]
+        if typing.get_origin(tp) is Literal and getattr(cfg, f.name) not in typing.get_args(tp):
+            raise ConfigError(f"{f.name}={getattr(cfg, f.name)!r} is not one of {list(typing.get_args(tp))}")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """A JSON value checked against a scalar field type (int, float, str, bool or a Literal of them)."""
+    if typing.get_origin(tp) is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}={value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        raise TypeError(f"config field {key} has unsupported type {tp!r}")  # a bug in a config class
+    if not ok:
+        raise ConfigError(f"{key} must be of type {tp.__name__}, got {value!r}")
+    return float(value) if tp is float else value
+
+
+def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str = "") -> Any:
+    """Returns `cfg` with `overrides` (a possibly partial, possibly nested mapping) applied.
+
+    Unknown keys and wrongly typed values raise ConfigError naming the key and the valid keys.
+    """
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"config section {prefix.rstrip('.') or '(top level)'} must be a JSON object, "
+                          f"got {overrides!r}")
+    types = _field_types(type(cfg))
+    unknown = sorted(set(overrides) - set(types))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; valid keys"
+                          f"{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(types))}")
+    changes = {}
+    for key, value in overrides.items():
+        if dataclasses.is_dataclass(types[key]):
+            changes[key] = apply_overrides(getattr(cfg, key), value, f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, types[key], prefix + key)
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"invalid config{' section ' + prefix.rstrip('.') if prefix else ''}: {e}") from e
+
+
+def preset_config(name: str) -> TrainConfig:
+    """The config of a named preset ("full" = the seed's sizes, "tiny" = a CPU run in minutes)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return apply_overrides(TrainConfig(), PRESETS[name])
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """A TrainConfig from a (possibly partial) dict over the "full" defaults; strict about keys."""
+    return apply_overrides(TrainConfig(), data)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The JSON object in `path`, or ConfigError saying why not."""
+    import tensorflow as tf  # gfile reads local and gs:// paths alike
+
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            data = json.loads(f.read())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def save_config(cfg: TrainConfig, path: str) -> None:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+def load_run_config(run_dir: str) -> TrainConfig:
+    """The resolved TrainConfig a run saved as run_dir/config.json."""
+    path = os.path.join(str(run_dir), CONFIG_FILE)
+    try:
+        return config_from_dict(read_config_file(path))
+    except ConfigError as e:
+        raise ConfigError(f"{e} (in the config of run {run_dir})") from e
+
+
+# ---- command-line flags generated from the fields ----
+
+def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted name, type, default) of every scalar field under `cls`, nested sections flattened."""
+    out = []
+    defaults = cls()
+    for name, tp in _field_types(cls).items():
+        if dataclasses.is_dataclass(tp):
+            out += _leaf_fields(tp, f"{prefix}{name}.")
+        else:
+            out.append((prefix + name, tp, getattr(defaults, name)))
+    return out
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds one flag per config field (default None = "not given", so presets and files can apply)."""
+    group = parser.add_argument_group("training config (each also a key of the --config JSON file)")
+    for name, tp, default in _leaf_fields(TrainConfig):
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": f"default (full preset): {default!r}"}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is Literal:
+            kwargs["choices"] = typing.get_args(tp)
+        else:
+            kwargs["type"] = tp
+            kwargs["metavar"] = tp.__name__.upper()
+        group.add_argument(f"--{name}", **kwargs)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config flags actually given, as a nested dict for apply_overrides."""
+    nested: dict[str, Any] = {}
+    for name, _, _ in _leaf_fields(TrainConfig):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        *sections, leaf = name.split(".")
+        node = nested
+        for s in sections:
+            node = node.setdefault(s, {})
+        node[leaf] = value
+    return nested
+
+
+def resolve_config(preset: str, config_file: str | None, args: argparse.Namespace) -> TrainConfig:
+    """preset < config file < flags."""
+    cfg = preset_config(preset)
+    if config_file:
+        cfg = apply_overrides(cfg, read_config_file(config_file))
+    return apply_overrides(cfg, flag_overrides(args))
+
+
+def flatten(cfg: TrainConfig) -> dict[str, Any]:
+    """{"mel.n_mels": 128, "epochs": 10, ...}: every leaf setting under its dotted flag name."""
+    return {name: _get_dotted(cfg, name) for name, _, _ in _leaf_fields(TrainConfig)}
+
+
+def _get_dotted(cfg: Any, name: str) -> Any:
+    for part in name.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def config_differences(a: TrainConfig, b: TrainConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """Dotted settings where `a` and `b` differ, as "key: a_value -> b_value", except `ignore`d keys."""
+    fa, fb = flatten(a), flatten(b)
+    return [f"{k}: {fa[k]!r} -> {fb[k]!r}" for k in fa if k not in ignore and fa[k] != fb[k]]

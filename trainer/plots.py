@@ -1,0 +1,34 @@
+"""Training curves of one run: loss and LWLRAP per epoch, train and validation, as a PNG.
+
+    from trainer import plots
+    plots.plot_curves(history, "runs/demo/fold0/curves.png")   # history: rows of history.csv
+
+Uses matplotlib's object API with the Agg canvas (no pyplot, no display, no global figure state).
+"""
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# (title, train column, validation column) per panel, as Keras names them in history.csv.
+PANELS = (("loss", "loss", "val_loss"), ("LWLRAP", "lwlrap", "val_lwlrap"))
+
+
+def plot_curves(history: pd.DataFrame, path: str) -> None:
+    """Writes a two-panel PNG of `history` (columns epoch (0-based), loss, val_loss, lwlrap, val_lwlrap)."""
+    import tensorflow as tf  # gfile writes local and gs:// paths alike
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    epochs = history["epoch"].to_numpy() + 1  # 1-based like Keras's progress output
+    for ax, (title, train_col, val_col) in zip(fig.subplots(1, 2), PANELS):
+        for column, label in ((train_col, "train"), (val_col, "validation")):
+            if column in history:
+                ax.plot(epochs, history[column].to_numpy(), marker="o", label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    with tf.io.gfile.GFile(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)

@@ -1,0 +1,311 @@
+"""Trains one cross-validation fold: ResNet50 on log-mels of the shards, best model by validation LWLRAP.
+
+    python -m trainer.train --shards_dir DIR --fold K --run_dir DIR [--preset full|tiny] [--config FILE]
+        [--epochs N] [--batch_size B] [--loss sigmoid|softmax] [--strategy auto|default|mirrored|tpu]
+        [--mixed_precision] [--mel.n_mels 64] [--augment.pitch_shift_max_steps 3] ... [--overwrite]
+    python -m trainer.train --help        # every flag (one per config field) with its default
+    make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--preset tiny']
+
+Trains on the shards of every fold but K and validates on fold K. Settings: preset < --config JSON
+< flags (see trainer.config). run_dir receives:
+
+    config.json          the resolved TrainConfig (written first; `--config` it to reproduce the run)
+    backup/              BackupAndRestore state while training; run the same command again to resume
+    checkpoints/last.keras  the model after the latest epoch
+    best.keras           the model of the best epoch by val_lwlrap (input [B, n_mels, frames, 1])
+    history.csv          one row per epoch (0-based `epoch`): loss, lwlrap, val_loss, val_lwlrap, ...
+    logs/                TensorBoard logs (`tensorboard --logdir run_dir/logs`)
+    val_predictions.csv  every validation slice scored by best.keras: recording_id,row_index,
+                         slice_start,fold,y0..y{C-1} (targets),s0..s{C-1} (scores)
+    curves.png           loss and LWLRAP per epoch, train and validation
+    summary.json         written last (its presence = the run is complete): fold, best_val_lwlrap,
+                         best_epoch (1-based), epochs_run, val_lwlrap (recomputed from
+                         val_predictions.csv), example counts, elapsed_seconds, strategy, ...
+
+A finished run_dir is refused unless --overwrite. Bad input (missing shards, unknown fold, other
+schema version, corrupt shard, unknown config key, window longer than the slices) ends with one
+`error:` line and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import time
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from pipeline.errors import UserError, run_main
+from trainer import config as config_lib
+from trainer import data, model, plots, strategy
+from trainer.config import TrainConfig
+from trainer.lwlrap import lwlrap
+
+log = logging.getLogger("trainer.train")
+
+BEST_MODEL = "best.keras"
+LAST_MODEL = os.path.join("checkpoints", "last.keras")
+HISTORY = "history.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
+CURVES = "curves.png"
+SUMMARY = "summary.json"
+LOGS = "logs"
+BACKUP = "backup"
+MONITOR = "val_lwlrap"
+# Outputs of an earlier attempt that a fresh start (nothing to resume) or --overwrite removes.
+_OUTPUTS = (SUMMARY, BEST_MODEL, "checkpoints", HISTORY, VAL_PREDICTIONS, CURVES, LOGS, BACKUP)
+# Settings that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = frozenset({"epochs", "verbose", "strategy", "tpu"})
+
+
+def _path(run_dir: str, name: str) -> str:
+    return os.path.join(run_dir, name)
+
+
+def _remove(path: str) -> None:
+    if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+    elif tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)
+
+
+def _write_text(path: str, text: str) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text)
+
+
+def _backup_epoch(run_dir: str) -> int | None:
+    """Epochs finished by an interrupted run (from BackupAndRestore's metadata), None if none."""
+    meta = _path(run_dir, os.path.join(BACKUP, "training_metadata.json"))
+    if not tf.io.gfile.exists(meta):
+        return None
+    with tf.io.gfile.GFile(meta, "r") as f:
+        return int(json.loads(f.read())["epoch"])
+
+
+def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
+    """Makes run_dir ready and returns the epoch training starts at (> 0 when resuming)."""
+    tf.io.gfile.makedirs(run_dir)
+    if tf.io.gfile.exists(_path(run_dir, SUMMARY)) and not overwrite:
+        raise UserError(f"{run_dir} already holds a finished run ({SUMMARY}); pass --overwrite to train it "
+                        f"again or choose another --run_dir")
+    resume_at = None if overwrite else _backup_epoch(run_dir)
+    if resume_at is not None and tf.io.gfile.exists(_path(run_dir, config_lib.CONFIG_FILE)):
+        differences = config_lib.config_differences(config_lib.load_run_config(run_dir), cfg,
+                                                    ignore=_RESUMABLE_CHANGES)
+        if differences:
+            raise UserError(f"{run_dir} holds an interrupted run with another config ({'; '.join(differences[:5])})"
+                            f"; repeat its command to resume it, or pass --overwrite to start over")
+    if resume_at is None:
+        for name in _OUTPUTS:
+            _remove(_path(run_dir, name))
+        return 0
+    log.info("resuming the interrupted run in %s after epoch %d", run_dir, resume_at)
+    return resume_at
+
+
+def read_history(run_dir: str) -> pd.DataFrame:
+    """history.csv as written by CSVLogger; an epoch logged twice (a kill between callbacks) keeps its last row."""
+    path = _path(run_dir, HISTORY)
+    if not tf.io.gfile.exists(path):
+        return pd.DataFrame({"epoch": [], MONITOR: []})
+    with tf.io.gfile.GFile(path, "r") as f:
+        history = pd.read_csv(f)
+    return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def _callbacks(run_dir: str, cfg: TrainConfig, best_so_far: float | None) -> list[keras.callbacks.Callback]:
+    tf.io.gfile.makedirs(_path(run_dir, "checkpoints"))
+    callbacks = [
+        # Before BackupAndRestore: a kill between the two then duplicates a history row (dropped on
+        # reading) rather than losing one.
+        keras.callbacks.CSVLogger(_path(run_dir, HISTORY), append=True),
+        # A resumed run must beat the best epoch of before the interruption to replace best.keras.
+        keras.callbacks.ModelCheckpoint(_path(run_dir, BEST_MODEL), monitor=MONITOR, mode="max",
+                                        save_best_only=True, initial_value_threshold=best_so_far,
+                                        verbose=min(cfg.verbose, 1)),
+        keras.callbacks.ModelCheckpoint(_path(run_dir, LAST_MODEL)),
+        keras.callbacks.TensorBoard(_path(run_dir, LOGS)),
+    ]
+    if cfg.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience,
+                                                       verbose=min(cfg.verbose, 1)))
+    # Kept after fit (deleted by us just before summary.json), so a kill after the last epoch
+    # resumes into zero epochs and only redoes the predictions.
+    callbacks.append(keras.callbacks.BackupAndRestore(_path(run_dir, BACKUP), delete_checkpoint=False))
+    return callbacks
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """Batch sizes of one run: global = per-replica batch x replicas."""
+
+    global_batch: int
+    steps_per_epoch: int
+    eval_batch: int
+
+
+def plan_batches(fold_inputs: data.FoldInputs, cfg: TrainConfig, replicas: int) -> Batching:
+    """Training and validation batch sizes; UserError when a fold is too small for them."""
+    global_batch = cfg.batch_size * replicas
+    steps = fold_inputs.num_train // global_batch
+    if steps == 0:
+        raise UserError(f"fold {fold_inputs.fold} leaves {fold_inputs.num_train} training examples, fewer than one "
+                        f"global batch of {global_batch} ({cfg.batch_size} x {replicas} replicas); lower --batch_size")
+    if fold_inputs.num_val < replicas:
+        raise UserError(f"fold {fold_inputs.fold} has {fold_inputs.num_val} validation examples, fewer than the "
+                        f"{replicas} replicas")
+    # Under a distribution strategy Keras builds the model from the first batch averaged across
+    # replicas, which fails when that batch splits unevenly: a validation set smaller than one
+    # global batch gets a first batch of whole per-replica shares (the rest follows in a second).
+    eval_batch = global_batch if fold_inputs.num_val >= global_batch else fold_inputs.num_val // replicas * replicas
+    return Batching(global_batch, steps, eval_batch)
+
+
+def predict_validation(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig,
+                       batch_size: int) -> pd.DataFrame:
+    """Scores of every validation slice with meta and targets: the val_predictions.csv table."""
+    meta = data.eval_metadata(fold_inputs.val_files, cfg)
+    val = data.eval_dataset(fold_inputs.val_files, cfg, batch_size, fold_inputs.num_val)
+    scores = net.predict(val.map(lambda x, y: x), verbose=0)  # [num_val, C]
+    if scores.shape[0] != meta["label"].shape[0]:  # both read the files in the same deterministic order
+        raise RuntimeError(f"{scores.shape[0]} scores for {meta['label'].shape[0]} validation examples")
+    table = pd.DataFrame({k: meta[k] for k in data.META_KEYS})
+    labels = pd.DataFrame(meta["label"].astype(np.int64), columns=[f"y{c}" for c in range(cfg.num_classes)])
+    score_table = pd.DataFrame(scores.astype(np.float64), columns=[f"s{c}" for c in range(cfg.num_classes)])
+    return pd.concat([table, labels, score_table], axis=1)
+
+
+def write_results(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_dir: str,
+                  eval_batch: int) -> tuple[pd.DataFrame, float]:
+    """val_predictions.csv (scored by the best epoch's weights) and curves.png; returns (history, val LWLRAP)."""
+    history = read_history(run_dir)
+    if history.empty or not tf.io.gfile.exists(_path(run_dir, BEST_MODEL)):
+        raise RuntimeError(f"training of {run_dir} ended without a history or {BEST_MODEL}")
+    net.load_weights(_path(run_dir, BEST_MODEL))  # the best epoch's weights (same architecture)
+    predictions = predict_validation(net, fold_inputs, cfg, eval_batch)
+    with tf.io.gfile.GFile(_path(run_dir, VAL_PREDICTIONS), "w") as f:
+        predictions.to_csv(f, index=False)
+    plots.plot_curves(history, _path(run_dir, CURVES))
+    truth = predictions[[f"y{c}" for c in range(cfg.num_classes)]].to_numpy()
+    scores = predictions[[f"s{c}" for c in range(cfg.num_classes)]].to_numpy()
+    return history, lwlrap(truth, scores)
+
+
+def _fit(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_dir: str, initial_epoch: int,
+         batching: Batching, extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
+    best_so_far = read_history(run_dir)[MONITOR].max() if initial_epoch else None
+    callbacks = _callbacks(run_dir, cfg, None if pd.isna(best_so_far) else float(best_so_far))
+    train = data.train_dataset(fold_inputs.train_files, cfg, batching.global_batch, initial_epoch)
+    val = data.eval_dataset(fold_inputs.val_files, cfg, batching.eval_batch, fold_inputs.num_val)
+    try:
+        net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, validation_data=val, shuffle=False,
+                callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
+    except tf.errors.DataLossError as e:
+        # The up-front scan passed, so a file changed since; name it (a full re-read, on this error only).
+        bad = data.find_corrupt_shard(fold_inputs.train_files + fold_inputs.val_files)
+        raise data.ShardsError(bad or f"a shard became unreadable during training "
+                               f"({data.tf_error_reason(e)})") from e
+
+
+def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, overwrite: bool = False,
+               callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+    """Trains (or resumes) fold `fold` into `run_dir` and returns the summary (also summary.json).
+
+    `callbacks` are appended to the run's own (after them, so they see each epoch's saved state).
+    """
+    started = time.monotonic()
+    if importlib.util.find_spec("tensorboard") is None:  # Keras fails only at the first epoch's end
+        raise UserError("the TensorBoard logs of a run need the tensorboard package: `pip install tensorboard` "
+                        "(`make venv` installs it)")
+    shape = data.input_shape(cfg)
+    model.check_input_shape(shape)
+    fold_inputs = data.prepare_fold(shards_dir, fold, cfg)  # every input check before run_dir is touched
+    placement = strategy.resolve(cfg.strategy, cfg.tpu)
+    batching = plan_batches(fold_inputs, cfg, placement.num_replicas)
+    initial_epoch = prepare_run_dir(run_dir, cfg, overwrite)
+    config_lib.save_config(cfg, _path(run_dir, config_lib.CONFIG_FILE))
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(cfg, fold_inputs, placement, batching, run_dir, initial_epoch, callbacks, started)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)  # a global: leave it as found (trainer.cv)
+
+
+def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.Placement, batching: Batching,
+           run_dir: str, initial_epoch: int, callbacks: Sequence[keras.callbacks.Callback],
+           started: float) -> dict[str, Any]:
+    """train_fold after its checks: model, fit, results, summary.json."""
+    fold, shape = fold_inputs.fold, data.input_shape(cfg)
+    precision = strategy.set_precision(placement, cfg.mixed_precision)
+    keras.utils.set_random_seed(cfg.seed)
+    log.info("fold %d: %d train / %d val examples, input %s, %s strategy x %d replicas, global batch %d, "
+             "%d steps per epoch, %s", fold, fold_inputs.num_train, fold_inputs.num_val, shape, placement.name,
+             placement.num_replicas, batching.global_batch, batching.steps_per_epoch, precision)
+
+    with placement.strategy.scope():
+        net = model.build_model(cfg, shape)
+        model.compile_model(net, cfg, batching.steps_per_epoch)
+    _fit(net, fold_inputs, cfg, run_dir, initial_epoch, batching, callbacks)
+
+    history, val_lwlrap = write_results(net, fold_inputs, cfg, run_dir, batching.eval_batch)
+    best_row = history.loc[history[MONITOR].idxmax()]
+    summary = {
+        "fold": fold,
+        "best_val_lwlrap": float(best_row[MONITOR]),
+        "best_epoch": int(best_row["epoch"]) + 1,
+        "epochs_run": len(history),
+        "stopped_early": len(history) < cfg.epochs,
+        "val_lwlrap": val_lwlrap,  # best.keras re-scored: equals best_val_lwlrap up to rounding
+        "num_train_examples": fold_inputs.num_train,
+        "num_val_examples": fold_inputs.num_val,
+        "resumed_from_epoch": initial_epoch,
+        "elapsed_seconds": round(time.monotonic() - started, 3),  # of the invocation that finished the run
+        "steps_per_epoch": batching.steps_per_epoch,
+        "global_batch_size": batching.global_batch,
+        "strategy": placement.name,
+        "num_replicas": placement.num_replicas,
+        "precision": precision,
+        "input_shape": list(shape),
+        "shards_dir": fold_inputs.shards_dir,
+    }
+    _remove(_path(run_dir, BACKUP))
+    _write_text(_path(run_dir, SUMMARY), json.dumps(summary, indent=2) + "\n")  # last: the run is complete
+    log.info("fold %d: best val LWLRAP %.4f at epoch %d of %d; wrote %s", fold, summary["best_val_lwlrap"],
+             summary["best_epoch"], summary["epochs_run"], run_dir)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shards_dir", required=True, help="output dir of pipeline.shards (with manifest.json)")
+    parser.add_argument("--fold", type=int, required=True, help="validation fold; training uses the others")
+    parser.add_argument("--run_dir", required=True, help="where config, checkpoints, logs and results go")
+    parser.add_argument("--preset", default="full", choices=sorted(config_lib.PRESETS),
+                        help="full: the seed's sizes (128 x 938 input); tiny: small shapes for a CPU run")
+    parser.add_argument("--config", dest="config_file", help="JSON file of settings (nested sections as objects)")
+    parser.add_argument("--overwrite", action="store_true", help="retrain a run_dir that holds a finished run")
+    config_lib.add_config_flags(parser)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
+    args = build_parser().parse_args(argv)
+    return args, config_lib.resolve_config(args.preset, args.config_file, args)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, cfg = parse_args(argv)
+    return train_fold(cfg, args.shards_dir, args.fold, args.run_dir, overwrite=args.overwrite)
+
+
+if __name__ == "__main__":
+    run_main(main)
