@@ -1,7 +1,7 @@
 """Throughput of the Beam sharding job against a plain single-process loop doing the same work.
 
     python -m benchmarks.bench_shards [--num_train 128] [--num_test 224] [--duration 60] [--small 8]
-        [--repeats 1] [--out bench_out]
+        [--repeats 3] [--out bench_out]
 
 Generates (once) two demo datasets under OUT: the full one and a 1/--small slice of it with the same
 test/train ratio (the default 128 + 224 recordings of 60 s is 1/9 of the real RFCX set: 1,132
@@ -13,7 +13,8 @@ included:
   the driver's tasks) and a TFRecord file per fold, one recording after another, without
   TensorFlow (the job does not import it either; TFRecord framing is 3 lines, see _frame).
 
-Reports tp rows/s on the full dataset and each process tree's peak RSS (os.wait4), and from the two
+Reports tp rows/s on the full dataset, CPU seconds (less sensitive to other load than wall time) and
+the peak summed RSS of each process tree, and from the two
 sizes each side's fixed overhead (s) and marginal cost (s per tp row, test recordings included in
 their real proportion), so the size where Beam overtakes the loop can be read off. Prints a table
 and writes OUT/bench_shards.json. Target: beam rows/s >= loop rows/s on the full dataset.
@@ -24,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import struct
 import subprocess
 import sys
@@ -80,8 +80,34 @@ def _count_records(paths: list[str]) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(paths))
 
 
+def _tree_rss_bytes(root: int) -> int:
+    """Summed RSS of `root` and its descendants, from /proc (shared pages count once per process)."""
+    parents: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):
+            continue  # the process just ended
+        parents.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += parents.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
 def _timed_process(argv: list[str]) -> dict:
-    """Runs argv; wall seconds and peak RSS (MiB) of its process tree."""
+    """Runs argv; wall and CPU seconds and peak summed RSS (MiB) of its process tree.
+
+    The RSS is polled every 0.1 s over the whole tree, because the job's workers run at the same
+    time (ru_maxrss gives one process's peak only, and after a fork it starts from this process's).
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait4 reaps the child itself, so read its pipes from threads rather than communicate().
@@ -90,14 +116,21 @@ def _timed_process(argv: list[str]) -> dict:
                for n, s in (("stdout", proc.stdout), ("stderr", proc.stderr))]
     for r in readers:
         r.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _tree_rss_bytes(proc.pid))
+        time.sleep(0.1)
     for r in readers:
         r.join()
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.stderr.write(streams["stderr"].decode(errors="replace")[-3000:])
         raise RuntimeError(f"benchmark step failed: {' '.join(argv)}")
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, "stdout": streams["stdout"].decode()}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": peak / 2**20,
+            "stdout": streams["stdout"].decode()}
 
 
 def _dataset(out: str, num_train: int, num_test: int, duration: float) -> str:
@@ -108,7 +141,11 @@ def _dataset(out: str, num_train: int, num_test: int, duration: float) -> str:
 
 
 def _measure(data_dir: str, out: str, repeats: int) -> dict:
-    """Median wall time (and max peak RSS) of each side on one dataset, runs interleaved."""
+    """Fastest wall time, its CPU time and the max peak RSS of each side on one dataset, runs interleaved.
+
+    Other processes on the machine only ever add time, so the fastest of the repeats is the least
+    disturbed estimate for both sides (as timeit does); every run's wall time is kept in the report.
+    """
     beam_out, loop_out = os.path.join(out, "bench_shards_beam"), os.path.join(out, "bench_shards_loop")
     runs: dict[str, list[dict]] = {"beam": [], "loop": []}
     for _ in range(repeats):
@@ -127,9 +164,9 @@ def _measure(data_dir: str, out: str, repeats: int) -> dict:
         raise RuntimeError(f"loop and job disagree: {counts}, {loop_records} records read vs {job}")
     result = {"tp_rows": job["tp_rows"], "test_files": job["test_files"]}
     for name, rs in runs.items():
-        walls = [r["wall_s"] for r in rs]
-        result[name] = {"wall_s": statistics.median(walls), "wall_s_all": walls,
-                        "rows_per_s": job["tp_rows"] / statistics.median(walls),
+        best = min(rs, key=lambda r: r["wall_s"])
+        result[name] = {"wall_s": best["wall_s"], "wall_s_all": [r["wall_s"] for r in rs],
+                        "rows_per_s": job["tp_rows"] / best["wall_s"], "cpu_s": best["cpu_s"],
                         "peak_rss_mib": max(r["peak_rss_mib"] for r in rs)}
     return result
 
@@ -146,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--num_test", type=int, default=224)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--small", type=int, default=8, help="the small dataset is 1/SMALL of the full one")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per side and size; the median is used")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side and size; the fastest is used")
     parser.add_argument("--out", default="bench_out")
     parser.add_argument("--loop", nargs=2, metavar=("DATA_DIR", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -174,11 +211,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     fit = report["fit"]
     extra = fit["loop"]["s_per_row"] - fit["beam"]["s_per_row"]
     report["break_even_tp_rows"] = (fit["beam"]["fixed_s"] - fit["loop"]["fixed_s"]) / extra if extra > 0 else None
-    print(f"{'':12} {'tp rows':>8} {'wall s':>8} {'rows/s':>8} {'peak RSS MiB':>13}")
+    print(f"{'':12} {'tp rows':>8} {'wall s':>8} {'rows/s':>8} {'CPU s':>8} {'peak RSS MiB':>13}")
     for size, r in results.items():
         for name in ("beam", "loop"):
             print(f"{name + ' ' + size:12} {r['tp_rows']:8d} {r[name]['wall_s']:8.1f} {r[name]['rows_per_s']:8.2f} "
-                  f"{r[name]['peak_rss_mib']:13.0f}")
+                  f"{r[name]['cpu_s']:8.1f} {r[name]['peak_rss_mib']:13.0f}")
     for name in ("beam", "loop"):
         print(f"{name}: fixed overhead {fit[name]['fixed_s']:.1f} s, marginal {1000 * fit[name]['s_per_row']:.0f} ms "
               f"per tp row (test recordings included in proportion)")

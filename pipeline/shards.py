@@ -42,6 +42,8 @@ TP_CSV, FP_CSV = "train_tp.csv", "train_fp.csv"
 SUBMISSION_CSV, TRUTH_CSV = "sample_submission.csv", "test_truth.csv"
 # Serialized bytes of a train example beyond its audio (ids, boxes, labels): a generous bound.
 EXAMPLE_OVERHEAD_BYTES = 4096
+# RFCX test recordings last 60 s; a longer one can take its test shard past --max_shard_mb by the excess.
+TEST_RECORDING_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,8 +171,10 @@ def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> No
     """Adds the job's labelled steps to `p`."""
     out = cfg.output_dir
     # A file is closed after the write that reaches the limit: leave room for one more example, so
-    # train shards stay within max_shard_mb; a test shard can pass it by part of one recording.
-    max_shard_bytes = int(cfg.max_shard_mb * MB) - (cfg.slice_samples * 2 + EXAMPLE_OVERHEAD_BYTES)
+    # shards stay within max_shard_mb (test shards as long as recordings last <= TEST_RECORDING_SECONDS).
+    max_bytes = int(cfg.max_shard_mb * MB) - EXAMPLE_OVERHEAD_BYTES
+    max_train_bytes = max_bytes - cfg.slice_samples * 2
+    max_test_bytes = max_bytes - int(TEST_RECORDING_SECONDS * cfg.sample_rate) * 2
     results = (
         p
         | "CreateRecordingTasks" >> beam.Create(inputs.tasks)  # Create reshuffles: tasks spread over workers
@@ -184,10 +188,10 @@ def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> No
     for k in range(cfg.num_folds):
         (parts[k]
          | f"DropFoldKey{k}" >> beam.Values()
-         | f"WriteFold{k}" >> write_tfrecords(_join(out, "train", f"fold-{k}", "train"), max_shard_bytes))
+         | f"WriteFold{k}" >> write_tfrecords(_join(out, "train", f"fold-{k}", "train"), max_train_bytes))
     (parts[cfg.num_folds]
      | "DropTestKey" >> beam.Values()
-     | "WriteTest" >> write_tfrecords(_join(out, "test", "test"), max_shard_bytes))
+     | "WriteTest" >> write_tfrecords(_join(out, "test", "test"), max_test_bytes))
     (results[transforms.REJECTED_TAG]
      | "WriteRejected" >> beam.io.WriteToText(
          _join(out, "rejected", "rejected"), file_name_suffix=".jsonl", num_shards=1))
