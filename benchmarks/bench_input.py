@@ -1,7 +1,7 @@
 """Throughput of the training input pipeline against the seed notebook's per-sample generator.
 
     python -m benchmarks.bench_input [--data_dir data/demo] [--shards_dir data/shards/demo]
-        [--batch_size 32] [--batches 8] [--seed_samples 24] [--out bench_out]
+        [--batch_size 32] [--batches 8] [--seed_samples 24] [--repeats 3] [--out bench_out]
 
 Times, in one run on the same data and machine (samples/s):
 
@@ -12,19 +12,26 @@ Times, in one run on the same data and machine (samples/s):
   stored into a float64 batch array. One process, one sample after another, as the seed's
   keras Sequence ran it. Left out: the skimage resize to (128, 1876) (scikit-image is not a
   dependency), so the seed is timed slightly faster than it was.
-* pipeline_augmented: trainer.data.train_dataset with the default config (full augmentation chain
-  through tf.numpy_function, log-mel in TF, batching, prefetch), after --warmup batches.
+* pipeline_augmented: trainer.data.train_dataset with the default config (full augmentation chain:
+  noise, time shift and volume through tf.numpy_function, the pitch shift as warped mel filter
+  banks; log-mel in TF, batching, prefetch), after --warmup batches.
 * pipeline_ceiling: the same pipeline with augmentation disabled (its upper bound).
-* pipeline_augmented_librosa_pitch: the default chain with librosa's pitch shift instead of the vocoder.
-* cpu_ms_per_window: CPU time (one thread) of each augmentation, of the default chain and of the TF
-  log-mel per example (all TF threads), for a 10 s window; librosa.effects.pitch_shift vs
-  vocoder_pitch_shift among them.
+* pipeline_augmented_fresh_noise: the default chain with fresh noise per window (as the seed
+  drew it) instead of cuts of the per-process noise banks (augment.AugmentConfig.noise_bank_seconds).
+* pipeline_augmented_vocoder_pitch: the default chain with the waveform pitch shift
+  (augment.vocoder_pitch_shift) instead of the mel-stage one.
+* cpu_ms_per_window: CPU time (one thread) of each augmentation and of the default chain's numpy
+  part, and per example (all TF threads, batched) of the TF log-mel and of the extra cost of its
+  pitch-shifted form, for a 10 s window; librosa.effects.pitch_shift and vocoder_pitch_shift among
+  them.
 
-Targets: pipeline_augmented >= 20x seed, and >= 50 % of pipeline_ceiling. Prints a table (samples/s,
-ratios, cores used = process CPU / wall time, CPU ms per sample) and writes OUT/bench_input.json
-with the load average: on a shared machine other processes take cores, which shows as cores used
-below the machine's count; CPU ms per sample is the figure least affected. The demo data and
-shards are built first when the default paths are missing (as `make shards` does).
+Each variant is timed --repeats times, the variants taking turns, and the median is reported
+(every value is kept in the JSON). Targets: pipeline_augmented >= 20x seed, and >= 50 % of
+pipeline_ceiling. Prints a table (samples/s, ratios, cores used = process CPU / wall time, CPU ms
+per sample) and writes OUT/bench_input.json with the load average: on a shared machine other
+processes take cores, which shows as cores used below the machine's count; CPU ms per sample is
+the figure least affected. The demo data and shards are built first when the default paths are
+missing (as `make shards` does).
 """
 from __future__ import annotations
 
@@ -51,7 +58,8 @@ from trainer import augment, config, data, mel
 
 DEFAULT_DATA, DEFAULT_SHARDS = "data/demo", "data/shards/demo"
 SPEEDUP_TARGET, CEILING_TARGET = 20.0, 0.5
-VARIANTS = ("seed", "pipeline_ceiling", "pipeline_augmented", "pipeline_augmented_librosa_pitch")
+VARIANTS = ("seed", "pipeline_ceiling", "pipeline_augmented", "pipeline_augmented_fresh_noise",
+            "pipeline_augmented_vocoder_pitch")
 
 
 # ----------------------------------------------------------------------------- the seed's generator
@@ -143,7 +151,9 @@ def time_pipeline(
         for _ in range(batches):
             next(iterator)[0].numpy()
 
-    return _rate(batches * batch_size, run)
+    rate = _rate(batches * batch_size, run)
+    del iterator  # stops its threads now, not at interpreter exit
+    return rate
 
 
 def _first_window(files: Sequence[str], cfg: config.TrainConfig) -> np.ndarray:
@@ -162,17 +172,29 @@ def _cpu_ms(fn: Callable[[int], Any], calls: int) -> float:
     return (time.thread_time() - start) / calls * 1000
 
 
+def _tf_cpu_ms_per_example(fn: Callable[[], tf.Tensor], batch_size: int, calls: int = 4) -> float:
+    """Process CPU ms per example of fn() (a batched TF computation on TF's own threads)."""
+    fn().numpy()
+    start = time.process_time()
+    for _ in range(calls):
+        fn().numpy()
+    return (time.process_time() - start) / (calls * batch_size) * 1000
+
+
 def time_costs(files: Sequence[str], cfg: config.TrainConfig, batch_size: int) -> dict[str, float]:
     """CPU ms per 10 s window of each augmentation, the default chain and the TF log-mel (batched).
 
     Explains the pipeline figures: on 2 cores the augmented pipeline reaches 50 % of its ceiling
-    only if the chain costs no more CPU than the mel front end.
+    only if the augmentation costs no more CPU than the ceiling's whole per-example work.
     """
     y = _first_window(files, cfg)
     sr, steps = cfg.mel.sample_rate, [s for s in range(-5, 6) if s]
+    bank = {"bank_seconds": cfg.augment.noise_bank_seconds, "sample_rate": sr}
     pieces = {
-        "gaussian_noise": augment.GaussianNoiseSNR(),
-        "pink_noise": augment.PinkNoiseSNR(),
+        "gaussian_noise_fresh": augment.GaussianNoiseSNR(),
+        "gaussian_noise_bank": augment.GaussianNoiseSNR(**bank),
+        "pink_noise_fresh": augment.PinkNoiseSNR(),
+        "pink_noise_bank": augment.PinkNoiseSNR(**bank),
         "time_shift": augment.TimeShift(sample_rate=sr),
         "volume_sine": augment.VolumeControl(),
     }
@@ -181,16 +203,16 @@ def time_costs(files: Sequence[str], cfg: config.TrainConfig, batch_size: int) -
     costs["pitch_shift_librosa"] = _cpu_ms(
         lambda i: librosa.effects.pitch_shift(y, sr=sr, n_steps=steps[i % 10]), 10
     )
-    chain = augment.build_chain(cfg.augment, sr)
-    costs["default_chain"] = _cpu_ms(lambda i: augment.augment_with_seed(chain, y, i), 20)
-    # TF runs the mel on its own threads: process CPU time per example of a batched call.
+    augmentation = augment.build_augmentation(cfg.augment, sr, cfg.seed)
+    costs["default_chain_numpy"] = _cpu_ms(lambda i: augment.augment_with_seed(augmentation, y, i), 20)
     batch = tf.constant(np.repeat(y[None], batch_size, axis=0))
-    features = tf.function(lambda w: mel.log_mel(w, cfg.mel))
-    features(batch)
-    start = time.process_time()
-    for _ in range(4):
-        features(batch).numpy()
-    costs["log_mel_tf"] = (time.process_time() - start) / (4 * batch_size) * 1000
+    pitch_steps = tf.constant([steps[i % 10] for i in range(batch_size)])
+    plain = tf.function(lambda w: mel.log_mel(w, cfg.mel))
+    shifted = tf.function(lambda w, s: mel.log_mel(w, cfg.mel, s, augmentation.max_pitch_steps))
+    costs["log_mel_tf"] = _tf_cpu_ms_per_example(lambda: plain(batch), batch_size)
+    costs["pitch_shift_mel_extra"] = (
+        _tf_cpu_ms_per_example(lambda: shifted(batch, pitch_steps), batch_size) - costs["log_mel_tf"]
+    )
     return costs
 
 
@@ -211,18 +233,26 @@ def ensure_demo_data(data_dir: str, shards_dir: str) -> None:
 
 
 def _measure(results: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
+    """Appends fn()'s result to results["runs"][name], with the 1-min load average before and after."""
     load_before = os.getloadavg()[0]
-    results[name] = fn()
-    results["load_average_1min"][name] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    print(f"  {name}: {results[name]}", flush=True)
+    run = fn()
+    run["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    results["runs"].setdefault(name, []).append(run)
+    print(f"  {name}: {run}", flush=True)
+
+
+def _median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median samples/s (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r["samples_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def report(results: dict[str, Any]) -> str:
-    rates = {name: results[name] for name in VARIANTS}
+    rates = {name: results["median"][name] for name in VARIANTS}
     seed, ceiling = rates["seed"]["samples_per_s"], rates["pipeline_ceiling"]["samples_per_s"]
     lines = [
         f"input pipeline, {results['machine']['cpu_count']} cores, batch {results['batch_size']}, "
-        f"window {results['window_seconds']:g} s at {results['sample_rate']} Hz",
+        f"window {results['window_seconds']:g} s at {results['sample_rate']} Hz, median of {results['repeats']} runs",
         f"{'variant':34s} {'samples/s':>9s} {'x seed':>7s} {'of ceiling':>10s} {'cores used':>10s} "
         f"{'CPU ms/sample':>13s}",
     ]
@@ -252,10 +282,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=8, help="timed batches per pipeline variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed batches first")
     p.add_argument("--seed_samples", type=int, default=24, help="samples timed for the seed generator")
+    p.add_argument("--repeats", type=int, default=3, help="timings per variant (the median is reported)")
     p.add_argument("--out", default="bench_out", help="directory of bench_input.json")
     args = p.parse_args(argv)
-    if min(args.batch_size, args.batches, args.seed_samples) < 1 or args.warmup < 0:
-        raise UserError("--batch_size, --batches and --seed_samples must be >= 1, --warmup >= 0")
+    if min(args.batch_size, args.batches, args.seed_samples, args.repeats) < 1 or args.warmup < 0:
+        raise UserError("--batch_size, --batches, --seed_samples and --repeats must be >= 1, --warmup >= 0")
     return args
 
 
@@ -265,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = config.preset_config("full")
     inputs = data.prepare_fold(args.shards_dir, args.fold, cfg)
     no_augment = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, enabled=False))
-    librosa_pitch = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, pitch_shift_method="librosa"))
+    vocoder_pitch = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, pitch_shift_method="vocoder"))
+    fresh_noise = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, noise_bank_seconds=0.0))
     results: dict[str, Any] = {
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -278,22 +310,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         "batch_size": args.batch_size,
         "batches": args.batches,
         "seed_samples": args.seed_samples,
+        "repeats": args.repeats,
         "window_seconds": cfg.window_seconds,
         "sample_rate": cfg.mel.sample_rate,
         "augment": cfg.augment.to_dict(),
         "seed_left_out": "skimage resize to (128, 1876)",
-        "load_average_1min": {},
+        "runs": {},
     }
     timed = lambda c: lambda: time_pipeline(inputs, c, args.batch_size, args.batches, args.warmup)
     print("timing (samples/s) ...", flush=True)
-    _measure(results, "cpu_ms_per_window", lambda: time_costs(inputs.train_files, cfg, args.batch_size))
-    _measure(results, "seed", lambda: time_seed(args.data_dir, cfg, args.seed_samples, args.batch_size))
-    _measure(results, "pipeline_ceiling", timed(no_augment))
-    _measure(results, "pipeline_augmented", timed(cfg))
-    _measure(results, "pipeline_augmented_librosa_pitch", timed(librosa_pitch))
-    augmented = results["pipeline_augmented"]["samples_per_s"]
-    speedup = augmented / results["seed"]["samples_per_s"]
-    of_ceiling = augmented / results["pipeline_ceiling"]["samples_per_s"]
+    results["cpu_ms_per_window"] = time_costs(inputs.train_files, cfg, args.batch_size)
+    print(f"  cpu_ms_per_window: {results['cpu_ms_per_window']}", flush=True)
+    variants = {
+        "seed": lambda: time_seed(args.data_dir, cfg, args.seed_samples, args.batch_size),
+        "pipeline_ceiling": timed(no_augment),
+        "pipeline_augmented": timed(cfg),
+        "pipeline_augmented_fresh_noise": timed(fresh_noise),
+        "pipeline_augmented_vocoder_pitch": timed(vocoder_pitch),
+    }
+    for _ in range(args.repeats):  # the variants take turns, so a burst of load hits them alike
+        for name, fn in variants.items():
+            _measure(results, name, fn)
+    results["median"] = {name: _median_run(results["runs"][name]) for name in VARIANTS}
+    augmented = results["median"]["pipeline_augmented"]["samples_per_s"]
+    speedup = augmented / results["median"]["seed"]["samples_per_s"]
+    of_ceiling = augmented / results["median"]["pipeline_ceiling"]["samples_per_s"]
     results["targets"] = {
         "speedup": speedup,
         "speedup_met": speedup >= SPEEDUP_TARGET,

@@ -13,6 +13,7 @@ import pytest
 from trainer import augment
 from trainer.augment import (
     AugmentConfig,
+    Augmentation,
     Compose,
     GaussianNoiseSNR,
     OneOf,
@@ -21,7 +22,7 @@ from trainer.augment import (
     TimeShift,
     VolumeControl,
     augment_with_seed,
-    build_chain,
+    build_augmentation,
 )
 
 SR = 48000
@@ -35,38 +36,56 @@ def _tone(freq: float, n: int = SR) -> np.ndarray:
     return (0.5 * np.sin(2 * np.pi * freq * np.arange(n) / SR)).astype(np.float32)
 
 
+def _chain(**overrides) -> Compose:
+    """The waveform chain of AugmentConfig(**overrides) at SR."""
+    return build_augmentation(AugmentConfig(**overrides), SR).chain
+
+
+BANK = {"bank_seconds": 2.0, "sample_rate": SR}  # 2 s banks for the <= 1 s test signals
+
+
 def _all_transforms() -> list:
     transforms = {
         "gaussian": GaussianNoiseSNR(),
         "pink": PinkNoiseSNR(),
+        "gaussian-bank": GaussianNoiseSNR(**BANK),
+        "pink-bank": PinkNoiseSNR(**BANK),
         "gaussian-rms": GaussianNoiseSNR(reference="rms"),
         "pitch-vocoder": PitchShift(max_steps=5),
         "pitch-librosa": PitchShift(max_steps=5, method="librosa"),
         "shift-replace": TimeShift(max_shift_seconds=0.5, sample_rate=SR),
         "shift-zero": TimeShift(max_shift_seconds=0.5, sample_rate=SR, padding="zero"),
         **{f"volume-{m}": VolumeControl(mode=m) for m in augment.VOLUME_MODES},
-        "default-chain": build_chain(AugmentConfig(), SR),
+        "default-chain": _chain(),  # noise from banks, time shift, volume (the pitch shift is the mel's)
+        "vocoder-chain": _chain(pitch_shift_method="vocoder", noise_bank_seconds=0.0),
     }
     return [pytest.param(t, id=name) for name, t in transforms.items()]
 
 
 def test_default_chain_is_the_seeds() -> None:
-    chain = build_chain(AugmentConfig(), SR)
-    noise, pitch, shift, volume = chain.transforms
+    augmentation = build_augmentation(AugmentConfig(), SR, seed=3)
+    noise, shift, volume = augmentation.chain.transforms
     assert isinstance(noise, OneOf) and noise.p == 1.0
     assert [type(t) for t in noise.transforms] == [GaussianNoiseSNR, PinkNoiseSNR]
-    assert all((t.min_snr_db, t.max_snr_db, t.p) == (5.0, 20.0, 1.0) for t in noise.transforms)
-    assert (type(pitch), pitch.max_steps, pitch.p) == (PitchShift, 5, 1.0)
+    assert all((t.min_snr_db, t.max_snr_db, t.p, t.bank_seconds, t.bank_seed) == (5.0, 20.0, 1.0, 60.0, 3)
+               for t in noise.transforms)
+    pitch = augmentation.mel_pitch  # applied by the mel front end
+    assert (type(pitch), pitch.max_steps, pitch.p, pitch.method) == (PitchShift, 5, 1.0, "mel")
+    assert augmentation.max_pitch_steps == 5
     assert (type(shift), shift.max_shift_seconds, shift.padding, shift.sample_rate) == (TimeShift, 4.0, "replace", SR)
     assert (type(volume), volume.db_limit, volume.mode) == (VolumeControl, 10.0, "sine")
+    # The waveform pitch shifters sit where the seed had them, after the noise.
+    vocoder = _chain(pitch_shift_method="vocoder").transforms[1]
+    assert (type(vocoder), vocoder.max_steps, vocoder.method) == (PitchShift, 5, "vocoder")
 
 
 def test_pieces_are_removable() -> None:
-    assert build_chain(AugmentConfig(enabled=False), SR).transforms == ()
-    chain = build_chain(AugmentConfig(pitch_shift_p=0.0, pink_noise=False, volume_p=0.0), SR)
-    assert [type(t) for t in chain.transforms] == [OneOf, TimeShift]
-    assert [type(t) for t in chain.transforms[0].transforms] == [GaussianNoiseSNR]
-    assert build_chain(AugmentConfig(gaussian_noise=False, pink_noise=False), SR).transforms[0].__class__ is PitchShift
+    assert build_augmentation(AugmentConfig(enabled=False), SR) == Augmentation()
+    augmentation = build_augmentation(AugmentConfig(pitch_shift_p=0.0, pink_noise=False, volume_p=0.0), SR)
+    assert [type(t) for t in augmentation.chain.transforms] == [OneOf, TimeShift]
+    assert [type(t) for t in augmentation.chain.transforms[0].transforms] == [GaussianNoiseSNR]
+    assert augmentation.mel_pitch is None and augmentation.max_pitch_steps == 0
+    assert _chain(gaussian_noise=False, pink_noise=False, pitch_shift_method="vocoder").transforms[0].__class__ is PitchShift
 
 
 def test_config_dict_round_trip_and_errors() -> None:
@@ -82,6 +101,8 @@ def test_config_dict_round_trip_and_errors() -> None:
         {"pitch_shift_max_steps": -1},
         {"volume_mode": "square"},
         {"time_shift_padding": "reflect"},
+        {"pitch_shift_method": "resample"},
+        {"noise_bank_seconds": -1.0},
         {"enabled": 1},
     ):
         with pytest.raises(ValueError):
@@ -98,10 +119,11 @@ def test_float32_same_length_and_silence_stays_finite(transform) -> None:
     assert not np.any(transform(np.zeros(SR // 2, np.float32), rng))  # silence stays silent
 
 
+@pytest.mark.parametrize("bank_seconds", [0.0, 2.0], ids=["fresh", "bank"])
 @pytest.mark.parametrize("kind", [GaussianNoiseSNR, PinkNoiseSNR])
 @pytest.mark.parametrize("reference", ["peak", "rms"])
-def test_measured_snr_is_within_range(kind, reference) -> None:
-    transform = kind(min_snr_db=5.0, max_snr_db=20.0, reference=reference)
+def test_measured_snr_is_within_range(kind, reference, bank_seconds) -> None:
+    transform = kind(min_snr_db=5.0, max_snr_db=20.0, reference=reference, bank_seconds=bank_seconds, sample_rate=SR)
     y = _tone(440.0) + _noise(seed=3)
     measured = []
     for seed in range(12):
@@ -115,14 +137,37 @@ def test_measured_snr_is_within_range(kind, reference) -> None:
     assert np.ptp(measured) > 3.0  # the SNR is drawn, not fixed
 
 
+@pytest.mark.parametrize("bank_seconds", [0.0, 4.0], ids=["fresh", "bank"])
 @pytest.mark.parametrize("kind, slope", [(GaussianNoiseSNR, 0.0), (PinkNoiseSNR, -1.0)])
-def test_noise_colour(kind, slope) -> None:
-    noise = kind().noise(np.random.default_rng(0), 1 << 16)
+def test_noise_colour(kind, slope, bank_seconds) -> None:
+    noise = kind(bank_seconds=bank_seconds, sample_rate=SR).noise(np.random.default_rng(0), 1 << 16)
     power = np.abs(np.fft.rfft(noise)) ** 2
     freqs = np.fft.rfftfreq(noise.size)
     band = (freqs > 1e-3) & (freqs < 0.4)
     fitted = np.polyfit(np.log10(freqs[band]), np.log10(power[band]), 1)[0]
     assert abs(fitted - slope) < 0.1
+
+
+@pytest.mark.parametrize("kind", [GaussianNoiseSNR, PinkNoiseSNR])
+def test_noise_bank_cuts_vary_and_are_seeded(kind) -> None:
+    transform = kind(bank_seconds=1.0, sample_rate=SR, bank_seed=5)
+    n = SR // 4
+    cuts = [transform.noise(np.random.default_rng(seed), n) for seed in range(40)]
+    assert all(c.shape == (n,) and c.dtype == np.float32 for c in cuts)
+    bank = augment.noise_bank(transform, SR, n)
+    assert bank.shape == (SR,) and augment.noise_bank(transform, SR, n) is bank  # made once
+    signs = set()
+    for cut in cuts:  # each cut is +-bank[start:start + n] for some start
+        starts = [s for s in range(SR - n + 1) if abs(bank[s]) == abs(cut[0]) and np.array_equal(np.abs(bank[s:s + n]), np.abs(cut))]
+        assert len(starts) == 1
+        signs.add(float(np.sign(cut[0]) * np.sign(bank[starts[0]])))
+    assert signs == {-1.0, 1.0}
+    assert len({float(c[0]) for c in cuts}) > 30  # different offsets for different generators
+    assert np.array_equal(cuts[3], transform.noise(np.random.default_rng(3), n))
+    other_seed = kind(bank_seconds=1.0, sample_rate=SR, bank_seed=6)
+    assert not np.array_equal(augment.noise_bank(other_seed, SR, n), bank)
+    assert not np.allclose(augment.noise_bank(GaussianNoiseSNR(bank_seed=5), SR, n)[:1000],
+                           augment.noise_bank(PinkNoiseSNR(bank_seed=5), SR, n)[:1000], atol=0.1)
 
 
 @pytest.mark.parametrize("n_steps", [-5, -3, -1, 1, 2, 4, 5])
@@ -151,6 +196,19 @@ def test_librosa_pitch_method_moves_a_tone() -> None:
     out = PitchShift(method="librosa", sample_rate=SR).apply(_tone(1000.0), n_steps=-5)
     spectrum = np.abs(np.fft.rfft(out * np.hanning(out.size)))
     assert abs(np.fft.rfftfreq(out.size, 1 / SR)[np.argmax(spectrum)] - 1000.0 * 2 ** (-5 / 12)) <= 2.0
+
+
+def test_mel_pitch_method_only_draws_the_steps() -> None:
+    augmentation = build_augmentation(AugmentConfig(pitch_shift_max_steps=2, noise_p=0.0, time_shift_p=0.0,
+                                                    volume_p=0.0), SR)
+    y = _noise(SR // 10)
+    results = [augment_with_seed(augmentation, y, seed) for seed in range(200)]
+    assert all(np.array_equal(out, y) and isinstance(steps, np.int32) for out, steps in results)
+    assert {int(steps) for _, steps in results} == {-2, -1, 0, 1, 2}  # both bounds reached
+    with pytest.raises(ValueError, match="mel front end"):
+        PitchShift(method="mel").apply(y, n_steps=2)
+    never = build_augmentation(AugmentConfig(pitch_shift_p=0.0), SR)
+    assert {int(augment_with_seed(never, y, seed)[1]) for seed in range(20)} == {0}
 
 
 def test_integer_ranges_reach_both_bounds() -> None:
@@ -201,29 +259,31 @@ def test_probability_and_one_of() -> None:
     assert 70 <= chosen.count(1.0) <= 130 and chosen.count(1.0) + chosen.count(2.0) == 200
 
 
-def test_seeded_runs_are_reproducible_and_leave_global_state_alone() -> None:
-    chain = build_chain(AugmentConfig(time_shift_max_seconds=0.2), SR)
+@pytest.mark.parametrize("method", ["mel", "vocoder"])
+def test_seeded_runs_are_reproducible_and_leave_global_state_alone(method) -> None:
+    augmentation = build_augmentation(AugmentConfig(time_shift_max_seconds=0.2, noise_bank_seconds=1.0,
+                                                    pitch_shift_method=method), SR)
     y = _noise(SR // 2)
     np.random.seed(123)
     global_state = np.random.get_state()[1].copy()
-    first = augment_with_seed(chain, y, 7)
-    assert np.array_equal(first, augment_with_seed(chain, y, 7))
+    first, first_steps = augment_with_seed(augmentation, y, 7)
+    again, again_steps = augment_with_seed(augmentation, y, 7)
+    assert np.array_equal(first, again) and first_steps == again_steps
     assert np.array_equal(np.random.get_state()[1], global_state)
-    others = [augment_with_seed(chain, y, s) for s in (8, -8, [7, 1])]
+    others = [augment_with_seed(augmentation, y, s)[0] for s in (8, -8, [7, 1])]
     assert all(not np.allclose(first, other) for other in others)
     # Parallel calls (as tf.data's numpy_function threads make them) give the serial results.
     seeds = list(range(8))
-    serial = [augment_with_seed(chain, y, s) for s in seeds]
+    serial = [augment_with_seed(augmentation, y, s) for s in seeds]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        parallel = list(pool.map(lambda s: augment_with_seed(chain, y, s), seeds))
-    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel))
+        parallel = list(pool.map(lambda s: augment_with_seed(augmentation, y, s), seeds))
+    assert all(np.array_equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(serial, parallel))
 
 
 def test_transforms_are_serialisable_dataclasses() -> None:
-    chain = build_chain(AugmentConfig(), SR)
-    pitch = chain.transforms[1]
+    pitch = build_augmentation(AugmentConfig(), SR).mel_pitch
     assert dataclasses.asdict(pitch) == {
-        "p": 1.0, "max_steps": 5, "method": "vocoder", "sample_rate": SR, "n_fft": 2048, "hop_length": 512
+        "p": 1.0, "max_steps": 5, "method": "mel", "sample_rate": SR, "n_fft": 2048, "hop_length": 512
     }
     assert PitchShift(**dataclasses.asdict(pitch)) == pitch
     with pytest.raises(ValueError):

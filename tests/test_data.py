@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from pipeline.errors import run_main
 from tests import shard_factory as sf
-from trainer import config, data, train
+from trainer import augment, config, data, train
 
 RATE = 16000
 SLICE = 32000  # 2 s
@@ -138,6 +138,24 @@ def test_training_stream_is_reproducible_for_a_seed_and_changes_with_it(shards):
     for xa, xb in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
     assert not np.array_equal(a[0], other[0])
+
+
+def test_augmentation_hands_its_pitch_steps_to_the_mel_front_end():
+    cfg = small_cfg(augment={"noise_p": 0.0, "time_shift_p": 0.0, "volume_p": 0.0})  # only the pitch shift
+    augment_fn, max_steps = data._augment_fn(cfg)
+    assert max_steps == cfg.augment.pitch_shift_max_steps == 5
+    reference = augment.build_augmentation(cfg.augment, RATE, cfg.seed)
+    waveform = tf.constant(sf.ramp(WINDOW) / 32768.0, tf.float32)
+    drawn = set()
+    for i in range(12):
+        seed = tf.constant([3, i], tf.int64)
+        out, steps = augment_fn(waveform, seed)
+        np.testing.assert_array_equal(out.numpy(), waveform.numpy())  # the waveform is not shifted...
+        assert int(steps) == augment.augment_with_seed(reference, waveform.numpy(), seed.numpy())[1]  # ...the mel is
+        drawn.add(int(steps))
+    assert len(drawn) > 3
+    off_fn, off_steps = data._augment_fn(small_cfg(augment={"enabled": False}))
+    assert off_fn(waveform, tf.constant([3, 0], tf.int64))[1] is None and off_steps == 0
 
 
 def _train_argv(shards_dir: str, run_dir: str, cfg_file: str, fold: int = 0, *extra: str) -> list[str]:

@@ -12,7 +12,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.mel import LogMel, MelConfig, MelConfigError, librosa_log_mel, log_mel, mel_power, num_frames, power_to_db
+from trainer.mel import (
+    LogMel,
+    MelConfig,
+    MelConfigError,
+    librosa_log_mel,
+    log_mel,
+    mel_power,
+    num_frames,
+    pitch_filter_banks,
+    power_to_db,
+    spectrum_warp,
+)
 
 CFG = MelConfig()
 SR = CFG.sample_rate
@@ -99,6 +110,69 @@ def test_log_mel_layer_stays_float32_under_mixed_precision() -> None:
         keras.config.set_dtype_policy(previous)
     assert out.dtype == tf.float32
     np.testing.assert_allclose(out.numpy()[0, ..., 0], _min_max(_librosa_db(SIGNALS["sine"])), atol=5e-5)
+
+
+def _tone(freq: float) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * freq * np.arange(N) / SR)).astype(np.float32)
+
+
+def _band_profile(power: np.ndarray) -> np.ndarray:
+    """Mean power per mel band over frames: [n_mels, frames] -> [n_mels]."""
+    return power.mean(axis=-1)
+
+
+@pytest.mark.parametrize("freq", [500.0, 1000.0, 3000.0, 8000.0])
+def test_mel_pitch_shift_moves_a_tone_by_semitones(freq) -> None:
+    """The tone test: a tone at f shifted by n semitones looks like a tone generated at f * 2^(n/12)."""
+    steps = [-5, -3, -1, 1, 2, 4, 5]
+    shifted = mel_power(np.stack([_tone(freq)] * len(steps)), CFG, tf.constant(steps), 5).numpy()  # [7, 128, T]
+    bands = np.arange(CFG.n_mels)
+    for n, got in zip(steps, shifted):
+        # The reference: librosa's mel of a tone generated at the shifted frequency.
+        expected = librosa.feature.melspectrogram(y=_tone(freq * 2 ** (n / 12)), sr=SR, n_fft=2048, hop_length=512,
+                                                  n_mels=128, fmin=84.0, fmax=15056.0, power=2.0)
+        got_profile, expected_profile = _band_profile(got), _band_profile(expected)
+        assert np.argmax(got_profile) == np.argmax(expected_profile), n
+        centroid = lambda p: float(np.sum(p * bands) / np.sum(p))
+        assert abs(centroid(got_profile) - centroid(expected_profile)) < 0.1, n  # in mel bands
+        assert got_profile.sum() == pytest.approx(expected_profile.sum(), rel=0.03), n  # the tone keeps its level
+
+
+def test_mel_pitch_shift_by_zero_is_the_plain_mel_and_silence_stays_zero() -> None:
+    banks, first = pitch_filter_banks(CFG, 5)
+    plain = librosa.filters.mel(sr=SR, n_fft=2048, n_mels=128, fmin=84.0, fmax=15056.0)
+    unshifted = np.zeros_like(plain)
+    unshifted[:, first:first + banks.shape[-1]] = banks[5]
+    np.testing.assert_array_equal(unshifted, plain.astype(np.float32))  # the n = 0 bank is exactly librosa's
+    y = SIGNALS["chirp"]
+    np.testing.assert_allclose(log_mel(y[None], CFG, tf.constant([0]), 5).numpy(), log_mel(y[None], CFG).numpy(),
+                               atol=1e-6)  # only the matmul's summation order differs
+    silent = log_mel(np.zeros((2, N), np.float32), CFG, tf.constant([-5, 5]), 5).numpy()
+    assert np.isfinite(silent).all() and not silent.any()
+
+
+def test_mel_pitch_shift_picks_each_examples_bank() -> None:
+    batch = np.stack([SIGNALS["noise"], SIGNALS["chirp"], SIGNALS["sine"]])
+    steps = [3, -2, 0]
+    together = log_mel(batch, CFG, tf.constant(steps), 5).numpy()
+    for y, n, got in zip(batch, steps, together):
+        np.testing.assert_allclose(got, log_mel(y, CFG, tf.constant(n), 5).numpy(), atol=1e-6)  # unbatched too
+    assert not np.allclose(together[1], log_mel(batch[1], CFG).numpy(), atol=1e-2)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        log_mel(batch[:1], CFG, tf.constant([6]), 5)  # outside the precomputed banks: an error, not a clamp
+
+
+def test_spectrum_warp_conserves_energy() -> None:
+    np.testing.assert_array_equal(spectrum_warp(64, 1.0), np.eye(64))
+    for ratio in (2 ** (-5 / 12), 2 ** (3 / 12)):
+        warp = spectrum_warp(1025, ratio)
+        kept = int(1000 / max(ratio, 1.0))  # source bins whose shifted power stays below Nyquist
+        np.testing.assert_allclose(warp[:, 1:kept].sum(axis=0), 1.0, atol=1e-9)
+        # A single source bin's power lands around ratio times its frequency.
+        column = warp[:, 400]
+        assert abs(np.sum(column * np.arange(1025)) - 400 * ratio) < 0.5  # within the output bin grid
+    with pytest.raises(MelConfigError):
+        pitch_filter_banks(CFG, -1)
 
 
 @pytest.mark.parametrize(

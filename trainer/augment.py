@@ -12,23 +12,35 @@ The default chain is the seed's (every piece always applied)::
              PitchShift(-5..+5 semitones), TimeShift(-4..+4 s, "replace"),
              VolumeControl(-10..+10 dB, "sine")])
 
+Noise is cut from per-process banks by default (``noise_bank_seconds``; see _NoiseSNR for the
+trade-off), 0 draws fresh noise per window as the seed did.
+
+`build_augmentation` turns an `AugmentConfig` into an `Augmentation`: that chain, and, with
+``pitch_shift_method="mel"`` (the default), the pitch shift moved to the mel front end: the
+numpy side only draws the steps and returns them with the waveform, trainer.mel applies them as
+warped mel filter banks (see `Augmentation` for why the order is still the seed's).
+
 Fixes relative to the seed: integer ranges include their upper bound (the seed's
 ``np.random.randint(-5, 5)`` never shifted up by 5 semitones); silent input stays silent and finite;
 ``TimeShift(padding="zero")`` with a zero shift no longer zeroes the whole signal (the seed's
 ``augmented[0:] = 0``); float32 in and out with the input's length; the fade envelope of a
 one-sample input does not divide by zero.
 
-Pitch shift uses, by default, a single-STFT phase vocoder that moves the spectrum along the
-frequency axis (`vocoder_pitch_shift`): ~2.4x less CPU than ``librosa.effects.pitch_shift``
-(phase-vocoder time stretch + soxr resampling; ~30 vs ~72 ms per 10 s window at 48 kHz), which
-stays available as ``method="librosa"``; benchmarks/bench_input.py measures both.
+CPU per 10 s window at 48 kHz (benchmarks/bench_input.py measures them): pitch shift "mel" ~0
+here (~1 ms more in TF: a gather and a ~35 % wider mel matmul), "vocoder" ~30 ms
+(`vocoder_pitch_shift`, a single-STFT phase vocoder), "librosa" ~70 ms
+(``librosa.effects.pitch_shift``: time stretch + soxr resampling); noise ~0.4-0.8 ms cut from a
+bank, fresh ~5 ms (white, numpy's float32 ziggurat) or ~25 ms (pink, colorednoise's float64
+FFT); time shift and volume < 1 ms each.
 
 Usage::
 
-    from trainer.augment import AugmentConfig, build_chain, augment_with_seed
-    chain = build_chain(AugmentConfig(), sample_rate=48000)
-    y_aug = augment_with_seed(chain, y, seed=1234)            # float32 [n] -> float32 [n]
-    chain = build_chain(AugmentConfig(pitch_shift_p=0.0), 48000)   # without pitch shift
+    from trainer.augment import AugmentConfig, build_augmentation, augment_with_seed
+    augmentation = build_augmentation(AugmentConfig(), sample_rate=48000, seed=0)
+    y_aug, pitch_steps = augment_with_seed(augmentation, y, seed=1234)   # float32 [n] -> [n], int32
+    features = trainer.mel.log_mel(y_aug, mel_cfg, pitch_steps, augmentation.max_pitch_steps)
+    waveform_only = build_augmentation(AugmentConfig(pitch_shift_method="vocoder"), 48000).chain
+    y_shifted = waveform_only(y, np.random.default_rng(1))                # float32 [n] -> [n]
 """
 from __future__ import annotations
 
@@ -45,7 +57,7 @@ import scipy.fft
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 SNR_REFERENCES = ("peak", "rms")
-PITCH_METHODS = ("vocoder", "librosa")
+PITCH_METHODS = ("mel", "vocoder", "librosa")
 PADDING_MODES = ("replace", "zero")
 VOLUME_MODES = ("uniform", "fade", "cosine", "sine")
 
@@ -108,9 +120,14 @@ class RandomTransform(abc.ABC):
             _check_choice(f"{name}.{field}", getattr(self, field), choices)
 
     def __call__(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        params = self.draw(rng, y.shape[0])
+        return y if params is None else self.apply(y, **params)
+
+    def draw(self, rng: np.random.Generator, n: int) -> dict[str, Any] | None:
+        """The parameters of one application to n samples, or None when skipped (probability 1 - p)."""
         if self.p < 1.0 and rng.random() >= self.p:
-            return y
-        return self.apply(y, **self.sample(rng, y.shape[0]))
+            return None
+        return self.sample(rng, n)
 
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator, n: int) -> dict[str, Any]:
@@ -174,21 +191,43 @@ class _NoiseSNR(RandomTransform):
       min_snr_db, max_snr_db: SNR range in dB (the seed: 5..20).
       reference: "peak" (the seed: the noise's peak is the signal's peak / 10^(snr/20)) or "rms"
         (the usual power SNR: the noise's RMS is the signal's RMS / 10^(snr/20)).
+      bank_seconds: 0 = fresh noise per call (the seed's way). > 0 = a cut at a random offset,
+        with a random sign, of a bank of max(bank_seconds * sample_rate, n) samples of the same
+        noise made once per process (`noise_bank`): ~0.4 ms per 10 s window at 48 kHz instead of
+        ~5 ms (white) or ~25 ms (pink). The trade-off: windows share bank material (a 60 s bank
+        holds 50 s of distinct 10 s offsets, each with either sign), so the noise varies less
+        between windows than fresh draws; its distribution, spectrum and SNR are the same.
+      sample_rate: Hz, to convert bank_seconds.
+      bank_seed: seed of the bank (the training config's seed), so a seeded run is reproducible.
     Silent input gets zero noise (its level is 0), so it stays silent rather than becoming NaN.
     """
 
     min_snr_db: float = 5.0
     max_snr_db: float = 20.0
     reference: str = "peak"
+    bank_seconds: float = 0.0
+    sample_rate: int = 48000
+    bank_seed: int = 0
+    _NONNEGATIVE: ClassVar[tuple[str, ...]] = ("bank_seconds",)
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"reference": SNR_REFERENCES}
+    _BANK_STREAM: ClassVar[int] = 0  # per noise kind, so banks of one seed are independent
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_range(f"{type(self).__name__} SNR (dB)", self.min_snr_db, self.max_snr_db)
 
     @abc.abstractmethod
+    def generate(self, rng: np.random.Generator, n: int, window: int) -> np.ndarray:
+        """n samples of this noise, float [n]; `window` (<= n): the length a cut of them will have."""
+
     def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Unscaled noise, float [n]."""
+        """Unscaled noise, float [n]: fresh, or a cut of the bank (see bank_seconds)."""
+        if self.bank_seconds == 0 or n == 0:
+            return self.generate(rng, n, n)
+        bank = noise_bank(self, max(int(round(self.bank_seconds * self.sample_rate)), n), n)
+        start = int(rng.integers(0, bank.shape[0] - n, endpoint=True))
+        piece = bank[start : start + n]  # a read-only view
+        return -piece if rng.random() < 0.5 else piece
 
     def sample(self, rng: np.random.Generator, n: int) -> dict[str, Any]:
         return {"snr_db": rng.uniform(self.min_snr_db, self.max_snr_db), "noise": self.noise(rng, n)}
@@ -198,14 +237,25 @@ class _NoiseSNR(RandomTransform):
         if noise_level == 0.0:
             return y
         gain = _level(y, self.reference) / 10.0 ** (snr_db / 20.0) / noise_level
-        return (y + np.float32(gain) * noise.astype(np.float32, copy=False)).astype(np.float32, copy=False)
+        out = np.multiply(noise, np.float32(gain), dtype=np.float32)  # the one new array
+        out += y
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def noise_bank(kind: _NoiseSNR, num_samples: int, window: int) -> np.ndarray:
+    """kind.generate(num_samples) seeded by kind.bank_seed, float32 (read-only, once per process and arguments)."""
+    rng = np.random.default_rng([kind.bank_seed, kind._BANK_STREAM])
+    return _read_only(kind.generate(rng, num_samples, window).astype(np.float32))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianNoiseSNR(_NoiseSNR):
     """White Gaussian noise at a random SNR (parameters: see _NoiseSNR)."""
 
-    def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    _BANK_STREAM: ClassVar[int] = 1
+
+    def generate(self, rng: np.random.Generator, n: int, window: int) -> np.ndarray:
         return rng.standard_normal(n, dtype=np.float32)
 
 
@@ -213,8 +263,13 @@ class GaussianNoiseSNR(_NoiseSNR):
 class PinkNoiseSNR(_NoiseSNR):
     """Pink (1/f power) noise from colorednoise at a random SNR (parameters: see _NoiseSNR)."""
 
-    def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return colorednoise.powerlaw_psd_gaussian(1, n, random_state=rng)
+    _BANK_STREAM: ClassVar[int] = 2
+
+    def generate(self, rng: np.random.Generator, n: int, window: int) -> np.ndarray:
+        # The spectrum is 1/f down to 1/window cycles per sample and flat below (colorednoise's fmin),
+        # as in a fresh draw of `window` samples, whose lowest frequency is 1/window: so a cut of a
+        # longer bank does not wander more at sub-audio frequencies than the seed's per-window noise.
+        return colorednoise.powerlaw_psd_gaussian(1, n, fmin=min(1.0 / max(window, 1), 0.5), random_state=rng)
 
 
 # ----------------------------------------------------------------------------- pitch shift
@@ -366,8 +421,10 @@ class PitchShift(RandomTransform):
 
     Parameters:
       max_steps: largest shift in semitones, both directions included (the seed: 5).
-      method: "vocoder" (`vocoder_pitch_shift`, the default) or "librosa"
-        (``librosa.effects.pitch_shift``: time stretch + soxr_hq resampling, ~2.4x the CPU).
+      method: "vocoder" (`vocoder_pitch_shift`, the default of this class) or "librosa"
+        (``librosa.effects.pitch_shift``: time stretch + soxr_hq resampling, ~2.4x the CPU) shift
+        the waveform; "mel" only draws the steps (`Augmentation`), the mel front end shifts
+        (trainer.mel's warped filter banks), so `apply` refuses it.
       sample_rate: Hz, used by the "librosa" method.
       n_fft, hop_length: STFT of either method (librosa's defaults: 2048, 512).
     """
@@ -384,6 +441,9 @@ class PitchShift(RandomTransform):
         return {"n_steps": int(rng.integers(-self.max_steps, self.max_steps, endpoint=True))}
 
     def apply(self, y: np.ndarray, n_steps: int) -> np.ndarray:
+        if self.method == "mel":
+            raise AugmentError("PitchShift(method='mel') is applied by the mel front end (trainer.mel "
+                               "pitch_steps), not to a waveform; use Augmentation")
         if self.method == "vocoder":
             return vocoder_pitch_shift(y, n_steps, self.n_fft, self.hop_length)
         import librosa  # deferred: only this method needs it
@@ -452,7 +512,8 @@ def volume_envelope(n: int, db: float, mode: str) -> np.ndarray:
     With i = 0..n-1: uniform 10^(db/20); fade 10^(db * (n-1-i)/(n-1) / 20) (db at the start, 0 dB at
     the end); cosine 10^(db * cos(2 pi i / n) / 20); sine 10^(db * sin(2 pi i / n) / 20).
     """
-    return np.exp(np.float32(db) * _envelope_shape(n, mode))
+    envelope = np.multiply(_envelope_shape(n, mode), np.float32(db))
+    return np.exp(envelope, out=envelope)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -473,7 +534,9 @@ class VolumeControl(RandomTransform):
         return {"db": rng.uniform(-self.db_limit, self.db_limit)}
 
     def apply(self, y: np.ndarray, db: float) -> np.ndarray:
-        return y * volume_envelope(y.shape[0], db, self.mode)
+        out = volume_envelope(y.shape[0], db, self.mode)
+        out *= y
+        return out
 
 
 # ----------------------------------------------------------------------------- config and chain
@@ -491,12 +554,13 @@ class AugmentConfig:
     noise_p: float = 1.0  # probability of adding one noise kind (chosen uniformly among those on)
     gaussian_noise: bool = True
     pink_noise: bool = True
+    noise_bank_seconds: float = 60.0  # 0 = fresh noise per window; > 0 cut from a bank (see _NoiseSNR)
     noise_min_snr_db: float = 5.0
     noise_max_snr_db: float = 20.0
     noise_snr_reference: str = "peak"  # "peak" (the seed) | "rms"
     pitch_shift_p: float = 1.0
     pitch_shift_max_steps: int = 5
-    pitch_shift_method: str = "vocoder"  # "vocoder" | "librosa"
+    pitch_shift_method: str = "mel"  # "mel" (warped mel filter banks) | "vocoder" | "librosa" (waveform)
     time_shift_p: float = 1.0
     time_shift_max_seconds: float = 4.0
     time_shift_padding: str = "replace"  # "replace" | "zero"
@@ -509,6 +573,7 @@ class AugmentConfig:
         for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p"):
             _check_probability(name, getattr(self, name))
         _check_range("noise_min_snr_db/noise_max_snr_db", self.noise_min_snr_db, self.noise_max_snr_db)
+        _check_nonnegative("noise_bank_seconds", self.noise_bank_seconds)
         _check_choice("noise_snr_reference", self.noise_snr_reference, SNR_REFERENCES)
         _check_nonnegative("pitch_shift_max_steps", self.pitch_shift_max_steps)
         _check_choice("pitch_shift_method", self.pitch_shift_method, PITCH_METHODS)
@@ -541,27 +606,64 @@ def _check_scalar_types(config: Any) -> None:
             raise AugmentError(f"{field.name} must be a {field.type}, got {value!r}")
 
 
-def build_chain(cfg: AugmentConfig, sample_rate: int) -> Compose:
-    """The transform chain described by `cfg` for audio at `sample_rate` Hz (identity if disabled)."""
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """The training augmentation: a waveform chain, then maybe a pitch shift done by the mel front end.
+
+    Calling it with (y float32 [n], rng) returns (the chain's output float32 [n], pitch_steps):
+    the semitones trainer.mel.log_mel must shift by (`pitch_steps=`, `max_pitch_steps=`
+    `max_pitch_steps`), 0 without a mel-stage pitch shift. The steps are drawn first, from the same
+    generator, so one seed still fixes everything.
+
+    Why the shift can move to the end: the seed shifts pitch after adding noise (so the noise is
+    shifted too, as here) and before the time shift and the volume envelope. A pitch shift that
+    keeps the duration is time-invariant, so it commutes with a circular time shift; and a gain
+    that is nearly constant over one STFT window passes through it: the +-10 dB sine envelope over
+    10 s changes by at most 0.27 dB within a 43 ms window. So shifting the mel of the chain's output
+    is, up to that, the seed's order.
+
+    Parameters:
+      chain: the waveform transforms (noise, waveform pitch shift if any, time shift, volume).
+      mel_pitch: PitchShift(method="mel") whose steps the mel front end applies, or None.
+    """
+
+    chain: Compose = Compose()
+    mel_pitch: PitchShift | None = None
+
+    @property
+    def max_pitch_steps(self) -> int:
+        """The range of pitch_steps, [-max, max], i.e. of the warped mel banks to precompute."""
+        return self.mel_pitch.max_steps if self.mel_pitch is not None else 0
+
+    def __call__(self, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        drawn = self.mel_pitch.draw(rng, y.shape[0]) if self.mel_pitch is not None else None
+        return self.chain(y, rng), (drawn["n_steps"] if drawn else 0)
+
+
+def build_augmentation(cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> Augmentation:
+    """The augmentation described by `cfg` for audio at `sample_rate` Hz (the identity if disabled).
+
+    `seed` (the training config's) seeds the per-process pink noise bank.
+    """
     if not cfg.enabled:
-        return Compose()
+        return Augmentation()
     transforms: list[Transform] = []
     noise_kinds = [kind for kind, on in ((GaussianNoiseSNR, cfg.gaussian_noise), (PinkNoiseSNR, cfg.pink_noise)) if on]
     if noise_kinds and cfg.noise_p > 0:
         noises = tuple(
-            kind(min_snr_db=cfg.noise_min_snr_db, max_snr_db=cfg.noise_max_snr_db, reference=cfg.noise_snr_reference)
+            kind(min_snr_db=cfg.noise_min_snr_db, max_snr_db=cfg.noise_max_snr_db, reference=cfg.noise_snr_reference,
+                 bank_seconds=cfg.noise_bank_seconds, sample_rate=sample_rate, bank_seed=seed)
             for kind in noise_kinds
         )
         transforms.append(OneOf(noises, p=cfg.noise_p))
+    mel_pitch = None
     if cfg.pitch_shift_p > 0 and cfg.pitch_shift_max_steps > 0:
-        transforms.append(
-            PitchShift(
-                p=cfg.pitch_shift_p,
-                max_steps=cfg.pitch_shift_max_steps,
-                method=cfg.pitch_shift_method,
-                sample_rate=sample_rate,
-            )
-        )
+        pitch = PitchShift(p=cfg.pitch_shift_p, max_steps=cfg.pitch_shift_max_steps, method=cfg.pitch_shift_method,
+                           sample_rate=sample_rate)
+        if pitch.method == "mel":
+            mel_pitch = pitch  # drawn by Augmentation, applied by the mel front end
+        else:
+            transforms.append(pitch)
     if cfg.time_shift_p > 0 and cfg.time_shift_max_seconds > 0:
         transforms.append(
             TimeShift(
@@ -573,11 +675,11 @@ def build_chain(cfg: AugmentConfig, sample_rate: int) -> Compose:
         )
     if cfg.volume_p > 0 and cfg.volume_db_limit > 0:
         transforms.append(VolumeControl(p=cfg.volume_p, db_limit=cfg.volume_db_limit, mode=cfg.volume_mode))
-    return Compose(tuple(transforms))
+    return Augmentation(Compose(tuple(transforms)), mel_pitch)
 
 
-def augment_with_seed(chain: Transform, y: np.ndarray, seed: Any) -> np.ndarray:
-    """Applies `chain` to y with a generator seeded by `seed`: float32 [n] -> float32 [n].
+def augment_with_seed(augmentation: Augmentation, y: np.ndarray, seed: Any) -> tuple[np.ndarray, np.int32]:
+    """Applies `augmentation` to y with a generator seeded by `seed`: (float32 [n], int32 pitch steps).
 
     This is the function tf.numpy_function calls with a per-element seed. `seed` is an int or an
     array of ints; negative int64 values (as tf.random produces) are taken by their bit pattern.
@@ -585,7 +687,7 @@ def augment_with_seed(chain: Transform, y: np.ndarray, seed: Any) -> np.ndarray:
     seed_words = np.atleast_1d(np.asarray(seed, dtype=np.int64)).view(np.uint64)
     rng = np.random.default_rng(seed_words)
     y = np.asarray(y, dtype=np.float32)
-    out = chain(y, rng)
+    out, pitch_steps = augmentation(y, rng)
     if out.shape != y.shape:  # a transform bug, not a user error
         raise AssertionError(f"augmentation changed shape {y.shape} -> {out.shape}")
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32), np.int32(pitch_steps)

@@ -3,7 +3,7 @@
 Every field of `TrainConfig` (and of its nested `MelConfig` / `AugmentConfig` sections) is settable
 three ways, later ones winning: the preset (`--preset full|tiny`), a JSON config file (`--config
 FILE`, nested sections as objects) and a command-line flag generated from the field (`--epochs 3`,
-`--mel.n_mels 64`, `--augment.pitch_max_steps 3`, booleans as `--flag` / `--no-flag`). Flags and
+`--mel.n_mels 64`, `--augment.pitch_shift_max_steps 3`, booleans as `--flag` / `--no-flag`). Flags and
 file keys come from the dataclass fields themselves, so they cannot drift from the code.
 
     from trainer import config

@@ -11,7 +11,9 @@ Training, epochs initial_epoch .. epochs-1 as one stream (steps_per_epoch = exam
       --> shuffle(buffer) --> parse (schema.train_parse_spec) --> int16 -> float32 [slice] (schema.pcm16_to_float)
       --> random window [window] keeping the event inside, seeded by (seed, e, i)
       --> augment.augment_with_seed (tf.numpy_function, per-element seed from (seed, e, i))
-      --> mel.log_mel [n_mels, frames, 1] --> batch(drop_remainder) [B, n_mels, frames, 1] --> prefetch
+          -> (waveform [window], pitch steps [])
+      --> mel.log_mel, pitch-shifted by the steps [n_mels, frames, 1]
+      --> batch(drop_remainder) [B, n_mels, frames, 1] --> prefetch
 
 Validation: files in manifest order, a window centred on the event, no augmentation, last partial
 batch kept. Labels are the multi-hot `labels` (loss "sigmoid") or the one-hot of event/species_id
@@ -280,31 +282,40 @@ def _window_example(record: tf.Tensor, cfg: TrainConfig, seed: tf.Tensor | None)
     return out
 
 
-def _features(waveform: tf.Tensor, cfg: TrainConfig) -> tf.Tensor:
-    """[window] -> [n_mels, frames, 1] model input.
+def _features(waveform: tf.Tensor, cfg: TrainConfig, pitch_steps: tf.Tensor | None = None,
+              max_pitch_steps: int = 0) -> tf.Tensor:
+    """[window] -> [n_mels, frames, 1] model input, pitch-shifted by `pitch_steps` semitones if given.
 
     Per example inside the parallel map: ~2x the throughput of one log_mel over the batch on 2 cores
     (216 vs 98 examples/s at 128 x 938), since tf.data runs several examples at once.
     """
-    return mel.log_mel(waveform, cfg.mel)[..., tf.newaxis]
+    return mel.log_mel(waveform, cfg.mel, pitch_steps, max_pitch_steps)[..., tf.newaxis]
 
 
-def _augment_fn(cfg: TrainConfig) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """(waveform [window], seed [2] int64) -> augmented waveform [window]; numpy on the host CPU."""
-    if not cfg.augment.enabled:
-        return lambda waveform, seed: waveform  # no numpy round trip at all
-    chain = augment.build_chain(cfg.augment, cfg.mel.sample_rate)
+AugmentFn = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor | None]]
+
+
+def _augment_fn(cfg: TrainConfig) -> tuple[AugmentFn, int]:
+    """(waveform [window], seed [2] int64) -> (augmented waveform [window], pitch steps int32 [] or None).
+
+    The numpy chain runs on the host CPU; the pitch steps (None without a mel-stage pitch shift)
+    go to the mel front end with the second value returned, the range of the steps.
+    """
+    augmentation = augment.build_augmentation(cfg.augment, cfg.mel.sample_rate, cfg.seed)
+    if not augmentation.chain.transforms and augmentation.mel_pitch is None:
+        return (lambda waveform, seed: (waveform, None)), 0  # no numpy round trip at all
     window = window_samples(cfg)
 
-    def run(waveform: np.ndarray, seed: np.ndarray) -> np.ndarray:
-        return augment.augment_with_seed(chain, waveform, seed)
+    def run(waveform: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, np.int32]:
+        return augment.augment_with_seed(augmentation, waveform, seed)
 
-    def apply(waveform: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def apply(waveform: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
         # stateful=False: the output depends only on the inputs (the seed), so tf.data may parallelise it.
-        out = tf.numpy_function(run, [waveform, seed], tf.float32, stateful=False)
-        return tf.ensure_shape(out, [window])
+        out, steps = tf.numpy_function(run, [waveform, seed], [tf.float32, tf.int32], stateful=False)
+        steps = tf.ensure_shape(steps, []) if augmentation.mel_pitch is not None else None
+        return tf.ensure_shape(out, [window]), steps
 
-    return apply
+    return apply, augmentation.max_pitch_steps
 
 
 def _element_seed(cfg: TrainConfig, epoch: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
@@ -314,6 +325,22 @@ def _element_seed(cfg: TrainConfig, epoch: tf.Tensor, index: tf.Tensor) -> tf.Te
 
 
 # ---- datasets ----
+
+def _input_options() -> tf.data.Options:
+    """tf.data threading of the train and eval pipelines.
+
+    By default tf.data shares the process-wide pool (one thread per core) and lets each op inside
+    a map use several threads. Measured on 2 cores (benchmarks/bench_input.py), that keeps ~1.8
+    cores busy: a pool thread waiting for the GIL inside tf.numpy_function or handing an op's
+    shards to other threads leaves a core idle. A private pool of cores + 1 threads, each running
+    its ops single-threaded (the parallelism comes from the elements), keeps ~1.95 busy: ~5-8 %
+    more examples/s with augmentation and without.
+    """
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = (os.cpu_count() or 1) + 1
+    options.threading.max_intra_op_parallelism = 1
+    return options
+
 
 def _records(files: tf.Tensor | Sequence[str], num_files: int, deterministic: bool) -> tf.data.Dataset:
     """Serialized records of `files` (in that order), read a few files at a time."""
@@ -337,13 +364,14 @@ def train_dataset(files: Sequence[str], cfg: TrainConfig, global_batch: int, ini
     share no RNG state and a seeded run is reproducible; a run resumed at epoch e restarts the
     stream at the first example of epoch e.
     """
-    augment_fn = _augment_fn(cfg)
+    augment_fn, max_pitch_steps = _augment_fn(cfg)
 
     def example(epoch: tf.Tensor, index: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         seed = _element_seed(cfg, epoch, index)
         ex = _window_example(record, cfg, tf.random.experimental.stateless_fold_in(seed, 0))
-        waveform = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1))  # [window]
-        return _features(waveform, cfg), ex["label"]  # [n_mels, frames, 1], [C]
+        # [window], [] semitones or None
+        waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1))
+        return _features(waveform, cfg, steps, max_pitch_steps), ex["label"]  # [n_mels, frames, 1], [C]
 
     records = tf.data.Dataset.range(initial_epoch, cfg.epochs).flat_map(lambda e: _epoch_records(files, cfg, e))
     # Shuffling the stream (not each epoch) lets a few examples cross epoch boundaries, which is harmless;
@@ -351,7 +379,8 @@ def train_dataset(files: Sequence[str], cfg: TrainConfig, global_batch: int, ini
     return (records.shuffle(cfg.shuffle_buffer, seed=cfg.seed + 1_000_003 * initial_epoch)
             .map(example, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
             .batch(global_batch, drop_remainder=True)  # [B, n_mels, frames, 1], [B, C]
-            .prefetch(AUTOTUNE))
+            .prefetch(AUTOTUNE)
+            .with_options(_input_options()))
 
 
 def eval_examples(files: Sequence[str], cfg: TrainConfig) -> tf.data.Dataset:
@@ -377,7 +406,8 @@ def eval_dataset(files: Sequence[str], cfg: TrainConfig, batch_size: int,
             .map(lambda ex: (_features(ex["waveform"], cfg), ex["label"]), num_parallel_calls=AUTOTUNE,
                  deterministic=True)
             .batch(batch_size)  # [B, n_mels, frames, 1], [B, C]
-            .prefetch(AUTOTUNE))
+            .prefetch(AUTOTUNE)
+            .with_options(_input_options()))
 
 
 def eval_metadata(files: Sequence[str], cfg: TrainConfig) -> dict[str, np.ndarray]:

@@ -7,6 +7,14 @@
       -> dB: 10*log10(max(S, amin)) (ref 1.0), clipped at (max - top_db) per example
       -> min-max scaling per example to [0, 1] (a constant input gives zeros, not NaN)
 
+Pitch shift at the mel stage (training augmentation): a pitch shift by n semitones moves the power
+at frequency f to r*f, r = 2^(n/12). The mel is M @ P, so mel(shifted) = M @ (W_r @ P) = (M @ W_r) @ P
+with W_r the linear operator that stretches the power spectrum by r (`spectrum_warp`). The banks
+M_r for every integer n in [-max_steps, max_steps] are one precomputed constant
+[2*max_steps+1, n_mels, bins] and each example picks its own by index (`pitch_steps`), so the
+shift costs a gather instead of a waveform pitch shifter. `pitch_steps=None` (the default, and
+what inference uses) is the plain bank: exactly the computation without augmentation.
+
 This is ``librosa.feature.melspectrogram`` (librosa 0.11 defaults: center=True, pad_mode="constant",
 window="hann") followed by ``librosa.power_to_db(S, ref=1.0, amin, top_db)``; `librosa_log_mel` is
 that reference in numpy and tests/test_mel.py checks the two agree. frames = 1 + samples // hop
@@ -24,6 +32,7 @@ Usage::
     from trainer.mel import MelConfig, LogMel, log_mel, num_frames
     cfg = MelConfig()
     features = log_mel(waveforms, cfg)              # [batch, samples] -> [batch, 128, frames]
+    shifted = log_mel(waveforms, cfg, pitch_steps=steps, max_pitch_steps=5)   # steps int32 [batch]
     layer = LogMel(cfg)                             # [batch, samples] -> [batch, 128, frames, 1]
 """
 from __future__ import annotations
@@ -82,27 +91,80 @@ def num_frames(num_samples: int, cfg: MelConfig) -> int:
     return 1 + num_samples // cfg.hop_length
 
 
+def _librosa_filters(cfg: MelConfig) -> np.ndarray:
+    """librosa.filters.mel (Slaney) of `cfg`: float32 [n_mels, n_fft // 2 + 1]."""
+    import librosa  # deferred: only needed to build the constants
+
+    return librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, dtype=np.float32
+    )
+
+
+def _used_bins(banks: np.ndarray) -> tuple[np.ndarray, int]:
+    """(banks[..., first:last] read-only, first) for the smallest bin range holding every non-zero weight.
+
+    Bins outside contribute exactly 0, so skipping them changes nothing but the cost (~40 % fewer
+    bins for fmax 15056 Hz at 48 kHz).
+    """
+    used = np.flatnonzero(banks.reshape(-1, banks.shape[-1]).any(axis=0))
+    first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+    out = np.ascontiguousarray(banks[..., first:last])
+    out.flags.writeable = False
+    return out, first
+
+
 @functools.lru_cache(maxsize=16)
 def _filter_bank(cfg: MelConfig) -> tuple[np.ndarray, int]:
-    """librosa's mel filters restricted to the FFT bins any filter uses.
+    """librosa's mel filters on the bins they use: (float32 [n_mels, bins_used], first_bin)."""
+    return _used_bins(_librosa_filters(cfg))
 
-    Returns (filters float32 [n_mels, bins_used], first_bin): bins outside contribute exactly 0,
-    so skipping them changes nothing but the cost (~40 % fewer bins for fmax 15056 Hz at 48 kHz).
+
+def spectrum_warp(num_bins: int, ratio: float) -> np.ndarray:
+    """Linear map of a power spectrum to the spectrum of the same sound pitch-shifted by `ratio`.
+
+    Returns W float64 [num_bins, num_bins] with P_shifted = W @ P. Bin j of P is taken as constant
+    power density over [j - 1/2, j + 1/2] (in bins); shifting maps density p(u) to p(x / r) / r
+    (the 1/r keeps the energy), so output bin k receives the power of the source interval
+    [(k - 1/2) / r, (k + 1/2) / r]: W[k, j] = length of its overlap with bin j. Each column sums
+    to 1 (energy conserved) except where r * frequency passes Nyquist, whose power is dropped,
+    and source intervals beyond Nyquist contribute nothing, as for a waveform pitch shift of
+    band-limited audio. ratio 1 gives the identity.
     """
-    import librosa  # deferred: only needed to build the constant
-
-    filters = librosa.filters.mel(
-        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, dtype=np.float32
-    )  # [n_mels, n_fft // 2 + 1]
-    used = np.flatnonzero(filters.any(axis=0))
-    first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
-    bank = np.ascontiguousarray(filters[:, first:last])
-    bank.flags.writeable = False
-    return bank, first
+    if not ratio > 0:
+        raise MelConfigError(f"pitch ratio must be > 0, got {ratio}")
+    edges = np.arange(num_bins + 1) - 0.5  # bin j spans [edges[j], edges[j + 1]]
+    src_lo, src_hi = edges[:-1, None] / ratio, edges[1:, None] / ratio  # [K, 1] source interval of bin k
+    overlap = np.minimum(src_hi, edges[None, 1:]) - np.maximum(src_lo, edges[None, :-1])  # [K, J]
+    return np.maximum(overlap, 0.0)
 
 
-def mel_power(waveform: tf.Tensor, cfg: MelConfig) -> tf.Tensor:
-    """Mel power spectrogram: float32 [..., samples] -> float32 [..., n_mels, frames]."""
+@functools.lru_cache(maxsize=16)
+def pitch_filter_banks(cfg: MelConfig, max_steps: int) -> tuple[np.ndarray, int]:
+    """Mel banks of pitch shifts by -max_steps .. +max_steps semitones, restricted to the bins used.
+
+    Returns (banks float32 [2 * max_steps + 1, n_mels, bins_used], first_bin); banks[n + max_steps]
+    = M @ spectrum_warp(2^(n/12)). The bins used reach fmax * 2^(max_steps/12) (down shifts read
+    from above fmax): 20.1 kHz for the defaults, below the 24 kHz Nyquist. When that passes
+    Nyquist there is nothing to read there, and a down shift leaves the top bands empty, exactly as
+    a waveform pitch shift of audio band-limited at Nyquist does; so such configs are allowed.
+    """
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0:
+        raise MelConfigError(f"max_pitch_steps must be an int >= 0, got {max_steps!r}")
+    plain = _librosa_filters(cfg).astype(np.float64)  # [n_mels, F]
+    num_bins = plain.shape[1]
+    banks = np.stack([
+        plain @ spectrum_warp(num_bins, 2.0 ** (n / 12.0)) for n in range(-max_steps, max_steps + 1)
+    ]).astype(np.float32)  # [S, n_mels, F]; exact for n = 0 (identity warp)
+    return _used_bins(banks)
+
+
+def mel_power(waveform: tf.Tensor, cfg: MelConfig, pitch_steps: tf.Tensor | None = None,
+              max_pitch_steps: int = 0) -> tf.Tensor:
+    """Mel power spectrogram: float32 [..., samples] -> float32 [..., n_mels, frames].
+
+    pitch_steps: None (no shift) or int [...] semitones in [-max_pitch_steps, max_pitch_steps],
+    one per waveform: the mel of each waveform pitch-shifted by its steps (see the module doc).
+    """
     waveform = tf.convert_to_tensor(waveform, tf.float32)
     rank = waveform.shape.rank
     if rank is None:
@@ -117,14 +179,21 @@ def mel_power(waveform: tf.Tensor, cfg: MelConfig) -> tf.Tensor:
         window_fn=functools.partial(tf.signal.hann_window, periodic=True),
         pad_end=False,
     )  # [..., frames, n_fft // 2 + 1] complex64
-    bank, first = _filter_bank(cfg)
-    spec = spec[..., first : first + bank.shape[1]]  # [..., frames, bins_used]
+    if pitch_steps is None:
+        bank, first = _filter_bank(cfg)
+        bank = tf.constant(bank)  # [n_mels, bins_used]
+    else:
+        banks, first = pitch_filter_banks(cfg, max_pitch_steps)
+        index = tf.cast(pitch_steps, tf.int32) + max_pitch_steps
+        # Out-of-range steps fail loudly (tf.gather's index check on CPU) rather than clamping.
+        bank = tf.gather(tf.constant(banks), index)  # [..., n_mels, bins_used]
+    spec = spec[..., first : first + bank.shape[-1]]  # [..., frames, bins_used]
     if cfg.power == 2.0:
         power = tf.math.square(tf.math.real(spec)) + tf.math.square(tf.math.imag(spec))
     else:
         power = tf.math.pow(tf.math.abs(spec), cfg.power)
-    # [n_mels, bins_used] x [..., frames, bins_used]^T, batch dims broadcast -> [..., n_mels, frames]
-    return tf.linalg.matmul(tf.constant(bank), power, transpose_b=True)
+    # [(...,) n_mels, bins_used] x [..., frames, bins_used]^T, batch dims broadcast -> [..., n_mels, frames]
+    return tf.linalg.matmul(bank, power, transpose_b=True)
 
 
 def power_to_db(power: tf.Tensor, cfg: MelConfig) -> tf.Tensor:
@@ -141,9 +210,13 @@ def scale_per_example(x: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(x - low, high - low)
 
 
-def log_mel(waveform: tf.Tensor, cfg: MelConfig) -> tf.Tensor:
-    """Scaled log-mel features: float32 [..., samples] -> float32 [..., n_mels, frames] in [0, 1]."""
-    return scale_per_example(power_to_db(mel_power(waveform, cfg), cfg))
+def log_mel(waveform: tf.Tensor, cfg: MelConfig, pitch_steps: tf.Tensor | None = None,
+            max_pitch_steps: int = 0) -> tf.Tensor:
+    """Scaled log-mel features: float32 [..., samples] -> float32 [..., n_mels, frames] in [0, 1].
+
+    pitch_steps (training augmentation only): see `mel_power`; None = no shift (inference).
+    """
+    return scale_per_example(power_to_db(mel_power(waveform, cfg, pitch_steps, max_pitch_steps), cfg))
 
 
 @keras.saving.register_keras_serializable(package="rfcx")
