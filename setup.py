@@ -28,7 +28,7 @@ setuptools.setup(
         "colorednoise>=2.0",
         "numpy>=1.24",
         "pandas>=2.0",
-        "scikit-learn>=1.3",
+        "scikit-learn>=1.6",  # GroupKFold(shuffle=True) in pipeline.folds
         "matplotlib>=3.7",
     ],
     extras_require={

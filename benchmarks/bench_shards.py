@@ -34,7 +34,7 @@ from typing import Sequence
 
 import google_crc32c
 
-from pipeline import examples, shards
+from pipeline import examples, shards, transforms
 from pipeline.config import ShardsConfig
 from pipeline.demo_data import write_demo_dataset
 
@@ -59,9 +59,9 @@ def loop_shards(data_dir: str, out_dir: str) -> dict:
     files = {}
     counts = {"train_examples": 0, "test_examples": 0, "rejected": 0}
     for task in inputs.tasks:
-        with open(task.path, "rb") as f:
-            data = f.read()
-        outcome = examples.process(task, lambda: data, cfg)
+        # The job's own reader (Beam FileSystems, called only when a row needs the audio): a missing
+        # file becomes a dead letter here as in the job.
+        outcome = examples.process(task, lambda: transforms.read_bytes(task.path), cfg)
         for ex in outcome.examples:
             if ex.fold not in files:
                 files[ex.fold] = open(os.path.join(out_dir, f"fold{ex.fold}.tfrecord"), "wb")

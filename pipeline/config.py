@@ -13,6 +13,10 @@ from typing import Sequence
 from pipeline.errors import UserError
 
 MB = 1 << 20
+# Serialized bytes of a train example beyond its audio (ids, boxes, labels): a generous bound.
+EXAMPLE_OVERHEAD_BYTES = 4096
+# RFCX test recordings last 60 s; a longer one can take its test shard past --max_shard_mb by the excess.
+TEST_RECORDING_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,18 +44,39 @@ class ShardsConfig:
     def slice_samples(self) -> int:
         return int(round(self.slice_seconds * self.sample_rate))
 
+    def _shard_fill_limit(self, example_audio_bytes: int) -> int:
+        # The sink closes a file after the write that reaches its limit: leave room for one more
+        # example, so that shards stay within max_shard_mb.
+        return int(self.max_shard_mb * MB) - EXAMPLE_OVERHEAD_BYTES - example_audio_bytes
+
+    @property
+    def max_train_fill_bytes(self) -> int:
+        """Bytes after which a train shard is closed (see _shard_fill_limit)."""
+        return self._shard_fill_limit(self.slice_samples * 2)
+
+    @property
+    def max_test_fill_bytes(self) -> int:
+        """Bytes after which a test shard is closed (recordings up to TEST_RECORDING_SECONDS).
+
+        At least 1: a whole test recording is one example and cannot be split, so one larger than
+        --max_shard_mb gets a file of its own (the README says so).
+        """
+        return max(1, self._shard_fill_limit(int(TEST_RECORDING_SECONDS * self.sample_rate) * 2))
+
     def validate(self) -> None:
         """Raises UserError for values the job cannot run with."""
         if self.num_folds < 2:
             raise UserError(f"--num_folds must be at least 2, got {self.num_folds}")
-        if not self.slice_seconds > 0:
-            raise UserError(f"--slice_seconds must be positive, got {self.slice_seconds}")
+        if not self.slice_seconds > 0 or self.slice_samples < 1:
+            raise UserError(f"--slice_seconds must give at least one sample, got {self.slice_seconds}")
         if self.sample_rate < 1000:
             raise UserError(f"--sample_rate must be at least 1000 Hz, got {self.sample_rate}")
         if self.num_classes < 1:
             raise UserError(f"--num_classes must be at least 1, got {self.num_classes}")
-        if not self.max_shard_mb > 0:
-            raise UserError(f"--max_shard_mb must be positive, got {self.max_shard_mb}")
+        if self.max_train_fill_bytes <= 0:
+            need = (EXAMPLE_OVERHEAD_BYTES + 2 * self.slice_samples) / MB
+            raise UserError(f"--max_shard_mb {self.max_shard_mb} cannot hold one train example; it must exceed "
+                            f"{need:.2f} (a {self.slice_seconds:g} s slice at {self.sample_rate} Hz)")
         if self.data_dir.rstrip("/") == self.output_dir.rstrip("/"):
             raise UserError("--output_dir must differ from --data_dir")
 

@@ -179,6 +179,8 @@ def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 16, du
         raise UserError(f"--num_train must be >= 1 and --num_test >= 0, got {num_train} and {num_test}")
     if duration_s < 2.0:
         raise UserError(f"--duration must be at least 2 seconds, got {duration_s}")
+    if sample_rate < 32000:  # the calls span up to ~15 kHz: Nyquist must lie above them
+        raise UserError(f"--sample_rate must be at least 32000 Hz, got {sample_rate}")
     rng = np.random.default_rng(seed)
     ids = _recording_ids(rng, num_train + num_test)
     for sub in ("train", "test"):

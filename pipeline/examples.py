@@ -6,7 +6,7 @@ some row needs the audio, decode, crop and serialize examples with `schema.seria
 (protobuf only, no TensorFlow import):
 
     outcome = process_train(task, load=lambda: open(task.path, "rb").read(), cfg=shards_config)
-    outcome.examples     # [TrainExample(fold, species_id, serialized)]
+    outcome.examples     # [BuiltExample(fold, species_id, serialized)]
     outcome.rejections   # [labels.Rejection]; every CSV row of the task is in exactly one of the two
 
 `load` raises `audio.AudioError` (reason "missing_flac" etc.) when the file cannot be read.
@@ -61,7 +61,7 @@ def _common_values(recording_id: str, decoded: audio_lib.DecodedAudio, samples: 
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "recording_id": recording_id,
-        "audio": schema.float_to_pcm16_bytes(samples),
+        "audio": schema.pcm16_to_bytes(samples),
         "sample_rate": decoded.sample_rate,
         "num_samples": int(samples.shape[0]),
         "source/sample_rate": decoded.source_sample_rate,

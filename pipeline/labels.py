@@ -5,7 +5,7 @@ parsed into `Box`es here. Row-level problems are found without the audio; whethe
 inside its recording is checked once the recording's length is known (`outside_recording`).
 
     table = read_csv(FileSystems.join(data_dir, "train_tp.csv"), required=True)
-    boxes, rejections = validate_rows("tp", rows, num_classes=24)
+    valid, rejections = validate_rows(csv_rows, num_classes=24)  # [CsvRow] -> [(CsvRow, Box)], [Rejection]
 """
 from __future__ import annotations
 
@@ -168,4 +168,7 @@ def outside_recording(box: Box, duration_s: float, sample_rate: int) -> str:
     # One sample of slack: annotators' t_max often equals the recording length exactly.
     if box.t_max > duration_s + 1.0 / sample_rate:
         return f"t_max={box.t_max} beyond the recording's {duration_s:.3f} s"
+    # An event starting at (or after) the end has no sample in any slice, not even its own.
+    if box.t_min >= duration_s:
+        return f"t_min={box.t_min} at or beyond the recording's end ({duration_s:.3f} s)"
     return ""

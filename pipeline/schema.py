@@ -81,18 +81,10 @@ TRAIN_FIELDS: tuple[Field, ...] = _COMMON + (
 
 TEST_FIELDS: tuple[Field, ...] = _COMMON
 
-_FIELDS_BY_KIND = {"train": TRAIN_FIELDS, "test": TEST_FIELDS}
 
 
 class SchemaError(ValueError):
     """A value does not fit the schema (writer side) or a record is of another version."""
-
-
-def fields_for(kind: str) -> tuple[Field, ...]:
-    try:
-        return _FIELDS_BY_KIND[kind]
-    except KeyError as e:
-        raise SchemaError(f"unknown example kind {kind!r}; expected one of {sorted(_FIELDS_BY_KIND)}") from e
 
 
 # TensorFlow's tensorflow/core/example/{feature,example}.proto, rebuilt from the same package, message
@@ -206,9 +198,12 @@ def pcm16_to_numpy(audio_bytes: bytes) -> np.ndarray:
     return np.frombuffer(audio_bytes, dtype="<i2")
 
 
-def float_to_pcm16_bytes(samples_int16: np.ndarray) -> bytes:
-    """int16 array -> little-endian bytes as stored in `audio`."""
-    return np.asarray(samples_int16, dtype="<i2").tobytes()
+def pcm16_to_bytes(samples_int16: np.ndarray) -> bytes:
+    """int16 array -> little-endian bytes as stored in `audio` (floats are refused, not truncated)."""
+    samples = np.asarray(samples_int16)
+    if samples.dtype != np.int16:
+        raise SchemaError(f"audio must be int16 samples, got {samples.dtype}")
+    return samples.astype("<i2", copy=False).tobytes()
 
 
 def check_version(version: int, where: str) -> None:

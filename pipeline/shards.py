@@ -34,16 +34,12 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import examples, labels, schema, transforms
-from pipeline.config import MB, ShardsConfig, parse_shards_args
+from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.errors import UserError, run_main
 from pipeline.folds import assign_folds
 
 TP_CSV, FP_CSV = "train_tp.csv", "train_fp.csv"
 SUBMISSION_CSV, TRUTH_CSV = "sample_submission.csv", "test_truth.csv"
-# Serialized bytes of a train example beyond its audio (ids, boxes, labels): a generous bound.
-EXAMPLE_OVERHEAD_BYTES = 4096
-# RFCX test recordings last 60 s; a longer one can take its test shard past --max_shard_mb by the excess.
-TEST_RECORDING_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,18 +159,13 @@ def write_tfrecords(prefix: str, max_shard_bytes: int) -> beam.io.WriteToTFRecor
     through (WriteToText does); FileBasedSink implements it, so it is set on the sink.
     """
     write = beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
-    write._sink.max_bytes_per_shard = max(1, max_shard_bytes)  # pylint: disable=protected-access
+    write._sink.max_bytes_per_shard = max_shard_bytes  # > 0 (ShardsConfig)  # pylint: disable=protected-access
     return write
 
 
 def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> None:
     """Adds the job's labelled steps to `p`."""
     out = cfg.output_dir
-    # A file is closed after the write that reaches the limit: leave room for one more example, so
-    # shards stay within max_shard_mb (test shards as long as recordings last <= TEST_RECORDING_SECONDS).
-    max_bytes = int(cfg.max_shard_mb * MB) - EXAMPLE_OVERHEAD_BYTES
-    max_train_bytes = max_bytes - cfg.slice_samples * 2
-    max_test_bytes = max_bytes - int(TEST_RECORDING_SECONDS * cfg.sample_rate) * 2
     results = (
         p
         | "CreateRecordingTasks" >> beam.Create(inputs.tasks)  # Create reshuffles: tasks spread over workers
@@ -188,10 +179,10 @@ def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> No
     for k in range(cfg.num_folds):
         (parts[k]
          | f"DropFoldKey{k}" >> beam.Values()
-         | f"WriteFold{k}" >> write_tfrecords(_join(out, "train", f"fold-{k}", "train"), max_train_bytes))
+         | f"WriteFold{k}" >> write_tfrecords(_join(out, "train", f"fold-{k}", "train"), cfg.max_train_fill_bytes))
     (parts[cfg.num_folds]
      | "DropTestKey" >> beam.Values()
-     | "WriteTest" >> write_tfrecords(_join(out, "test", "test"), max_test_bytes))
+     | "WriteTest" >> write_tfrecords(_join(out, "test", "test"), cfg.max_test_fill_bytes))
     (results[transforms.REJECTED_TAG]
      | "WriteRejected" >> beam.io.WriteToText(
          _join(out, "rejected", "rejected"), file_name_suffix=".jsonl", num_shards=1))

@@ -32,7 +32,7 @@ def train_example(recording_id: str, fold: int, species: int, t_min: float, t_ma
     labels[[species, *extra_species]] = 1.0
     species_ids = [species, *extra_species]
     return {
-        "schema_version": version, "recording_id": recording_id, "audio": schema.float_to_pcm16_bytes(audio),
+        "schema_version": version, "recording_id": recording_id, "audio": schema.pcm16_to_bytes(audio),
         "sample_rate": sample_rate, "num_samples": len(audio), "source/sample_rate": sample_rate,
         "source/channels": 1, "source/resampled": 0, "source/clipped_samples": 0,
         "row_index": row_index, "recording_num_samples": len(audio) + slice_start, "slice_start": slice_start,

@@ -11,9 +11,11 @@ import sys
 import librosa
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile as sf
 
 from pipeline.demo_data import NUM_SPECIES, species_calls, write_demo_dataset
+from pipeline.errors import UserError
 
 COLUMNS = ["recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max"]
 
@@ -81,3 +83,12 @@ def test_same_seed_same_bytes(tmp_path):
     assert (mismatch, errors) == ([], [])
     write_demo_dataset(str(tmp_path / "c"), num_train=2, num_test=1, duration_s=3.0, seed=6)
     assert open(a / "train_tp.csv").read() != open(tmp_path / "c" / "train_tp.csv").read()
+
+
+def test_demo_refuses_a_rate_below_its_calls(tmp_path):
+    """Calls reach ~15 kHz, so a rate whose Nyquist is below them is a clear error, not a traceback."""
+    with pytest.raises(UserError, match="sample_rate"):
+        write_demo_dataset(str(tmp_path / "d"), num_train=2, num_test=1, duration_s=3.0, sample_rate=0)
+    with pytest.raises(UserError, match="sample_rate"):
+        write_demo_dataset(str(tmp_path / "d"), num_train=2, num_test=1, duration_s=3.0, sample_rate=16000)
+    assert not os.path.exists(tmp_path / "d")

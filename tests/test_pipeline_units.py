@@ -1,6 +1,7 @@
 """Pure functions of pipeline/: crop arithmetic, folds, row validation, audio decoding, schema round trip."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -266,6 +267,34 @@ def test_parse_shards_args_splits_job_and_beam_flags():
     assert (cfg.data_dir, cfg.output_dir) == (os.path.abspath("in"), os.path.abspath("out"))
     assert (cfg.num_folds, cfg.slice_samples) == (3, 10 * SR)
     assert rest == ["--runner", "DirectRunner", "--direct_num_workers", "2"]
-    for bad in (["--num_folds", "1"], ["--slice_seconds", "0"], ["--num_folds", "x"]):
+    for bad in (["--num_folds", "1"], ["--slice_seconds", "0"], ["--num_folds", "x"],
+                ["--slice_seconds", "1e-6"]):  # rounds to 0 samples at 48 kHz
         with pytest.raises(UserError):
             parse_shards_args(["--data_dir", "in", "--output_dir", "out", *bad])
+
+
+def test_max_shard_mb_must_hold_one_train_example():
+    """A cap below one 10 s slice (48 kHz int16 = 0.92 MiB) is refused, not silently exceeded."""
+    one_slice_mib = 10 * SR * 2 / 2**20
+    with pytest.raises(UserError, match="cannot hold one train example"):
+        parse_shards_args(["--data_dir", "in", "--output_dir", "out", "--max_shard_mb", str(one_slice_mib)])
+    cfg, _ = parse_shards_args(["--data_dir", "in", "--output_dir", "out", "--max_shard_mb", "8"])
+    assert 0 < cfg.max_test_fill_bytes < cfg.max_train_fill_bytes < 8 * 2**20
+    # Below one 60 s test recording (5.49 MiB): each test recording gets a file of its own.
+    cfg, _ = parse_shards_args(["--data_dir", "in", "--output_dir", "out", "--max_shard_mb", "2"])
+    assert cfg.max_test_fill_bytes == 1 and cfg.max_train_fill_bytes > 0
+
+
+def test_event_starting_at_the_recording_end_is_outside():
+    duration = 12.0
+    inside = labels.Box(row_index=0, is_tp=True, species_id=1, songtype_id=1, t_min=11.0, t_max=duration,
+                        f_min=100.0, f_max=200.0)
+    at_end = dataclasses.replace(inside, t_min=duration, t_max=duration + 0.5 / SR)
+    assert labels.outside_recording(inside, duration, SR) == ""
+    assert "t_min" in labels.outside_recording(at_end, duration, SR)
+
+
+def test_pcm16_to_bytes_refuses_floats():
+    assert schema.pcm16_to_bytes(np.array([1, -2], np.int16)) == b"\x01\x00\xfe\xff"
+    with pytest.raises(schema.SchemaError, match="int16"):
+        schema.pcm16_to_bytes(np.array([0.5, -0.5], np.float32))
