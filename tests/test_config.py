@@ -91,3 +91,12 @@ def test_config_differences_lists_dotted_keys():
     b = config.apply_overrides(a, {"epochs": 3, "mel": {"n_mels": 64}, "verbose": 0})
     assert config.config_differences(a, b, ignore=frozenset({"verbose"})) == [
         "mel.n_mels: 128 -> 64", "epochs: 10 -> 3"]
+
+
+def test_config_file_that_is_a_directory_or_not_text_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        config.read_config_file(str(tmp_path))
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not utf-8")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        config.read_config_file(str(binary))

@@ -227,3 +227,13 @@ def test_bad_input_exits_2_with_one_clear_line(kind, tmp_path, capsys):
     assert err.startswith("error: ") and expected in err, err
     assert "Traceback" not in err and len(err.splitlines()) == 1
     assert not run_dir.exists()  # nothing is written before the inputs are checked
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "must hold a JSON object"),
+    (json.dumps({"schema_version": 1, "files": {}}), "lacks counts"),
+])
+def test_manifest_of_the_wrong_shape_is_a_shards_error(tmp_path, content, message):
+    (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(data.ShardsError, match=message):
+        data.read_manifest(str(tmp_path))

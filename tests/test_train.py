@@ -109,3 +109,13 @@ def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_pa
     # A finished run_dir is not trained again by accident.
     with pytest.raises(UserError, match="already holds a finished run"):
         train.train_fold(cfg, args.shards_dir, args.fold, args.run_dir)
+
+
+def test_damaged_backup_metadata_is_a_user_error(tmp_path):
+    """A run killed while BackupAndRestore wrote its metadata cannot resume: say so, suggest --overwrite."""
+    backup = tmp_path / "run" / "backup"
+    backup.mkdir(parents=True)
+    (backup / "training_metadata.json").write_text('{"epo')
+    with pytest.raises(UserError, match="--overwrite"):
+        train.prepare_run_dir(str(tmp_path / "run"), config.TrainConfig(), overwrite=False)
+    assert train.prepare_run_dir(str(tmp_path / "run"), config.TrainConfig(), overwrite=True) == 0

@@ -170,11 +170,15 @@ def read_config_file(path: str) -> dict[str, Any]:
 
     if not tf.io.gfile.exists(path):
         raise ConfigError(f"config file {path} does not exist")
+    if tf.io.gfile.isdir(path):
+        raise ConfigError(f"config file {path} is a directory; pass the JSON file (e.g. RUN_DIR/config.json)")
     try:
         with tf.io.gfile.GFile(path, "r") as f:
             data = json.loads(f.read())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid JSON text: {e}") from e
+    except tf.errors.OpError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.message}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
     return data

@@ -96,6 +96,10 @@ def _listing(path: str) -> str:
     return ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "(empty)"
 
 
+# What readers of the manifest (here, trainer.runs, trainer.recordings) rely on.
+MANIFEST_KEYS = ("schema_version", "num_classes", "sample_rate", "slice_seconds", "num_folds", "files", "counts")
+
+
 def read_manifest(shards_dir: str) -> dict[str, Any]:
     """OUT/manifest.json of a finished shards job (its presence means the job finished)."""
     if not tf.io.gfile.isdir(shards_dir):
@@ -108,9 +112,14 @@ def read_manifest(shards_dir: str) -> dict[str, Any]:
     try:
         with tf.io.gfile.GFile(path, "r") as f:
             manifest = json.loads(f.read())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ShardsError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(manifest, dict):
+        raise ShardsError(f"{path} must hold a JSON object, got {type(manifest).__name__}; re-run `make shards`")
     schema.check_version(manifest.get("schema_version", -1), path)
+    missing = sorted(set(MANIFEST_KEYS) - set(manifest))
+    if missing:
+        raise ShardsError(f"{path} lacks {', '.join(missing)}; it was not written by a finished `make shards`")
     return manifest
 
 

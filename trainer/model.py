@@ -1,6 +1,6 @@
 """The classifier: ResNet50 (trained from scratch) on the log-mel input, the seed notebook's head.
 
-    [B, n_mels, frames, 1] --ResNet50(include_top=False, weights=None)--> [B, n_mels/32, frames/32, 2048]
+    [B, n_mels, frames, 1] --ResNet50(include_top=False, weights=None)--> [B, ceil(n_mels/32), ceil(frames/32), 2048]
       --GlobalAveragePooling2D--> [B, 2048] --BN, Dropout--> --Dense(1024, relu, he_normal)--> [B, 1024]
       --BN, Dropout--> --Dense(num_classes, sigmoid|softmax, float32)--> [B, num_classes] scores
 

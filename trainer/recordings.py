@@ -55,7 +55,7 @@ def _records(files: list[str], spec: dict) -> Iterator[dict[str, Any]]:
     dataset = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec))
     try:
         yield from dataset.as_numpy_iterator()
-    except tf.errors.DataLossError as e:
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:  # as data.scan_shard
         raise UserError(f"a test shard is corrupt ({e.message.splitlines()[0]}); re-run `make shards`") from e
 
 

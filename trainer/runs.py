@@ -5,7 +5,7 @@ best.keras (input [batch, n_mels, frames, 1], output [batch, num_classes]) and i
 TrainConfig is config.json.
 
     from trainer import runs
-    run_dirs = runs.complete_runs_under("runs/demo")    # every finished foldK/ under the root
+    run_dirs = runs.complete_runs_under("runs/demo")    # every complete sub-dir (summary.json) of the root
     run = runs.open_run(run_dirs[0])                    # Run(run_dir, config); checks files
     model = runs.load_model(run)                        # best.keras
 """

@@ -86,8 +86,12 @@ def _backup_epoch(run_dir: str) -> int | None:
     meta = _path(run_dir, os.path.join(BACKUP, "training_metadata.json"))
     if not tf.io.gfile.exists(meta):
         return None
-    with tf.io.gfile.GFile(meta, "r") as f:
-        return int(json.loads(f.read())["epoch"])
+    try:
+        with tf.io.gfile.GFile(meta, "r") as f:
+            return int(json.loads(f.read())["epoch"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{meta} is damaged ({e!r}), so the interrupted run cannot resume; pass --overwrite "
+                        f"to start {run_dir} over") from e
 
 
 def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
