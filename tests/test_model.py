@@ -38,6 +38,9 @@ def test_tiny_model_has_the_seeds_head_and_sigmoid_scores():
     assert [net.layers[i].rate for i in (3, 6)] == [0.3, 0.3]
     assert net.layers[4].units == cfg.dense_units and net.layers[4].activation.__name__ == "relu"
     assert net.layers[-1].activation.__name__ == "sigmoid"
+    # Every BatchNormalization, the 53 of the backbone and the 2 of the head, uses the configured momentum.
+    bn = [la for la in net._flatten_layers() if isinstance(la, keras.layers.BatchNormalization)]
+    assert len(bn) == 55 and {la.momentum for la in bn} == {cfg.bn_momentum} and cfg.bn_momentum != 0.99
     scores = net.predict(np.random.default_rng(0).random((2, *shape), np.float32), verbose=0)
     assert scores.shape == (2, 24) and ((scores > 0) & (scores < 1)).all()
     assert not np.allclose(scores.sum(axis=1), 1.0)

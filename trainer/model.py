@@ -40,7 +40,7 @@ def check_input_shape(input_shape: tuple[int, int, int]) -> None:
 def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> keras.Model:
     """ResNet50 + the seed's head for `input_shape` = (n_mels, frames, 1); UserError if too small."""
     check_input_shape(input_shape)
-    return keras.Sequential(
+    net = keras.Sequential(
         [
             keras.Input(shape=input_shape, name="log_mel"),
             keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape),
@@ -56,6 +56,12 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> keras.Mo
         ],
         name="rfcx_resnet50",
     )
+    # keras.applications builds its BatchNormalization layers with the default momentum; the moving
+    # averages are only read outside training, so setting it before compile is enough.
+    for layer in net._flatten_layers():  # pylint: disable=protected-access
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = cfg.bn_momentum
+    return net
 
 
 def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
