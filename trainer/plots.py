@@ -15,12 +15,18 @@ from matplotlib.figure import Figure
 PANELS = (("loss", "loss", "val_loss"), ("LWLRAP", "lwlrap", "val_lwlrap"))
 
 
+def new_figure(width: float, height: float = 4.0) -> Figure:
+    """A figure on the Agg canvas (no pyplot: no display, no global figure state)."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def plot_curves(history: pd.DataFrame, path: str) -> None:
     """Writes a two-panel PNG of `history` (columns epoch (0-based), loss, val_loss, lwlrap, val_lwlrap)."""
     import tensorflow as tf  # gfile writes local and gs:// paths alike
 
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(10.0)
     epochs = history["epoch"].to_numpy() + 1  # 1-based like Keras's progress output
     for ax, (title, train_col, val_col) in zip(fig.subplots(1, 2), PANELS):
         for column, label in ((train_col, "train"), (val_col, "validation")):

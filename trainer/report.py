@@ -21,11 +21,10 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pipeline.errors import UserError
+from trainer import plots
 from trainer.lwlrap import lwlrap, per_class_lwlrap
 from trainer.train import HISTORY, MONITOR, SUMMARY, VAL_PREDICTIONS, read_history
 
@@ -86,17 +85,10 @@ def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str | Path]) -> dict[str
     }
 
 
-def _new_figure(width: float) -> Figure:
-    """A figure on the Agg canvas (no pyplot: no display, no global figure state)."""
-    fig = Figure(figsize=(width, 4.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def plot_per_class(report: dict[str, Any], path: Path) -> None:
     """Bars of per-class LWLRAP; classes without positives (LWLRAP undefined) are left empty."""
     rows = report["per_class"]
-    fig = _new_figure(max(6.0, 0.35 * len(rows)))
+    fig = plots.new_figure(max(6.0, 0.35 * len(rows)))
     ax = fig.subplots()
     classes = [r["class"] for r in rows]
     ax.bar(classes, [r["lwlrap"] if r["positives"] else np.nan for r in rows], color="tab:blue")
@@ -112,7 +104,7 @@ def plot_per_class(report: dict[str, Any], path: Path) -> None:
 
 def plot_curves(run_dirs: Mapping[int, str | Path], path: Path) -> None:
     """Validation LWLRAP per epoch (1-based), one line per fold, from each run's history.csv."""
-    fig = _new_figure(6.0)
+    fig = plots.new_figure(6.0)
     ax = fig.subplots()
     for fold, run_dir in sorted(run_dirs.items()):
         history = read_history(str(run_dir))
