@@ -2,7 +2,13 @@
 
 Every shard holds serialized `tf.train.Example`s of one of two kinds:
 
-* **train** (one per valid row of train_tp.csv): a slice of the recording around the event.
+* **train**: a slice of a training recording, of one of three slice kinds (`kind`):
+  `tp` (one per valid row of train_tp.csv, centred on its box), `fp` (one per valid row of
+  train_fp.csv, centred on its box) and `background` (windows that overlap no tp box, drawn
+  deterministically per recording). Each carries what is known about every species in the slice:
+  `labels` (1 = a tp box of the species overlaps the slice) and `label_known` (1 = a tp or fp box of
+  the species overlaps the slice, so its label is known; 0 = nothing is known, RFCX labels being
+  partial). A species with both a tp and an fp box in the slice is positive.
 * **test** (one per test recording): the whole recording, for sliding-window inference.
 
 Audio is stored as raw little-endian int16 PCM bytes (`audio`), lossless for the 16-bit RFCX
@@ -27,7 +33,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Slice kinds of train examples (`kind`); the shards job writes each kind to its own files.
+KIND_TP = "tp"
+KIND_FP = "fp"
+KIND_BACKGROUND = "background"
+SLICE_KINDS = (KIND_TP, KIND_FP, KIND_BACKGROUND)
+NO_ROW = -1  # row_index of background slices
 
 INT = "int64"
 FLOAT = "float"
@@ -58,10 +71,14 @@ _COMMON = (
 )
 
 TRAIN_FIELDS: tuple[Field, ...] = _COMMON + (
-    Field("row_index", INT, doc="0-based data row of the event in train_tp.csv"),
+    Field("kind", BYTES, doc="slice kind: tp | fp | background (SLICE_KINDS)"),
+    Field("row_index", INT, doc="0-based data row of the event in train_tp.csv (tp) or train_fp.csv (fp); "
+                               "-1 for background"),
     Field("recording_num_samples", INT, doc="length of the whole recording at `sample_rate`"),
     Field("slice_start", INT, doc="first sample of the slice within the recording"),
     Field("fold", INT, doc="cross-validation fold of the recording, 0..num_folds-1"),
+    # The row's box (tp, fp). Background slices: species and songtype -1, times the whole slice
+    # [0, slice seconds], frequencies 0.
     Field("event/species_id", INT),
     Field("event/songtype_id", INT),
     Field("event/t_min", FLOAT, doc="seconds from slice start"),
@@ -77,6 +94,7 @@ TRAIN_FIELDS: tuple[Field, ...] = _COMMON + (
     Field("boxes/f_max", FLOAT, True, "Hz"),
     Field("boxes/is_tp", INT, True, "1 for a train_tp box, 0 for a train_fp box"),
     Field("labels", FLOAT, True, "multi-hot [num_classes]: species with a tp box in the slice"),
+    Field("label_known", FLOAT, True, "[num_classes]: 1 for species with a tp or fp box in the slice, else 0"),
 )
 
 TEST_FIELDS: tuple[Field, ...] = _COMMON
@@ -167,7 +185,7 @@ def _parse_spec(fields: tuple[Field, ...], num_classes: int | None):
     tf_types = {INT: tf.int64, FLOAT: tf.float32, BYTES: tf.string}
     spec = {}
     for f in fields:
-        if f.name == "labels":
+        if f.name in ("labels", "label_known"):
             spec[f.name] = tf.io.FixedLenFeature([num_classes], tf.float32)
         elif f.is_list:
             spec[f.name] = tf.io.VarLenFeature(tf_types[f.dtype])
@@ -177,7 +195,7 @@ def _parse_spec(fields: tuple[Field, ...], num_classes: int | None):
 
 
 def train_parse_spec(num_classes: int):
-    """Feature spec for tf.io.parse_example of train records (`labels` is [num_classes])."""
+    """Feature spec for tf.io.parse_example of train records (`labels`, `label_known`: [num_classes])."""
     return _parse_spec(TRAIN_FIELDS, num_classes)
 
 

@@ -26,11 +26,30 @@ def ramp(n: int) -> np.ndarray:
 
 def train_example(recording_id: str, fold: int, species: int, t_min: float, t_max: float, audio: np.ndarray,
                   sample_rate: int = 16000, num_classes: int = 24, row_index: int = 0, slice_start: int = 0,
-                  extra_species: Sequence[int] = (), version: int = schema.SCHEMA_VERSION) -> dict[str, Any]:
-    """Values of every TRAIN_FIELDS feature for one slice; `labels` is multi-hot of species + extra_species."""
+                  extra_species: Sequence[int] = (), version: int = schema.SCHEMA_VERSION,
+                  kind: str = schema.KIND_TP, fp_species: Sequence[int] = ()) -> dict[str, Any]:
+    """Values of every TRAIN_FIELDS feature for one slice.
+
+    kind "tp": `labels` is multi-hot of species + extra_species, each a tp box at [t_min, t_max].
+    kind "fp": `species` (and extra_species) are fp boxes there: labels 0, known 1.
+    kind "background": no event (species -1, the whole slice); boxes only from `fp_species`.
+    fp_species add fp boxes at [t_min, t_max] (known negatives) to any kind.
+    """
     labels = np.zeros(num_classes, np.float32)
-    labels[[species, *extra_species]] = 1.0
-    species_ids = [species, *extra_species]
+    known = np.zeros(num_classes, np.float32)
+    if kind == schema.KIND_BACKGROUND:
+        tp_ids: list[int] = []
+        fp_ids = list(fp_species)
+        species, t_min, t_max = -1, 0.0, len(audio) / sample_rate
+        row_index = schema.NO_ROW
+    elif kind == schema.KIND_FP:
+        tp_ids, fp_ids = [], [species, *extra_species, *fp_species]
+    else:
+        tp_ids, fp_ids = [species, *extra_species], list(fp_species)
+    labels[tp_ids] = 1.0
+    known[tp_ids + fp_ids] = 1.0
+    species_ids = tp_ids + fp_ids
+    is_tp = [1] * len(tp_ids) + [0] * len(fp_ids)
     return {
         "schema_version": version, "recording_id": recording_id, "audio": schema.pcm16_to_bytes(audio),
         "sample_rate": sample_rate, "num_samples": len(audio), "source/sample_rate": sample_rate,
@@ -41,7 +60,7 @@ def train_example(recording_id: str, fold: int, species: int, t_min: float, t_ma
         "boxes/species_id": species_ids, "boxes/songtype_id": [1] * len(species_ids),
         "boxes/t_min": [t_min] * len(species_ids), "boxes/t_max": [t_max] * len(species_ids),
         "boxes/f_min": [500.0] * len(species_ids), "boxes/f_max": [2000.0] * len(species_ids),
-        "boxes/is_tp": [1] * len(species_ids), "labels": labels,
+        "boxes/is_tp": is_tp, "labels": labels, "label_known": known, "kind": kind,
     }
 
 
