@@ -76,24 +76,36 @@ def write_records(path: str, examples: Sequence[dict[str, Any]]) -> None:
 def write_shards(out_dir: str, by_fold: dict[int, Sequence[dict[str, Any]]], sample_rate: int = 16000,
                  slice_seconds: float = 2.0, num_classes: int = 24, files_per_fold: int = 1,
                  manifest_version: int = schema.SCHEMA_VERSION) -> str:
-    """Writes OUT/train/fold-K/*.tfrecord and OUT/manifest.json (the pipeline's layout); returns OUT."""
+    """Writes OUT/train/fold-K/<kind>-*.tfrecord and OUT/manifest.json (the pipeline's layout); returns OUT.
+
+    Each slice kind of a fold goes to its own files (`files_per_fold` of each kind at most), as the job does.
+    """
     out_dir = str(out_dir)
     files: dict[str, list[str]] = {}
+    by_kind: dict[str, dict[str, list[str]]] = {}
+    per_kind_counts: dict[str, dict[str, int]] = {}
     for fold, examples in sorted(by_fold.items()):
         files[str(fold)] = []
-        for i in range(files_per_fold):
-            chunk = list(examples)[i::files_per_fold]
-            if not chunk:
-                continue
-            rel = f"train/fold-{fold}/train-{i:05d}-of-{files_per_fold:05d}.tfrecord"
-            write_records(os.path.join(out_dir, rel), chunk)
-            files[str(fold)].append(rel)
+        by_kind[str(fold)] = {k: [] for k in schema.SLICE_KINDS}
+        per_kind_counts[str(fold)] = {k: 0 for k in schema.SLICE_KINDS}
+        for kind in schema.SLICE_KINDS:
+            of_kind = [e for e in examples if e["kind"] == kind]
+            per_kind_counts[str(fold)][kind] = len(of_kind)
+            for i in range(files_per_fold):
+                chunk = of_kind[i::files_per_fold]
+                if not chunk:
+                    continue
+                rel = f"train/fold-{fold}/{kind}-{i:05d}-of-{files_per_fold:05d}.tfrecord"
+                write_records(os.path.join(out_dir, rel), chunk)
+                files[str(fold)].append(rel)
+                by_kind[str(fold)][kind].append(rel)
     manifest = {
         "schema_version": manifest_version, "num_classes": num_classes, "sample_rate": sample_rate,
         "slice_seconds": slice_seconds, "num_folds": len(by_fold), "fold_seed": 0,
-        "files": {"train": files, "test": []},
+        "files": {"train": files, "train_by_kind": by_kind, "test": []},
         "counts": {"train_examples": sum(len(v) for v in by_fold.values()),
-                   "train_examples_per_fold": {str(k): len(v) for k, v in by_fold.items()}},
+                   "train_examples_per_fold": {str(k): len(v) for k, v in by_fold.items()},
+                   "train_examples_per_fold_kind": per_kind_counts},
     }
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f)
