@@ -21,6 +21,7 @@ Usage::
     from trainer.lwlrap import LWLRAP, lwlrap, per_class_lwlrap
     model.compile(..., metrics=[LWLRAP(num_classes=24)])     # reports "lwlrap"
     score = lwlrap(truth, scores)                             # numpy [rows, classes] -> float
+    score = recording_lwlrap(ids, truth, scores)              # rows of slices, max per recording
 """
 from __future__ import annotations
 
@@ -77,6 +78,32 @@ def lwlrap(truth: Any, scores: Any) -> float:
     """LWLRAP of `scores` [rows, C] against multi-hot `truth` [rows, C] (see module docstring)."""
     per_class, weight = per_class_lwlrap(truth, scores)
     return float(np.sum(per_class * weight))
+
+
+def recording_max(recording_ids: Any, truth: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of slices/windows -> rows of recordings, the competition's aggregation.
+
+    recording_ids [rows], truth [rows, C], scores [rows, C] -> (ids [R] sorted, truth [R, C], scores [R, C]):
+    a recording's score for a species is the max over its rows, and the species is present when
+    any row has it (truth max).
+    """
+    ids = np.asarray(recording_ids).astype(str)
+    truth, scores = np.asarray(truth, np.float64), np.asarray(scores, np.float64)
+    if not (ids.shape[0] == truth.shape[0] == scores.shape[0]) or truth.shape != scores.shape:
+        raise LwlrapError(f"recording_max needs one id per row and equal shapes, got {ids.shape}, "
+                          f"{truth.shape}, {scores.shape}")
+    unique, owner = np.unique(ids, return_inverse=True)
+    rec_truth = np.full((len(unique), truth.shape[1]), -np.inf)
+    rec_scores = np.full((len(unique), scores.shape[1]), -np.inf)
+    np.maximum.at(rec_truth, owner, truth)
+    np.maximum.at(rec_scores, owner, scores)
+    return unique, rec_truth, rec_scores
+
+
+def recording_lwlrap(recording_ids: Any, truth: Any, scores: Any) -> float:
+    """LWLRAP at the recording level: max over each recording's rows, then `lwlrap` (see recording_max)."""
+    _, rec_truth, rec_scores = recording_max(recording_ids, truth, scores)
+    return lwlrap(rec_truth, rec_scores)
 
 
 @keras.saving.register_keras_serializable(package="rfcx")

@@ -5,7 +5,9 @@
       -> power |X|^power                                                     [..., frames, n_fft/2+1]
       -> mel filter bank (librosa.filters.mel, Slaney)                       [..., n_mels, frames]
       -> dB: 10*log10(max(S, amin)) (ref 1.0), clipped at (max - top_db) per example
-      -> min-max scaling per example to [0, 1] (a constant input gives zeros, not NaN)
+      -> scaling (`scaling`): "minmax" (the seed's) = min-max per example to [0, 1] (a constant input
+         gives zeros, not NaN); "db" = (dB - db_offset) / db_scale, the same affine map for every
+         example, so a quiet window stays quiet instead of being stretched to the full range
 
 Pitch shift at the mel stage (training augmentation): a pitch shift by n semitones moves the power
 at frequency f to r*f, r = 2^(n/12). The mel is M @ P, so mel(shifted) = M @ (W_r @ P) = (M @ W_r) @ P
@@ -40,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -70,6 +72,9 @@ class MelConfig:
     power: float = 2.0
     top_db: float = 80.0
     amin: float = 1e-10
+    scaling: Literal["minmax", "db"] = "minmax"
+    db_offset: float = -60.0  # "db" scaling: roughly the middle of field recordings' dB (float audio, ref 1)
+    db_scale: float = 20.0
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
@@ -81,7 +86,9 @@ class MelConfig:
                 f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin} fmax={self.fmax} "
                 f"sample_rate={self.sample_rate}"
             )
-        for name in ("power", "top_db", "amin"):
+        if self.scaling not in ("minmax", "db"):
+            raise MelConfigError(f"scaling must be 'minmax' or 'db', got {self.scaling!r}")
+        for name in ("power", "top_db", "amin", "db_scale"):
             if not getattr(self, name) > 0:
                 raise MelConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -210,13 +217,21 @@ def scale_per_example(x: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(x - low, high - low)
 
 
+def scale(db: tf.Tensor, cfg: MelConfig) -> tf.Tensor:
+    """dB [..., n_mels, frames] -> model input of the configured `scaling` (same shape)."""
+    if cfg.scaling == "minmax":
+        return scale_per_example(db)
+    return (db - cfg.db_offset) / cfg.db_scale
+
+
 def log_mel(waveform: tf.Tensor, cfg: MelConfig, pitch_steps: tf.Tensor | None = None,
             max_pitch_steps: int = 0) -> tf.Tensor:
-    """Scaled log-mel features: float32 [..., samples] -> float32 [..., n_mels, frames] in [0, 1].
+    """Scaled log-mel features: float32 [..., samples] -> float32 [..., n_mels, frames].
 
+    In [0, 1] with scaling "minmax"; (dB - db_offset) / db_scale with "db".
     pitch_steps (training augmentation only): see `mel_power`; None = no shift (inference).
     """
-    return scale_per_example(power_to_db(mel_power(waveform, cfg, pitch_steps, max_pitch_steps), cfg))
+    return scale(power_to_db(mel_power(waveform, cfg, pitch_steps, max_pitch_steps), cfg), cfg)
 
 
 @keras.saving.register_keras_serializable(package="rfcx")
@@ -267,5 +282,7 @@ def librosa_log_mel(y: np.ndarray, cfg: MelConfig) -> np.ndarray:
         fmax=cfg.fmax,
     )
     db = librosa.power_to_db(power, ref=1.0, amin=cfg.amin, top_db=cfg.top_db)
+    if cfg.scaling == "db":
+        return ((db - cfg.db_offset) / cfg.db_scale).astype(np.float32)
     span = db.max() - db.min()
     return ((db - db.min()) / span if span > 0 else np.zeros_like(db)).astype(np.float32)
