@@ -292,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shards_dir", required=True, help="output dir of pipeline.shards (with manifest.json)")
     parser.add_argument("--fold", type=int, required=True, help="validation fold; training uses the others")
     parser.add_argument("--run_dir", required=True, help="where config, checkpoints, logs and results go")
-    parser.add_argument("--preset", default="full", choices=sorted(config_lib.PRESETS),
-                        help="full: the seed's sizes (128 x 938 input); tiny: small shapes for a CPU run")
+    parser.add_argument("--preset", default=config_lib.AUTO, choices=config_lib.PRESET_CHOICES,
+                        help="auto (default): full with a GPU/TPU, else cpu; full: the seed's sizes (128 x 938 "
+                             "input); cpu: sized to learn on 2 cores in minutes; tiny: the smallest, for tests")
     parser.add_argument("--config", dest="config_file", help="JSON file of settings (nested sections as objects)")
     parser.add_argument("--overwrite", action="store_true", help="retrain a run_dir that holds a finished run")
     config_lib.add_config_flags(parser)
