@@ -177,7 +177,7 @@ def test_output_files(default_run, shards):
     assert report["test_lwlrap"] == pytest.approx(expected)
     assert report["test_lwlrap"] > 0.9
 
-    config = json.loads((out_dir / "config.json").read_text())
+    config = json.loads((out_dir / "settings.json").read_text())
     assert config["baseline"]["window_seconds"] == 1.0 and config["mel"]["scaling"] == "db"
     assert config["mel"]["fmax"] == SR / 2  # lowered to Nyquist
     assert json.loads((out_dir / "report.json").read_text())["settings"] == config

@@ -17,7 +17,8 @@ when the shards hold test recordings, a fit on every training slice scores slidi
 each test recording (every half window), a recording's score per species being the max over its
 windows. Writes into OUT_DIR (re-running replaces them):
 
-    config.json      the resolved settings (written first)
+    settings.json    the resolved settings (written first; not config.json, which marks a run dir
+                     for trainer.runs, so `make predict` never mistakes this dir for an unfinished run)
     oof.csv          one row per training slice: recording_id, fold, kind, row_index, slice_start,
                      y0..y{C-1} (labels), s0..s{C-1} (out-of-fold scores)
     submission.csv   with test shards: sample_submission.csv's rows and order
@@ -61,7 +62,7 @@ from trainer.windows import default_stride, seconds_to_samples
 # The shards job copies these next to the shards (the names trainer.predict reads too).
 SAMPLE_SUBMISSION = "sample_submission.csv"
 TEST_TRUTH = "test_truth.csv"
-CONFIG_FILE, OOF_FILE, REPORT_FILE, SUBMISSION_FILE = "config.json", "oof.csv", "report.json", "submission.csv"
+SETTINGS_FILE, OOF_FILE, REPORT_FILE, SUBMISSION_FILE = "settings.json", "oof.csv", "report.json", "submission.csv"
 METHOD = "per-band mean/max/std of the log-mel ('db' scaling) -> StandardScaler + LogisticRegression, one per species"
 
 
@@ -358,7 +359,7 @@ def run_baseline(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
     settings = {"baseline": dataclasses.asdict(cfg), "mel": dataclasses.asdict(mel_cfg), "shards_dir": shards_dir,
                 "window_samples": window, "stride_samples": cfg.stride_samples(sample_rate),
                 "num_classes": num_classes, "sample_rate": sample_rate, "method": METHOD}
-    (out_dir / CONFIG_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    (out_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
     if mel_cfg.fmax < mel.MelConfig.fmax:
         print(f"log-mel fmax lowered to {mel_cfg.fmax:g} Hz (Nyquist of the shards' {sample_rate} Hz)")
 
@@ -411,7 +412,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Baseline
     d = BaselineConfig()
     p = _Parser(prog="python -m trainer.baseline", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards (schema version 2)")
-    p.add_argument("--out_dir", required=True, help="where config.json, oof.csv, report.json, submission.csv go")
+    p.add_argument("--out_dir", required=True, help="where settings.json, oof.csv, report.json, submission.csv go")
     p.add_argument("--window_seconds", type=float, default=d.window_seconds)
     p.add_argument("--stride_seconds", type=float, default=None, help="test window step (default: half a window)")
     p.add_argument("--unlabelled_weight", type=float, default=d.unlabelled_weight,
