@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ FLAGS = ["--window_seconds", "1.0", "--n_fft", "512", "--hop_length", "256", "--
 TEST_CALLS = {"t0": [0], "t1": [1], "t2": [2], "t3": [0, 2], "t4": [1], "t5": []}
 
 
-def make_audio(seed: int, species: list[int], seconds: float = SLICE_S, starts: list[float] | None = None) -> np.ndarray:
+def make_audio(seed: int, species: list[int], seconds: float = SLICE_S,
+               starts: list[float] | None = None) -> np.ndarray:
     """int16: seeded noise plus a 0.8 s tone call of each species (at `starts`, default 0.6 s)."""
     rng = np.random.default_rng(seed)
     y = rng.normal(0.0, 0.02, int(seconds * SR))
@@ -180,7 +182,7 @@ def test_output_files(default_run, shards):
     config = json.loads((out_dir / "settings.json").read_text())
     assert config["baseline"]["window_seconds"] == 1.0 and config["mel"]["scaling"] == "db"
     assert config["mel"]["fmax"] == SR / 2  # lowered to Nyquist
-    assert json.loads((out_dir / "report.json").read_text())["settings"] == config
+    assert baseline.load_report(out_dir)["settings"] == config
     assert "reading training slices: 42/42" in log and "reading test recordings: 6/6" in log
     assert "constant score" in log
 
@@ -233,3 +235,8 @@ def test_user_mistakes_are_one_error_line(capsys, tmp_path, shards):
     one_fold = write_shards(str(tmp_path / "one"), {0: train_slices()[0]}, sample_rate=SR, num_classes=NUM_CLASSES)
     expect_user_error(capsys, ["--shards_dir", one_fold, "--out_dir", out, *FLAGS], "at least two")
     assert not os.path.exists(out) or not os.listdir(out)  # nothing written before the checks
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(shards["flipped"], corrupt)
+    bad = corrupt / "train" / "fold-0" / "tp-00000-of-00001.tfrecord"
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated mid-record
+    expect_user_error(capsys, ["--shards_dir", str(corrupt), "--out_dir", out, *FLAGS], str(bad), "corrupt")

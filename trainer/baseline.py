@@ -35,6 +35,7 @@ Usage:
     from trainer.baseline import BaselineConfig, run_baseline
     report = run_baseline("data/shards/demo", "runs/demo/baseline", BaselineConfig())
     report["recording_lwlrap"], report["test_lwlrap"]
+    baseline.load_report("runs/demo/baseline")     # the same dict from a finished run, or None
 """
 from __future__ import annotations
 
@@ -126,7 +127,8 @@ class BaselineConfig:
     def window_samples(self, sample_rate: int) -> int:
         window = seconds_to_samples(self.window_seconds, sample_rate)
         if window < 1:
-            raise BaselineConfigError(f"--window_seconds {self.window_seconds} is less than one sample at {sample_rate} Hz")
+            raise BaselineConfigError(f"--window_seconds {self.window_seconds} is less than one sample at "
+                                      f"{sample_rate} Hz")
         return window
 
     def stride_samples(self, sample_rate: int) -> int:
@@ -301,7 +303,8 @@ def _read_sample(shards_dir: str, num_classes: int) -> pd.DataFrame:
         raise UserError(f"{shards_dir} has no {SAMPLE_SUBMISSION} (the shards job copies it from the data dir)")
     sample = submission.read_score_table(path)
     if len(sample.columns) - 1 != num_classes:
-        raise UserError(f"{path} has {len(sample.columns) - 1} species columns but the shards have {num_classes} classes")
+        raise UserError(f"{path} has {len(sample.columns) - 1} species columns but the shards have "
+                        f"{num_classes} classes")
     return sample
 
 
@@ -393,6 +396,18 @@ def run_baseline(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     print(f"baseline report in {out_dir / REPORT_FILE} ({report['timings']['total_seconds']:.0f} s)")
     return report
+
+
+def load_report(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The report.json of a finished baseline run in `out_dir`, or None when there is none (e.g. to show the
+    baseline beside a model's CV report)."""
+    path = Path(out_dir) / REPORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); run `make baseline` again") from e
 
 
 def _fmt(value: float | None) -> str:
