@@ -63,7 +63,7 @@ class TrainConfig:
     freq_channel: bool = False
     band_norm: bool = False
     monitor: Literal["val_rec_lwlrap", "val_lwlrap", "val_loss"] = "val_rec_lwlrap"
-    preset: str = "full"  # the preset this config started from (recorded; `--preset` sets it)
+    from_preset: str = "full"  # the preset this config started from (recorded; `--preset` sets it)
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
     learning_rate: float = 1e-3
     lr_schedule: Literal["constant", "cosine", "exponential"] = "constant"
@@ -208,7 +208,7 @@ def preset_config(name: str) -> TrainConfig:
     """The config of a named preset ("full" = the seed's sizes, "cpu" = learns on 2 cores, "tiny" = tests)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {list(PRESET_CHOICES)}")
-    return apply_overrides(TrainConfig(), {**PRESETS[name], "preset": name})
+    return apply_overrides(TrainConfig(), {**PRESETS[name], "from_preset": name})
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
