@@ -110,3 +110,42 @@ def write_shards(out_dir: str, by_fold: dict[int, Sequence[dict[str, Any]]], sam
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f)
     return out_dir
+
+
+# ---- a small three-kind dataset shared by the trainer's input tests ----
+
+TP_SPECIES, FP_SPECIES, BACKGROUND_SPECIES = 0, 10, 20  # + fold: the species reveals a slice's fold
+VAL_EVENTS = [(0.1, 0.2), (0.9, 1.1), (1.8, 1.95)]  # fold 0's tp events: near the start, middle, end
+FP_EVENT = (0.5, 0.7)
+
+
+def fold_of_species(species: int) -> int:
+    return species % 10
+
+
+def three_kind_folds(num_folds: int = 3, per_fold: int = 4, negatives_per_fold: int = 2, sample_rate: int = 16000,
+                     slice_samples: int = 32000) -> dict[int, list[dict[str, Any]]]:
+    """Per fold k: tp slices of species k, fp slices of species 10 + k, background slices with a known
+    negative 20 + k (an fp box over the whole slice), all of ramp audio, so any window's targets tell
+    its fold and kind. Fold 0 has the VAL_EVENTS tp slices plus one 0.75 s tp slice (shorter than a
+    1 s window); row_index is 10 k + i (tp), 100 + 10 k + i (fp), -1 (background).
+    """
+    by_fold: dict[int, list[dict[str, Any]]] = {}
+    audio = ramp(slice_samples)
+    for k in range(num_folds):
+        events = VAL_EVENTS if k == 0 else [(0.2 + 0.3 * i, 0.5 + 0.3 * i) for i in range(per_fold)]
+        examples = [train_example(f"rec{k}_{i}", k, species=TP_SPECIES + k, t_min=a, t_max=b, audio=audio,
+                                  sample_rate=sample_rate, row_index=10 * k + i) for i, (a, b) in enumerate(events)]
+        count = 1 if k == 0 else negatives_per_fold
+        for i in range(count):
+            examples.append(train_example(f"rec{k}_{i}", k, species=FP_SPECIES + k, t_min=FP_EVENT[0],
+                                          t_max=FP_EVENT[1], audio=audio, sample_rate=sample_rate,
+                                          row_index=100 + 10 * k + i, kind=schema.KIND_FP))
+            examples.append(train_example(f"rec{k}_{i}", k, species=-1, t_min=0.0, t_max=0.0, audio=audio,
+                                          sample_rate=sample_rate, kind=schema.KIND_BACKGROUND,
+                                          fp_species=[BACKGROUND_SPECIES + k], slice_start=slice_samples))
+        if k == 0:
+            examples.append(train_example("short", 0, species=TP_SPECIES, t_min=0.2, t_max=0.4,
+                                          audio=ramp(12000), sample_rate=sample_rate, row_index=9))
+        by_fold[k] = examples
+    return by_fold

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import label_ranking_average_precision_score
 
-from trainer.lwlrap import LWLRAP, LwlrapError, lwlrap, per_class_lwlrap
+from trainer.lwlrap import LWLRAP, LwlrapError, lwlrap, per_class_lwlrap, recording_lwlrap, recording_max
 
 C = 24
 
@@ -69,6 +69,42 @@ def test_numpy_errors() -> None:
         lwlrap(np.eye(2), [[np.nan, 0.0], [0.0, 1.0]])
 
 
+def test_recording_level_lwlrap_on_a_hand_built_case() -> None:
+    """Slices of 4 recordings -> max per recording (done by hand below) -> sklearn's LWLRAP."""
+    ids = np.array(["b", "a", "a", "c", "b", "a", "d"])
+    truth = np.array([[0, 1, 0, 0],   # b: tp slice of species 1
+                      [1, 0, 0, 0],   # a: tp slice of species 0
+                      [0, 0, 0, 0],   # a: background slice
+                      [0, 0, 0, 0],   # c: fp slice only: no positive, left out
+                      [0, 0, 0, 0],   # b: fp slice
+                      [0, 0, 1, 0],   # a: tp slice of species 2
+                      [0, 0, 0, 1]])  # d: tp slice of species 3
+    scores = np.array([[0.1, 0.6, 0.2, 0.3],
+                       [0.7, 0.1, 0.2, 0.1],
+                       [0.2, 0.9, 0.1, 0.4],
+                       [0.5, 0.5, 0.5, 0.5],
+                       [0.8, 0.3, 0.1, 0.2],
+                       [0.1, 0.2, 0.3, 0.8],
+                       [0.4, 0.4, 0.1, 0.4]])
+    # Max over each recording's slices, written out by hand (recordings in sorted order a, b, c, d).
+    rec_truth = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+    rec_scores = np.array([[0.7, 0.9, 0.3, 0.8],   # a: max of rows 1, 2, 5
+                           [0.8, 0.6, 0.2, 0.3],   # b: max of rows 0, 4
+                           [0.5, 0.5, 0.5, 0.5],   # c
+                           [0.4, 0.4, 0.1, 0.4]])  # d: a tie of three at the top
+    got_ids, got_truth, got_scores = recording_max(ids, truth, scores)
+    assert list(got_ids) == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(got_truth, rec_truth)
+    np.testing.assert_array_equal(got_scores, rec_scores)
+    expected = _sklearn_lwlrap(rec_truth, rec_scores)
+    # By hand: a: species 0 ranked 3rd with 1 positive at/above (1/3), species 2 ranked 4th (2/4);
+    # b: species 1 ranked 2nd (1/2); d: species 3 tied with two others (1/3). Mean over 4 positives.
+    assert expected == pytest.approx((1 / 3 + 2 / 4 + 1 / 2 + 1 / 3) / 4)
+    assert recording_lwlrap(ids, truth, scores) == pytest.approx(expected, abs=1e-12)
+    # Differs from the slice-level value, so the aggregation is what is being tested.
+    assert abs(lwlrap(truth, scores) - expected) > 0.05
+
+
 def test_streaming_metric_over_batches_equals_one_shot() -> None:
     truth, scores = _case("ties", rows=90, seed=1)
     metric = LWLRAP(num_classes=C)
@@ -81,6 +117,14 @@ def test_streaming_metric_over_batches_equals_one_shot() -> None:
     assert abs(np.mean(batch_means) - expected) > 1e-4
     metric.reset_state()
     assert float(metric.result()) == 0.0
+
+
+def test_streaming_metric_reads_only_the_labels_half_of_packed_targets() -> None:
+    truth, scores = _case("multi", rows=40, seed=6)
+    weights = np.random.default_rng(6).choice([0.0, 1.0], size=truth.shape)  # must not matter
+    metric = LWLRAP(num_classes=C)
+    metric.update_state(np.concatenate([truth, weights], axis=1), scores)
+    assert float(metric.result()) == pytest.approx(_sklearn_lwlrap(truth, scores), abs=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
