@@ -3,9 +3,11 @@
 The recipe's defaults (augmentation, scaling, unlabelled weight, sampling, schedule, preset sizes)
 are tuned by measurement and may change; a test must not depend on them. `small_config` starts
 from the `tiny` preset, then sets the sizes of 1 s windows of 16 kHz audio (log-mel 32 x 63) and
-every recipe field explicitly (augmentation off), then the test's own overrides.
+every recipe field explicitly (augmentation off), then the test's own overrides. `recipe_config`
+keeps a preset's sizes (e.g. tiny's 2 s windows of 48 kHz audio, for the demo shards).
 
     cfg = small_config(negative_fraction=0.5, augment={"enabled": True, "mixup_p": 1.0})
+    cfg = recipe_config({"batch_size": 4, "epochs": 1})              # tiny preset sizes
     json.dumps(as_config_file_content(cfg))   # a `--config` file for trainer.train / trainer.cv
 """
 from __future__ import annotations
@@ -38,12 +40,17 @@ AUGMENT_OFF: dict[str, Any] = {
 }
 
 
-def small_config(**overrides: Any) -> config.TrainConfig:
-    """tiny preset < SIZES < RECIPE (augmentation off) < overrides (nested sections as dicts)."""
-    cfg = config.preset_config("tiny")
-    for layer in (SIZES, RECIPE, {"augment": AUGMENT_OFF}, overrides):
+def recipe_config(*layers: dict[str, Any], preset: str = "tiny") -> config.TrainConfig:
+    """The preset < RECIPE (augmentation off) < each of `layers` in turn (nested sections as dicts)."""
+    cfg = config.preset_config(preset)
+    for layer in (RECIPE, {"augment": AUGMENT_OFF}, *layers):
         cfg = config.apply_overrides(cfg, layer)
     return cfg
+
+
+def small_config(**overrides: Any) -> config.TrainConfig:
+    """tiny preset < RECIPE (augmentation off) < SIZES (1 s of 16 kHz, 32 x 63) < overrides."""
+    return recipe_config(SIZES, overrides)
 
 
 def as_config_file_content(cfg: config.TrainConfig) -> dict[str, Any]:

@@ -13,21 +13,48 @@ from trainer.config import ConfigError, TrainConfig
 from trainer.mel import MelConfig
 
 
-def test_full_preset_is_the_seed_and_tiny_only_shrinks_shapes():
-    full, tiny = config.preset_config("full"), config.preset_config("tiny")
-    assert full == TrainConfig()
+def test_full_preset_keeps_the_seeds_sizes():
+    full = config.preset_config("full")
     assert (full.window_seconds, full.mel.n_fft, full.mel.hop_length, full.mel.n_mels) == (10.0, 2048, 512, 128)
-    assert (full.batch_size, full.epochs, full.learning_rate, full.optimizer) == (32, 10, 1e-3, "adam")
     assert (full.mel.fmin, full.mel.fmax, full.mel.sample_rate, full.num_classes) == (84.0, 15056.0, 48000, 24)
-    assert full.augment == AugmentConfig()
-    changed = {k for k, v in config.flatten(tiny).items() if config.flatten(full)[k] != v}
-    assert changed == {"window_seconds", "batch_size", "epochs", "dense_units", "mel.n_fft", "mel.hop_length",
-                       "mel.n_mels"}
+    assert (full.batch_size, full.dense_units) == (32, 1024)
+    assert full.from_preset == "full"
+
+
+def _input_area(cfg: TrainConfig) -> int:
+    frames = 1 + int(round(cfg.window_seconds * cfg.mel.sample_rate)) // cfg.mel.hop_length
+    return cfg.mel.n_mels * frames
+
+
+def test_presets_record_their_name_and_shrink_from_full_to_cpu_to_tiny():
+    presets = {name: config.preset_config(name) for name in ("full", "cpu", "tiny")}
+    assert {name: cfg.from_preset for name, cfg in presets.items()} == {"full": "full", "cpu": "cpu", "tiny": "tiny"}
+    assert _input_area(presets["tiny"]) < _input_area(presets["cpu"]) < _input_area(presets["full"])
+    with pytest.raises(ConfigError, match="unknown preset 'auto'"):
+        config.preset_config("auto")  # "auto" is resolved first (resolve_preset), never a preset itself
+
+
+def test_auto_resolves_to_cpu_without_an_accelerator_with_one_log_line(caplog, tmp_path):
+    assert config.resolve_preset("auto")[0] == "cpu"  # this machine has no GPU, and no --tpu is given
+    assert config.resolve_preset("auto", tpu="local")[0] == "full"
+    assert config.resolve_preset("tiny") == ("tiny", "asked for")
+    with caplog.at_level("INFO", logger="trainer.config"):
+        _, cfg = train.parse_args(["--shards_dir", "s", "--fold", "0", "--run_dir", "r", "--preset", "auto",
+                                   "--epochs", "2"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "trainer.config"]
+    assert len(lines) == 1 and "cpu" in lines[0] and "GPU" in lines[0], lines
+    assert cfg == config.apply_overrides(config.preset_config("cpu"), {"epochs": 2})
+    config.save_config(cfg, str(tmp_path / "config.json"))
+    assert json.loads((tmp_path / "config.json").read_text())["from_preset"] == "cpu"
+    assert train.build_parser().get_default("preset") == "auto"  # the default of train (and so of make train)
 
 
 def test_json_round_trip(tmp_path):
     cfg = config.apply_overrides(config.preset_config("tiny"), {
-        "loss": "softmax", "mixed_precision": True, "mel": {"fmin": 50.0}, "augment": {"pitch_shift_p": 0.5}})
+        "loss": "softmax", "mixed_precision": True, "mel": {"fmin": 50.0, "scaling": "db"},
+        "augment": {"pitch_shift_p": 0.5, "time_masks": 2, "mixup_p": 0.25}, "negative_fraction": 0.4,
+        "unlabelled_weight": 0.2, "min_box_overlap": 0.75, "freq_channel": True, "band_norm": True,
+        "monitor": "val_loss", "steps_per_epoch": 7})
     config.save_config(cfg, str(tmp_path / "config.json"))
     assert config.load_run_config(str(tmp_path)) == cfg
     # The saved file is the complete config: every field of every section is present.
@@ -51,7 +78,8 @@ def test_every_field_has_a_flag_and_flags_beat_file_beat_preset(tmp_path):
     assert (args.shards_dir, args.fold, args.run_dir) == ("s", 1, "r")
     assert cfg.epochs == 5  # flag over file
     assert cfg.batch_size == 3 and cfg.mel.n_mels == 40  # file over preset
-    assert cfg.window_seconds == 2.0 and cfg.mel.n_fft == 1024  # preset where nothing else says
+    tiny = config.preset_config("tiny")
+    assert (cfg.window_seconds, cfg.mel.n_fft) == (tiny.window_seconds, tiny.mel.n_fft)  # preset where nothing else says
     assert cfg.mel.hop_length == 256 and cfg.augment.pitch_shift_max_steps == 3
     assert cfg.augment.pink_noise is False and cfg.mixed_precision is True and cfg.loss == "softmax"
 
@@ -67,6 +95,15 @@ def test_every_field_has_a_flag_and_flags_beat_file_beat_preset(tmp_path):
     ({"batch_size": 0}, "batch_size=0 (must be > 0)"),
     ({"mel": {"fmax": 30000.0}}, "fmax"),
     ({"augment": {"noise_p": 2.0}}, "noise_p"),
+    ({"negative_fraction": 1.0}, "negative_fraction=1.0"),
+    ({"unlabelled_weight": -0.1}, "unlabelled_weight=-0.1 (must be in [0, 1])"),
+    ({"min_box_overlap": 0.0}, "min_box_overlap=0.0 (must be in (0, 1])"),
+    ({"band_norm": True, "mel": {"scaling": "minmax"}}, "band_norm needs mel.scaling='db'"),
+    ({"monitor": "lwlrap"}, "monitor='lwlrap' is not one of"),
+    ({"mel": {"scaling": "log"}}, "scaling"),
+    ({"augment": {"time_masks": -1}}, "time_masks"),
+    ({"augment": {"mixup_alpha": 0.0}}, "mixup_alpha"),
+    ({"steps_per_epoch": -1}, "steps_per_epoch=-1 (must be >= 0)"),
 ])
 def test_bad_overrides_raise_config_error(overrides, message):
     with pytest.raises(ConfigError) as e:
@@ -87,10 +124,10 @@ def test_unknown_key_in_config_file_exits_2_with_message(tmp_path, capsys):
 
 
 def test_config_differences_lists_dotted_keys():
-    a = TrainConfig()
+    a = config.apply_overrides(TrainConfig(), {"epochs": 4, "mel": {"n_mels": 100}, "verbose": 1})
     b = config.apply_overrides(a, {"epochs": 3, "mel": {"n_mels": 64}, "verbose": 0})
     assert config.config_differences(a, b, ignore=frozenset({"verbose"})) == [
-        "mel.n_mels: 128 -> 64", "epochs: 10 -> 3"]
+        "mel.n_mels: 100 -> 64", "epochs: 4 -> 3"]
 
 
 def test_config_file_that_is_a_directory_or_not_text_is_a_config_error(tmp_path):

@@ -19,12 +19,14 @@ import pytest
 from sklearn.metrics import label_ranking_average_precision_score
 
 from pipeline.errors import run_main
+from tests.recipe_config import as_config_file_content, recipe_config
 from trainer import cv, predict, recordings, runs, serving
 from trainer.data import read_manifest
 from trainer.lwlrap import lwlrap
 from trainer.windows import cut_windows
 
-TRAIN_ARGS = ["--preset", "tiny", "--epochs", "1", "--verbose", "0"]
+# The tiny preset's sizes with every recipe setting explicit (tests/recipe_config.py), 1 epoch of 2 steps.
+RECIPE = recipe_config({"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "verbose": 0})
 NUM_CLASSES = 24
 Y_COLS = [f"y{k}" for k in range(NUM_CLASSES)]
 S_COLS = [f"s{k}" for k in range(NUM_CLASSES)]
@@ -38,9 +40,16 @@ def sklearn_lwlrap(truth: np.ndarray, scores: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def cv_root(tiny_shards, tmp_path_factory) -> Path:
+def train_args(tmp_path_factory) -> list[str]:
+    path = tmp_path_factory.mktemp("settings") / "recipe.json"
+    path.write_text(json.dumps(as_config_file_content(RECIPE)))
+    return ["--preset", "tiny", "--config", str(path)]
+
+
+@pytest.fixture(scope="module")
+def cv_root(tiny_shards, tmp_path_factory, train_args) -> Path:
     root = tmp_path_factory.mktemp("cv") / "runs"
-    cv.main(["--shards_dir", tiny_shards, "--folds", "0", "1", "--runs_root", str(root), *TRAIN_ARGS])
+    cv.main(["--shards_dir", tiny_shards, "--folds", "0", "1", "--runs_root", str(root), *train_args])
     return root
 
 
@@ -108,18 +117,18 @@ def test_cv_writes_oof_report_and_plots(cv_root):
     assert weighted == pytest.approx(report["overall_lwlrap"], abs=1e-9)
 
 
-def test_cv_again_skips_complete_folds(cv_root, tiny_shards, capsys):
+def test_cv_again_skips_complete_folds(cv_root, tiny_shards, capsys, train_args):
     summaries = [cv_root / f"fold{k}" / "summary.json" for k in (0, 1)]
     before = [p.stat().st_mtime_ns for p in summaries]
     report_before = (cv_root / "cv" / "report.json").read_text()
-    cv.main(["--shards_dir", tiny_shards, "--folds", "0", "1", "--runs_root", str(cv_root), *TRAIN_ARGS])
+    cv.main(["--shards_dir", tiny_shards, "--folds", "0", "1", "--runs_root", str(cv_root), *train_args])
     assert [p.stat().st_mtime_ns for p in summaries] == before
     assert "fold 0: complete" in capsys.readouterr().out
     assert (cv_root / "cv" / "report.json").read_text() == report_before
 
 
-def test_cv_refuses_a_complete_fold_of_another_config_and_unknown_folds(cv_root, tiny_shards, capsys):
-    base = ["--shards_dir", tiny_shards, "--runs_root", str(cv_root), "--preset", "tiny", "--verbose", "0"]
+def test_cv_refuses_a_complete_fold_of_another_config_and_unknown_folds(cv_root, tiny_shards, capsys, train_args):
+    base = ["--shards_dir", tiny_shards, "--runs_root", str(cv_root), *train_args]
     expect_user_error(capsys, cv.main, base + ["--folds", "0", "--epochs", "2"],
                       "fold 0", "another config", "epochs: 1 -> 2")
     expect_user_error(capsys, cv.main, base + ["--folds", "0", "9", "--epochs", "1"], "unknown fold 9")

@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import UserError
+from tests.recipe_config import as_config_file_content, recipe_config
 from trainer import config, train
-from trainer.lwlrap import lwlrap
+from trainer.lwlrap import lwlrap, recording_lwlrap
 
 # Runs in a fresh interpreter: logical devices must be configured before TensorFlow initialises.
 _KILLED_RUN = """
@@ -40,10 +41,14 @@ train.train_fold(cfg, args.shards_dir, args.fold, args.run_dir, callbacks=[KillA
 """
 
 
-def _argv(shards: str, run_dir: str, strategy: str) -> list[str]:
-    # Per-replica batch 4: the mirrored run's global batch 8 fits the 15 training examples of fold 0.
-    return ["--shards_dir", shards, "--fold", "0", "--run_dir", run_dir, "--preset", "tiny", "--batch_size", "4",
-            "--verbose", "0", "--strategy", strategy]
+# The tiny preset's sizes, every recipe setting explicit (tests/recipe_config.py). Per-replica batch 4:
+# the mirrored run's global batch 8 fits the tp training slices of fold 0.
+RECIPE = recipe_config({"batch_size": 4, "epochs": 2, "steps_per_epoch": 2, "monitor": "val_rec_lwlrap", "verbose": 0})
+
+
+def _argv(shards: str, run_dir: str, strategy: str, settings: str) -> list[str]:
+    return ["--shards_dir", shards, "--fold", "0", "--run_dir", run_dir, "--preset", "tiny", "--config", settings,
+            "--strategy", strategy]
 
 
 def _history(run_dir: str) -> pd.DataFrame:
@@ -52,8 +57,11 @@ def _history(run_dir: str) -> pd.DataFrame:
 
 def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_path):
     run_dir = str(tmp_path / "run")
+    settings = tmp_path / "recipe.json"
+    settings.write_text(json.dumps(as_config_file_content(RECIPE)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    killed = subprocess.run([sys.executable, "-c", _KILLED_RUN, *_argv(tiny_shards, run_dir, "mirrored")],
+    killed = subprocess.run([sys.executable, "-c", _KILLED_RUN,
+                             *_argv(tiny_shards, run_dir, "mirrored", str(settings))],
                             capture_output=True, text=True, env=env, timeout=600)
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert "mirrored strategy x 2 replicas, global batch 8" in killed.stderr
@@ -62,40 +70,53 @@ def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_pa
     assert not os.path.exists(os.path.join(run_dir, "summary.json"))
 
     # Same command (only the strategy differs: this process has one CPU device) -> resumes at epoch 2.
-    args, cfg = train.parse_args(_argv(tiny_shards, run_dir, "auto"))
+    args, cfg = train.parse_args(_argv(tiny_shards, run_dir, "auto", str(settings)))
     summary = train.train_fold(cfg, args.shards_dir, args.fold, args.run_dir)
     assert summary["resumed_from_epoch"] == 1 and summary["epochs_run"] == 2
     history = _history(run_dir)
     assert list(history["epoch"]) == [0, 1]  # epoch 0 from the killed run, epoch 1 from this one
 
     manifest = json.loads(open(os.path.join(tiny_shards, "manifest.json")).read())
-    per_fold = manifest["counts"]["train_examples_per_fold"]
+    per_fold = manifest["counts"]["train_examples_per_fold"]  # every slice kind
+    per_kind = manifest["counts"]["train_examples_per_fold_kind"]
     num_val = per_fold["0"]
     assert summary["num_val_examples"] == num_val
+    assert summary["num_val_examples_by_kind"] == {k: n for k, n in per_kind["0"].items() if n}
     assert summary["num_train_examples"] == sum(n for k, n in per_fold.items() if k != "0")
+    assert summary["num_train_examples_by_kind"] == {
+        kind: sum(counts[kind] for k, counts in per_kind.items() if k != "0") for kind in ("tp", "fp", "background")}
     assert summary["fold"] == 0 and summary["strategy"] == "default" and summary["global_batch_size"] == 4
-    assert summary["best_val_lwlrap"] == pytest.approx(history["val_lwlrap"].max(), abs=1e-9)
-    assert summary["best_epoch"] == int(history["val_lwlrap"].idxmax()) + 1
-    assert {"loss", "lwlrap", "val_loss", "val_lwlrap"} <= set(history.columns)
+    assert summary["monitor"] == "val_rec_lwlrap" and summary["steps_per_epoch"] == 2
+    assert summary["best_val_rec_lwlrap"] == pytest.approx(history["val_rec_lwlrap"].max(), abs=1e-9)
+    assert summary["best_epoch"] == int(history["val_rec_lwlrap"].idxmax()) + 1
+    assert {"loss", "lwlrap", "val_loss", "val_lwlrap", "val_rec_lwlrap"} <= set(history.columns)
 
-    predictions = pd.read_csv(os.path.join(run_dir, "val_predictions.csv"))
+    predictions = pd.read_csv(os.path.join(run_dir, "val_predictions.csv"), dtype={"recording_id": str})
     classes = range(24)
-    assert list(predictions.columns) == (["recording_id", "row_index", "slice_start", "fold"]
-                                         + [f"y{c}" for c in classes] + [f"s{c}" for c in classes])
+    assert list(predictions.columns) == (["recording_id", "kind", "row_index", "slice_start", "fold", "offset"]
+                                         + [f"y{c}" for c in classes] + [f"w{c}" for c in classes]
+                                         + [f"s{c}" for c in classes])
     assert len(predictions) == num_val and set(predictions["fold"]) == {0}
+    assert predictions["kind"].value_counts().to_dict() == {k: n for k, n in per_kind["0"].items() if n}
     folds = pd.read_csv(os.path.join(tiny_shards, "folds.csv"), dtype={"recording_id": str})
     fold0 = set(folds.loc[folds["fold"] == 0, "recording_id"])
-    assert set(predictions["recording_id"].astype(str)) <= fold0
+    assert set(predictions["recording_id"]) <= fold0
     truth = predictions[[f"y{c}" for c in classes]].to_numpy()
     scores = predictions[[f"s{c}" for c in classes]].to_numpy()
-    assert (truth.sum(axis=1) >= 1).all() and ((scores >= 0) & (scores <= 1)).all()
+    tp = (predictions["kind"] == "tp").to_numpy()
+    assert (truth[tp].sum(axis=1) >= 1).all() and ((scores >= 0) & (scores <= 1)).all()
+    background = (predictions["kind"] == "background").to_numpy()
+    assert (truth[background].sum(axis=1) == 0).all()  # background slices overlap no tp box
     assert summary["val_lwlrap"] == pytest.approx(lwlrap(truth, scores), abs=1e-12)
-    # best.keras re-scored on the validation set reproduces the metric Keras logged for its epoch.
-    assert summary["val_lwlrap"] == pytest.approx(summary["best_val_lwlrap"], abs=1e-4)
+    assert summary["val_rec_lwlrap"] == pytest.approx(
+        recording_lwlrap(predictions["recording_id"].to_numpy(), truth, scores), abs=1e-12)
+    # best.keras re-scored on the validation set reproduces the metric logged for its epoch.
+    assert summary["val_rec_lwlrap"] == pytest.approx(summary["best_val_rec_lwlrap"], abs=1e-4)
 
     assert config.load_run_config(run_dir) == cfg
     best = keras.saving.load_model(os.path.join(run_dir, "best.keras"), compile=False)
-    assert best.input_shape == (None, 32, 94, 1) and best.output_shape == (None, 24)
+    frames = 1 + int(round(cfg.window_seconds * cfg.mel.sample_rate)) // cfg.mel.hop_length
+    assert best.input_shape == (None, cfg.mel.n_mels, frames, 1) and best.output_shape == (None, 24)
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.keras"))
     assert any(name.startswith("events.out.tfevents") for _, _, names in os.walk(os.path.join(run_dir, "logs"))
                for name in names)
@@ -117,5 +138,5 @@ def test_damaged_backup_metadata_is_a_user_error(tmp_path):
     backup.mkdir(parents=True)
     (backup / "training_metadata.json").write_text('{"epo')
     with pytest.raises(UserError, match="--overwrite"):
-        train.prepare_run_dir(str(tmp_path / "run"), config.TrainConfig(), overwrite=False)
-    assert train.prepare_run_dir(str(tmp_path / "run"), config.TrainConfig(), overwrite=True) == 0
+        train.prepare_run_dir(str(tmp_path / "run"), RECIPE, overwrite=False)
+    assert train.prepare_run_dir(str(tmp_path / "run"), RECIPE, overwrite=True) == 0
