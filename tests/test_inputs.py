@@ -235,3 +235,17 @@ def test_augmentation_hands_its_pitch_steps_to_the_mel_front_end():
     assert len(drawn) > 3
     off_fn, off_steps = inputs._augment_fn(small_config())
     assert off_fn(waveform, tf.constant([3, 0], tf.int64))[1] is None and off_steps == 0
+
+
+def test_centred_validation_window_inside_a_longer_event_is_positive_with_min_overlap_1(tmp_path):
+    """min_box_overlap 1 asks a window inside an event longer than it to count as holding the event."""
+    events = [(0.1 * i + 0.013 * i, 0.1 * i + 0.013 * i + 1.0 + 0.07 * i) for i in range(1, 9)]  # 1.07 .. 1.56 s
+    examples = [sf.train_example(f"r{i}", 0, species=4, t_min=a, t_max=b, audio=sf.ramp(SLICE), sample_rate=RATE,
+                                 row_index=i) for i, (a, b) in enumerate(events)]
+    other = sf.train_example("o", 1, species=1, t_min=0.5, t_max=0.7, audio=sf.ramp(SLICE), sample_rate=RATE)
+    shards = sf.write_shards(str(tmp_path), {0: examples, 1: [other]}, sample_rate=RATE)
+    cfg = small_config(min_box_overlap=1.0)
+    meta = inputs.eval_metadata(data.prepare_fold(shards, 0, cfg).val_files, cfg)
+    assert len(meta["y"]) == len(events)
+    np.testing.assert_array_equal(meta["y"][:, 4], 1.0)
+    np.testing.assert_array_equal(meta["y"][:, C + 4], 1.0)
