@@ -115,6 +115,7 @@ def _step_clock():  # a factory: keras is imported in the child only
 def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sources: Sequence[str],
              plans: dict[str, Plan], batch_size: int | None) -> dict[str, Any]:
     """Times one preset at one precision on each source; runs in its own process (global policy, RSS)."""
+    import keras
     import numpy as np
 
     from trainer import config, data, inputs, model, strategy
@@ -125,8 +126,6 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
     fold = data.prepare_fold(shards_dir, fold_index, cfg)
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     policy = strategy.set_precision(placement, cfg.mixed_precision)
-    import keras
-
     keras.utils.set_random_seed(cfg.seed)
     global_batch = cfg.batch_size * placement.num_replicas
     shape = data.input_shape(cfg)
@@ -203,7 +202,7 @@ def _run_child(args: argparse.Namespace, preset: str, precision: str) -> dict[st
         with open(out) as f:
             result = json.load(f)
     result["process_seconds"] = round(time.perf_counter() - started, 1)
-    print(proc.stdout.strip(), flush=True)
+    print(proc.stdout.rstrip(), flush=True)
     return result
 
 
