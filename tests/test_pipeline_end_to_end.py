@@ -10,6 +10,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -379,3 +380,29 @@ def test_dataflow_refuses_local_paths(tiny_dataset, tmp_path):
     with pytest.raises(UserError, match="gs://"):
         shards.run(["--data_dir", tiny_dataset, "--output_dir", str(tmp_path / "o"), "--runner", "DataflowRunner"])
     assert not (tmp_path / "o").exists()
+
+
+def test_manifest_layout_agrees_with_shard_factory(tiny_shards, tmp_path):
+    """Trainer tests use tests/shard_factory.py in place of the job: both must write the same layout."""
+    from tests import shard_factory
+
+    job = json.load(open(os.path.join(tiny_shards, "manifest.json")))
+    audio = np.zeros(32000, np.int16)
+    by_fold = {k: [shard_factory.train_example(f"r{k}", k, 1, 0.1, 0.2, audio, kind=kind)
+                   for kind in schema.SLICE_KINDS] for k in range(2)}
+    fake = json.load(open(os.path.join(shard_factory.write_shards(str(tmp_path), by_fold), "manifest.json")))
+    pattern = r"train/fold-(\d+)/(tp|fp|background)-\d{5}-of-\d{5}\.tfrecord"
+    for m in (job, fake):
+        assert m["schema_version"] == schema.SCHEMA_VERSION
+        for fold, kinds in m["files"]["train_by_kind"].items():
+            assert set(kinds) == set(schema.SLICE_KINDS)
+            assert set(m["files"]["train"][fold]) == {p for paths in kinds.values() for p in paths}
+            for kind, paths in kinds.items():
+                assert all(re.fullmatch(pattern, p).groups() == (fold, kind) for p in paths)
+        assert set(m["counts"]["train_examples_per_fold_kind"]) == set(m["files"]["train"])
+        for fold, per_kind in m["counts"]["train_examples_per_fold_kind"].items():
+            assert set(per_kind) == set(schema.SLICE_KINDS)
+            assert sum(per_kind.values()) == m["counts"]["train_examples_per_fold"][fold]
+    assert job["files"]["train"]["0"] == sorted(job["files"]["train"]["0"])
+    assert set(fake) <= set(job) and set(fake["files"]) <= set(job["files"])
+    assert set(fake["counts"]) <= set(job["counts"])
