@@ -133,7 +133,8 @@ def test_same_seed_same_bytes(tmp_path):
     write_demo_dataset(str(tmp_path / "c"), num_train=2, num_test=1, duration_s=3.0, seed=6)
     assert open(a / "train_tp.csv").read() != open(tmp_path / "c" / "train_tp.csv").read()
     subprocess.run([sys.executable, "-m", "pipeline.demo_data", str(tmp_path / "e"), "--num_train", "2", "--num_test",
-                    "1", "--duration", "3", "--seed", "5", "--label_mode", "exhaustive"], check=True, capture_output=True)
+                    "1", "--duration", "3", "--seed", "5", "--label_mode", "exhaustive"],
+                   check=True, capture_output=True)
     assert open(a / "train_tp.csv").read() != open(tmp_path / "e" / "train_tp.csv").read()
     assert filecmp.cmpfiles(a, tmp_path / "e", [f for f in files if f.endswith(".flac")], shallow=False)[1:] == ([], [])
 

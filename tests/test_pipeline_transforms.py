@@ -87,7 +87,8 @@ def test_dofn_in_test_pipeline(tasks):
                                                                transforms.num_partitions(CFG.num_folds))
         assert_that(parts[transforms.partition_index(0, "background")] | "CountBg" >> beam.combiners.Count.Globally(),
                     equal_to([2]), label="BackgroundPartition")
-        assert_that(parts[transforms.num_partitions(CFG.num_folds) - 1] | "Count" >> beam.combiners.Count.Globally(), equal_to([1]), label="TestPartition")
+        assert_that(parts[transforms.num_partitions(CFG.num_folds) - 1] | "Count" >> beam.combiners.Count.Globally(),
+                    equal_to([1]), label="TestPartition")
         assert_that(outs[transforms.REJECTED_TAG] | "Reasons" >> beam.Map(_reason),
                     equal_to([("tp", "good", "species_out_of_range"), ("tp", "gone", "missing_flac"),
                               ("background", "good", "no_room_for_background"),
