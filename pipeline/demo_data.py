@@ -22,7 +22,7 @@ is exhaustive in both (every species calling in the test recording).
 
 Usage:
 
-    python -m pipeline.demo_data OUT_DIR [--num_train 48] [--num_test 16] [--duration 60] [--seed 0]
+    python -m pipeline.demo_data OUT_DIR [--num_train 48] [--num_test 64] [--duration 60] [--seed 0]
         [--label_mode partial|exhaustive]
 
 Same arguments => byte-identical files.
@@ -270,7 +270,7 @@ def write_dataset(out_dir: str, plans: Sequence[RecordingPlan], rows: Sequence[t
             "tp_rows": len(tp_rows), "fp_rows": len(fp_rows)}
 
 
-def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 16, duration_s: float = 60.0,
+def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 64, duration_s: float = 60.0,
                        seed: int = 0, sample_rate: int = 48000, label_mode: str = PARTIAL) -> dict:
     """Writes the dataset into `out_dir` (created) and returns a summary of what it wrote."""
     check_args(num_train, num_test, duration_s, sample_rate, label_mode)
@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--num_train", type=int, default=48)
-    parser.add_argument("--num_test", type=int, default=16)
+    parser.add_argument("--num_test", type=int, default=64)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per recording")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample_rate", type=int, default=48000)
