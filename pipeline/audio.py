@@ -62,12 +62,6 @@ def _open(data: bytes) -> sf.SoundFile:
         raise AudioError(reason, str(e)) from e
 
 
-def probe(data: bytes) -> tuple[int, int]:
-    """(frames, sample_rate) from the header alone; raises AudioError for unreadable headers."""
-    with _open(data) as f:
-        return int(f.frames), int(f.samplerate)
-
-
 def to_pcm16(y: np.ndarray) -> tuple[np.ndarray, int]:
     """float [n] in [-1, 1) -> (int16 [n], number of samples clipped to the int16 range)."""
     scaled = np.round(np.asarray(y, dtype=np.float64) * 32768.0)

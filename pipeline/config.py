@@ -31,6 +31,8 @@ class ShardsConfig:
     sample_rate: int = 48000
     num_classes: int = 24
     max_shard_mb: float = 200.0
+    # Slices per training recording overlapping no tp box (negatives; schema KIND_BACKGROUND).
+    background_per_recording: int = 2
     overwrite: bool = False
 
     def resolved(self) -> "ShardsConfig":
@@ -71,6 +73,8 @@ class ShardsConfig:
             raise UserError(f"--slice_seconds must give at least one sample, got {self.slice_seconds}")
         if self.sample_rate < 1000:
             raise UserError(f"--sample_rate must be at least 1000 Hz, got {self.sample_rate}")
+        if self.background_per_recording < 0:
+            raise UserError(f"--background_per_recording must be 0 or more, got {self.background_per_recording}")
         if self.num_classes < 1:
             raise UserError(f"--num_classes must be at least 1, got {self.num_classes}")
         if self.max_train_fill_bytes <= 0:
@@ -100,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample_rate", type=int, default=d.sample_rate, help="target rate; others are resampled")
     p.add_argument("--num_classes", type=int, default=d.num_classes)
     p.add_argument("--max_shard_mb", type=float, default=d.max_shard_mb, help="upper bound per shard file")
+    p.add_argument("--background_per_recording", type=int, default=d.background_per_recording,
+                   help="slices per training recording that overlap no tp box (drawn from --fold_seed and the id)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing output dir of this job first")
     return p
 
