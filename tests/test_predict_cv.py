@@ -116,6 +116,18 @@ def test_cv_writes_oof_report_and_plots(cv_root):
     weighted = sum(c["lwlrap"] * c["weight"] for c in per_class)
     assert weighted == pytest.approx(report["overall_lwlrap"], abs=1e-9)
 
+    # Recording level (the competition's): a recording's score per species is the max over its OOF slices.
+    rec_truth, rec_scores = oof.groupby("recording_id")[Y_COLS].max(), oof.groupby("recording_id")[S_COLS].max()
+    assert report["num_recordings"] == len(rec_truth) == oof["recording_id"].nunique()
+    assert report["recording_lwlrap"] == pytest.approx(
+        sklearn_lwlrap(rec_truth.to_numpy(), rec_scores.loc[rec_truth.index].to_numpy()), abs=1e-9)
+    for k, fold in enumerate(folds):
+        fold_truth = fold.groupby("recording_id")[Y_COLS].max()
+        fold_scores = fold.groupby("recording_id")[S_COLS].max().loc[fold_truth.index]
+        assert report["folds"][str(k)]["recording_lwlrap"] == pytest.approx(
+            sklearn_lwlrap(fold_truth.to_numpy(), fold_scores.to_numpy()), abs=1e-9)
+    assert [c["positive_recordings"] for c in per_class] == rec_truth.to_numpy().sum(axis=0).astype(int).tolist()
+
 
 def test_cv_again_skips_complete_folds(cv_root, tiny_shards, capsys, train_args):
     summaries = [cv_root / f"fold{k}" / "summary.json" for k in (0, 1)]
