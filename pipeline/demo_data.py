@@ -21,7 +21,6 @@ Same arguments => byte-identical files.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -31,6 +30,7 @@ import colorednoise
 import numpy as np
 import soundfile as sf
 
+from pipeline import checks
 from pipeline.errors import UserError, run_main
 
 NUM_SPECIES = 24
@@ -215,7 +215,7 @@ def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 16, du
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = checks.ArgumentParser(prog="python -m pipeline.demo_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--num_train", type=int, default=48)
     parser.add_argument("--num_test", type=int, default=16)
@@ -223,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample_rate", type=int, default=48000)
     args = parser.parse_args(argv)
+    checks.output_dir("out_dir", args.out_dir)
+    checks.number("--duration", args.duration, 2.0, 24 * 3600.0)
+    checks.number("--seed", args.seed, 0)
+    checks.number("--sample_rate", args.sample_rate, high=768000)
     summary = write_demo_dataset(args.out_dir, args.num_train, args.num_test, args.duration, args.seed,
                                  args.sample_rate)
     print(", ".join(f"{k}={v}" for k, v in summary.items()))

@@ -68,6 +68,7 @@ def _common_values(recording_id: str, decoded: audio_lib.DecodedAudio, samples: 
         "source/channels": decoded.source_channels,
         "source/resampled": int(decoded.resampled),
         "source/clipped_samples": decoded.clipped_samples,
+        "source/nonfinite_samples": decoded.nonfinite_samples,
     }
 
 
@@ -79,7 +80,9 @@ def train_example_values(recording_id: str, decoded: audio_lib.DecodedAudio, eve
     start_s, end_s = start / sr, end / sr
     inside = [b for b in boxes if crop.overlaps(b.t_min, b.t_max, start_s, end_s)]
     multi_hot = np.zeros(cfg.num_classes, np.float32)
+    known = np.zeros(cfg.num_classes, np.float32)  # schema v2 (stopgap until the i7 writer lands)
     for b in inside:
+        known[b.species_id] = 1.0
         if b.is_tp:
             multi_hot[b.species_id] = 1.0
     return {
@@ -102,6 +105,8 @@ def train_example_values(recording_id: str, decoded: audio_lib.DecodedAudio, eve
         "boxes/f_max": [b.f_max for b in inside],
         "boxes/is_tp": [int(b.is_tp) for b in inside],
         "labels": multi_hot,
+        "label_known": known,
+        "kind": schema.KIND_TP,
     }
 
 
@@ -119,11 +124,11 @@ def process_train(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsCon
     try:
         data = load()
         if has_tp:
-            out.audio = audio_lib.decode_pcm16(data, cfg.sample_rate)
+            out.audio = audio_lib.decode_pcm16(data, cfg.sample_rate, cfg.max_recording_seconds)
             duration_s = out.audio.num_samples / cfg.sample_rate
         else:
-            # fp rows only: the header's length is enough to check them, skip decoding.
-            frames, source_sr = audio_lib.probe(data)
+            # fp rows only: the stream's length is enough to check them, keep no audio.
+            frames, source_sr = audio_lib.probe(data, cfg.max_recording_seconds)
             duration_s = frames / source_sr
     except audio_lib.AudioError as e:
         out.file_error = e
@@ -148,7 +153,7 @@ def process_test(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsConf
     """One example holding the whole recording, or a Rejection of kind "test" naming the file."""
     out = Outcome()
     try:
-        out.audio = audio_lib.decode_pcm16(load(), cfg.sample_rate)
+        out.audio = audio_lib.decode_pcm16(load(), cfg.sample_rate, cfg.max_recording_seconds)
     except audio_lib.AudioError as e:
         out.file_error = e
         out.rejections.append(labels.Rejection(TEST, None, task.recording_id, e.reason, e.detail, path=task.path))
@@ -161,3 +166,17 @@ def process_test(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsConf
 def process(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsConfig) -> Outcome:
     """Dispatches on task.kind."""
     return (process_train if task.kind == TRAIN else process_test)(task, load, cfg)
+
+
+def failed(task: RecordingTask, error: BaseException) -> Outcome:
+    """The outcome of a recording whose processing raised `error` (not an AudioError): every row of
+    a train task, or the test file, becomes a dead letter `worker_error` naming the exception type."""
+    kind = type(error).__name__
+    detail = f"{task.path}: {kind}: {error}"
+    out = Outcome(file_error=audio_lib.AudioError(labels.WORKER_ERROR, f"{kind}: {error}"))
+    if task.kind == TEST:
+        out.rejections.append(labels.Rejection(TEST, None, task.recording_id, labels.WORKER_ERROR, detail,
+                                               path=task.path, error_type=kind))
+    else:
+        out.rejections = [labels.reject_row(r, labels.WORKER_ERROR, detail, error_type=kind) for r in task.rows]
+    return out

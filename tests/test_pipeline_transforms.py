@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import apache_beam as beam
 import numpy as np
@@ -79,13 +78,13 @@ def test_dofn_in_test_pipeline(tasks):
 
 
 def test_fp_only_recording_is_probed_not_decoded(tasks, tmp_path):
-    # A truncated file: its header gives the length, so fp rows are checked against it without decoding.
+    # fp rows only: the stream's length (read, not kept) checks them; a cut-off stream is truncated,
+    # whatever its header claims.
     good = open(tasks[0].path, "rb").read()
-    path = tmp_path / "fponly.flac"
-    path.write_bytes(good[: len(good) // 2])
-    task = examples.RecordingTask(examples.TRAIN, "fponly", str(path), examples.NO_FOLD,
-                                  _rows("fp", "fponly", (1, 0.5, 1.0), (2, 2.0, 3.5)))
-    outcome = examples.process(task, lambda: path.read_bytes(), CFG)
+    rows = _rows("fp", "fponly", (1, 0.5, 1.0), (2, 2.0, 3.5))
+    task = examples.RecordingTask(examples.TRAIN, "fponly", tasks[0].path, examples.NO_FOLD, rows)
+    outcome = examples.process(task, lambda: good, CFG)
     assert outcome.audio is None and outcome.examples == []
     assert [(r.row_index, r.reason) for r in outcome.rejections] == [(1, labels.EVENT_OUTSIDE_RECORDING)]
-    assert os.path.getsize(path) < len(good)
+    outcome = examples.process(task, lambda: good[: len(good) // 2], CFG)
+    assert [(r.row_index, r.reason) for r in outcome.rejections] == [(0, "truncated_flac"), (1, "truncated_flac")]

@@ -187,9 +187,12 @@ def test_decode_failures_have_reasons(make, reason):
     assert e.value.reason == reason
 
 
-def test_probe_reads_header_only():
+def test_probe_counts_the_stream():
     good = _flac_bytes(np.zeros(3 * SR), SR)
-    assert audio.probe(good[: len(good) // 2]) == (3 * SR, SR)
+    assert audio.probe(good) == (3 * SR, SR)
+    with pytest.raises(audio.AudioError) as e:  # the header alone no longer vouches for the length
+        audio.probe(good[: len(good) // 2])
+    assert e.value.reason == audio.TRUNCATED_FLAC
 
 
 # ---- schema round trip ----

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import typing
 from typing import Any, Literal, Mapping
@@ -83,6 +84,8 @@ class TrainConfig:
                 bad.append(f"{k}={getattr(self, k)} (must be >= 0)")
         if not 0.0 < self.lr_decay_rate <= 1.0:
             bad.append(f"lr_decay_rate={self.lr_decay_rate} (must be in (0, 1])")
+        if not 0 <= self.seed < 2**32:  # numpy's and Keras' seed range
+            bad.append(f"seed={self.seed} (must be in [0, 2**32))")
         if self.verbose not in (0, 1, 2):
             bad.append(f"verbose={self.verbose} (must be 0, 1 or 2)")
         if bad:
@@ -125,6 +128,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise TypeError(f"config field {key} has unsupported type {tp!r}")  # a bug in a config class
     if not ok:
         raise ConfigError(f"{key} must be of type {tp.__name__}, got {value!r}")
+    if tp is float and not math.isfinite(value):  # NaN passes every `x < low` range check
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
     return float(value) if tp is float else value
 
 
