@@ -189,3 +189,20 @@ def test_predict_output_checked_before_any_inference(capsys, tmp_path):
     (tmp_path / "parent").write_text("a file")
     argv[-1] = str(tmp_path / "parent" / "sub.csv")
     assert "is a file, not a directory" in _error_line(capsys, predict.main, argv)
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--epochs", str(10**21)), ("--shuffle_buffer", str(10**12)), ("--dense_units", str(10**9)),
+    ("--mel.n_fft", str(10**9)), ("--mel.n_mels", "100000"), ("--augment.noise_bank_seconds", "1e12"),
+    ("--augment.noise_min_snr_db", "-1e9"), ("--learning_rate", "1e300"),
+])
+def test_training_sizes_out_of_range(capsys, tmp_path, flag, value):
+    # Each of these crashed (int64 overflow, exhausted memory, segfault, division by zero) or hung.
+    argv = ["--shards_dir", str(tmp_path), "--fold", "0", "--run_dir", str(tmp_path / "r"), f"{flag}={value}"]
+    assert flag.lstrip("-") in _error_line(capsys, train.main, argv)
+
+
+def test_more_mel_bands_than_fft_bins(capsys, tmp_path):
+    argv = ["--shards_dir", str(tmp_path), "--fold", "0", "--run_dir", str(tmp_path / "r"), "--mel.n_fft", "128",
+            "--mel.n_mels", "128"]
+    assert "n_mels=128 exceeds the 65 FFT bins" in _error_line(capsys, train.main, argv)
