@@ -32,6 +32,7 @@ RUN_DIR ?= runs/$(SHARDS_NAME)/fold$(FOLD)
 RUNS_ROOT ?= runs/$(SHARDS_NAME)
 RUNS ?=
 OUT ?= $(RUNS_ROOT)/submission.csv
+BASELINE_DIR ?= $(RUNS_ROOT)/baseline
 ARGS ?=
 
 # ---- Dataflow ----
@@ -39,13 +40,14 @@ PROJECT ?=
 REGION ?=
 BUCKET ?=
 
-.PHONY: help venv shards shards-dataflow demo-data train cv predict test bench clean
+.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict test bench clean
 
 help:
 	@echo "make shards [DATA_DIR=dir] [OUTPUT_DIR=dir] [RUNNER=DirectRunner] [BEAM_ARGS='...'] [SHARDS_ARGS='--overwrite ...']"
 	@echo "make shards-dataflow DATA_DIR=gs://... PROJECT=p REGION=r BUCKET=b [OUTPUT_DIR=gs://...]"
 	@echo "make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--epochs 3 --preset tiny ...']"
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
+	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
 	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv]"
 	@echo "make test | make bench | make clean"
 
@@ -88,6 +90,10 @@ train: $(STAMP) $(DEMO_DEP)
 
 cv: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.cv --shards_dir $(SHARDS) --folds $(FOLDS) --runs_root $(RUNS_ROOT) $(ARGS)
+
+# The floor every model must beat: log-mel band statistics + logistic regression, same folds.
+baseline: $(STAMP) $(DEMO_DEP)
+	$(PY) -m trainer.baseline --shards_dir $(SHARDS) --out_dir $(BASELINE_DIR) $(ARGS)
 
 predict: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.predict --shards_dir $(SHARDS) --output $(OUT) \

@@ -206,3 +206,13 @@ def test_more_mel_bands_than_fft_bins(capsys, tmp_path):
     argv = ["--shards_dir", str(tmp_path), "--fold", "0", "--run_dir", str(tmp_path / "r"), "--mel.n_fft", "128",
             "--mel.n_mels", "128"]
     assert "n_mels=128 exceeds the 65 FFT bins" in _error_line(capsys, train.main, argv)
+
+
+def test_baseline_flags(capsys, tmp_path):
+    from trainer import baseline
+
+    (tmp_path / "out").write_text("a file")
+    base = ["--shards_dir", str(tmp_path), "--out_dir", str(tmp_path / "out")]
+    assert "is a file, not a directory" in _error_line(capsys, baseline.main, base)
+    assert "--n_fft must be <=" in _error_line(capsys, baseline.main, base + ["--n_fft", str(10**9)])
+    assert "finite" in _error_line(capsys, baseline.main, base + ["--c", "nan"])

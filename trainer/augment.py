@@ -567,11 +567,23 @@ class AugmentConfig:
     volume_p: float = 1.0
     volume_db_limit: float = 10.0
     volume_mode: str = "sine"  # "uniform" | "fade" | "cosine" | "sine"
+    # After the log-mel, as TF ops (trainer.spec_augment): SpecAugment masks per example, mixup per batch.
+    time_masks: int = 0  # masks of up to time_mask_fraction of the frames each
+    time_mask_fraction: float = 0.1
+    freq_masks: int = 0  # masks of up to freq_mask_fraction of the mel bands each
+    freq_mask_fraction: float = 0.1
+    mixup_p: float = 0.0  # share of a batch's examples mixed with another example of the batch
+    mixup_alpha: float = 0.4  # mixing weight ~ Beta(alpha, alpha)
 
     def __post_init__(self) -> None:
         _check_scalar_types(self)
-        for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p"):
+        for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p", "mixup_p", "time_mask_fraction",
+                     "freq_mask_fraction"):
             _check_probability(name, getattr(self, name))
+        for name in ("time_masks", "freq_masks"):
+            _check_nonnegative(name, getattr(self, name))
+        if not self.mixup_alpha > 0:
+            raise AugmentError(f"mixup_alpha must be > 0, got {self.mixup_alpha!r}")
         _check_range("noise_min_snr_db/noise_max_snr_db", self.noise_min_snr_db, self.noise_max_snr_db)
         _check_nonnegative("noise_bank_seconds", self.noise_bank_seconds)
         _check_choice("noise_snr_reference", self.noise_snr_reference, SNR_REFERENCES)

@@ -1,7 +1,7 @@
 """Training settings as one frozen dataclass tree, with presets, JSON config files and generated flags.
 
 Every field of `TrainConfig` (and of its nested `MelConfig` / `AugmentConfig` sections) is settable
-three ways, later ones winning: the preset (`--preset full|tiny`), a JSON config file (`--config
+three ways, later ones winning: the preset (`--preset auto|full|cpu|tiny`), a JSON config file (`--config
 FILE`, nested sections as objects) and a command-line flag generated from the field (`--epochs 3`,
 `--mel.n_mels 64`, `--augment.pitch_shift_max_steps 3`, booleans as `--flag` / `--no-flag`). Flags and
 file keys come from the dataclass fields themselves, so they cannot drift from the code.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import os
 import typing
@@ -45,7 +46,25 @@ class TrainConfig:
     num_classes: int = 24
     loss: Literal["sigmoid", "softmax"] = "sigmoid"  # sigmoid + BCE on multi-hot; softmax + CCE = the seed
     epochs: int = 10
+    # Optimizer steps per epoch; 0 = enough to draw every tp slice of the training folds once
+    # (ceil(tp slices / (global batch x (1 - negative_fraction)))). An epoch is a number of draws
+    # from the slice streams, not one pass over a fixed list.
+    steps_per_epoch: int = 0
     batch_size: int = 32  # per replica; the global batch is batch_size x replicas
+    # Share of each batch drawn from the negative slices (fp and background); the rest are tp slices.
+    negative_fraction: float = 0.3
+    # Loss weight of a species about which a window says nothing (no tp or fp box of it): 0 masks it
+    # (RFCX's partial labels), 1 takes absence as negative (exhaustive labels). See trainer.targets.
+    unlabelled_weight: float = 0.0
+    # A box counts for a window when at least this share of it (of the window, for longer boxes) is
+    # inside; training crops keep that much of their slice's event inside.
+    min_box_overlap: float = 0.5
+    # Model input extras: a second channel holding each row's mel-bin index (scaled to [-1, 1]), so
+    # the convolutions know the frequency; per-mel-band standardisation with training statistics.
+    freq_channel: bool = False
+    band_norm: bool = False
+    monitor: Literal["val_rec_lwlrap", "val_lwlrap", "val_loss"] = "val_rec_lwlrap"
+    from_preset: str = "full"  # the preset this config started from (recorded; `--preset` sets it)
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
     learning_rate: float = 1e-3
     lr_schedule: Literal["constant", "cosine", "exponential"] = "constant"
@@ -60,7 +79,7 @@ class TrainConfig:
     # preset the model ranked its own training slices at LWLRAP 0.56 with batch statistics but 0.19 with
     # the moving averages that validation and inference use. 0.9 follows the weights (README).
     bn_momentum: float = 0.9
-    patience: int = 5  # early stopping on val_lwlrap; 0 turns it off
+    patience: int = 5  # early stopping on `monitor`; 0 turns it off
     shuffle_buffer: int = 64  # serialized slices (~1 MB each at full size) shuffled after interleaving
     seed: int = 0
     deterministic: bool = True  # reproducible element order; False lets tf.data reorder for speed
@@ -79,9 +98,18 @@ class TrainConfig:
             bad.append(f"dropout={self.dropout} (must be in [0, 1))")
         if not 0.0 < self.bn_momentum < 1.0:
             bad.append(f"bn_momentum={self.bn_momentum} (must be in (0, 1))")
-        for k in ("patience", "warmup_epochs", "weight_decay", "momentum"):
+        for k in ("patience", "warmup_epochs", "weight_decay", "momentum", "steps_per_epoch"):
             if getattr(self, k) < 0:
                 bad.append(f"{k}={getattr(self, k)} (must be >= 0)")
+        for k in ("negative_fraction", "unlabelled_weight"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                bad.append(f"{k}={getattr(self, k)} (must be in [0, 1])")
+        if self.negative_fraction == 1.0:
+            bad.append("negative_fraction=1.0 (a batch needs tp slices; must be < 1)")
+        if not 0.0 < self.min_box_overlap <= 1.0:
+            bad.append(f"min_box_overlap={self.min_box_overlap} (must be in (0, 1])")
+        if self.band_norm and self.mel.scaling != "db":
+            bad.append("band_norm needs mel.scaling='db' (min-max scaled inputs are already in [0, 1])")
         if not 0.0 < self.lr_decay_rate <= 1.0:
             bad.append(f"lr_decay_rate={self.lr_decay_rate} (must be in (0, 1])")
         if not 0 <= self.seed < 2**32:  # numpy's and Keras' seed range
@@ -92,12 +120,33 @@ class TrainConfig:
             raise ConfigError("invalid training config: " + "; ".join(bad))
 
 
-# "tiny" keeps the code path of "full" and only shrinks shapes: input 32 x 94 instead of 128 x 938.
+# Every preset runs the same code; only sizes and schedule differ. "full" is the seed's sizes (input
+# 128 x 938) for accelerators; "cpu" is sized so that a 2-core machine trains a model that learns in
+# minutes (README: measured); "tiny" is the smallest that runs, for tests. "auto" picks "full" when an
+# accelerator (TPU or GPU) is present, else "cpu" (resolve_preset).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
+    "cpu": {"window_seconds": 3.0, "batch_size": 32, "epochs": 12, "steps_per_epoch": 40, "dense_units": 256,
+            "mel": {"n_fft": 2048, "hop_length": 1024, "n_mels": 64}},
     "tiny": {"window_seconds": 2.0, "batch_size": 8, "epochs": 2, "dense_units": 64,
              "mel": {"n_fft": 1024, "hop_length": 1024, "n_mels": 32}},
 }
+AUTO = "auto"
+PRESET_CHOICES = (AUTO, *PRESETS)
+
+
+def resolve_preset(name: str, tpu: str = "") -> tuple[str, str]:
+    """(preset, why): "auto" becomes "full" with an accelerator (a TPU named by --tpu, or a GPU), else "cpu"."""
+    if name != AUTO:
+        return name, "asked for"
+    if tpu:
+        return "full", f"--tpu {tpu} is set"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return "full", f"{len(gpus)} GPU(s) found"
+    return "cpu", "no GPU or TPU found (the full-size ResNet50 would take hours per fold on a CPU)"
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -116,7 +165,8 @@ def _check_choices(cfg: Any) -> None:
 # (int64 overflow, exhausted memory, a division by zero) instead of here: (low or None, high).
 # Other lower bounds and cross-field rules live in each config class's __post_init__.
 LIMITS: dict[str, tuple[float | None, float]] = {
-    "window_seconds": (None, 3600), "epochs": (None, 10**6), "batch_size": (None, 65536),
+    "window_seconds": (None, 3600), "epochs": (None, 10**6), "steps_per_epoch": (None, 10**7),
+    "batch_size": (None, 65536),
     "learning_rate": (None, 10), "warmup_epochs": (None, 10**6), "dense_units": (None, 65536),
     "patience": (None, 10**6), "shuffle_buffer": (None, 10**6), "mel.sample_rate": (None, 768000),
     "mel.n_fft": (None, 65536), "mel.hop_length": (None, 65536), "mel.n_mels": (None, 4096),
@@ -180,10 +230,10 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str = "") ->
 
 
 def preset_config(name: str) -> TrainConfig:
-    """The config of a named preset ("full" = the seed's sizes, "tiny" = a CPU run in minutes)."""
+    """The config of a named preset ("full" = the seed's sizes, "cpu" = learns on 2 cores, "tiny" = tests)."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return apply_overrides(TrainConfig(), PRESETS[name])
+        raise ConfigError(f"unknown preset {name!r}; choose one of {list(PRESET_CHOICES)}")
+    return apply_overrides(TrainConfig(), {**PRESETS[name], "from_preset": name})
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -276,7 +326,10 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resolve_config(preset: str, config_file: str | None, args: argparse.Namespace) -> TrainConfig:
-    """preset < config file < flags."""
+    """preset < config file < flags; "auto" is resolved first, with one log line saying which and why."""
+    if preset == AUTO:
+        preset, why = resolve_preset(preset, getattr(args, "tpu", None) or "")
+        logging.getLogger("trainer.config").info("--preset auto: using the %s preset (%s)", preset, why)
     cfg = preset_config(preset)
     if config_file:
         cfg = apply_overrides(cfg, read_config_file(config_file))

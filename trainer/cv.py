@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainCon
     parser.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards")
     parser.add_argument("--folds", type=int, nargs="+", required=True, help="folds to train and report")
     parser.add_argument("--runs_root", required=True, help="fold K trains into RUNS_ROOT/foldK")
-    parser.add_argument("--preset", default="full", choices=sorted(config_lib.PRESETS), help="as trainer.train")
+    parser.add_argument("--preset", default=config_lib.AUTO, choices=config_lib.PRESET_CHOICES, help="as trainer.train")
     parser.add_argument("--config", dest="config_file", help="JSON file of config overrides")
     config_lib.add_config_flags(parser)
     args = parser.parse_args(argv)

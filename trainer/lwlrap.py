@@ -108,7 +108,7 @@ def recording_lwlrap(recording_ids: Any, truth: Any, scores: Any) -> float:
 
 @keras.saving.register_keras_serializable(package="rfcx")
 class LWLRAP(keras.metrics.Metric):
-    """Streaming LWLRAP over batches of (truth [batch, C], scores [batch, C]).
+    """Streaming LWLRAP over batches of (truth [batch, C] or packed [batch, 2C], scores [batch, C]).
 
     Args:
       num_classes: C.
@@ -128,6 +128,8 @@ class LWLRAP(keras.metrics.Metric):
         )
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        # y_true may be packed [labels | weights] (trainer.targets): only the labels are ranked.
+        y_true = y_true[..., : self.num_classes]
         scores = ops.reshape(ops.cast(y_pred, "float32"), (-1, self.num_classes))  # [B, C]
         positive = ops.cast(ops.reshape(ops.cast(y_true, "float32"), (-1, self.num_classes)) >= 0.5, "float32")
         # at_or_above[b, j, k] = 1 if label k is scored >= label j (ties count as above).

@@ -48,9 +48,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.errors import UserError
 
-class MelConfigError(ValueError):
-    """A mel front-end parameter is out of range."""
+
+class MelConfigError(UserError, ValueError):
+    """A mel front-end parameter is out of range (a user's setting: one `error:` line at the entry points)."""
 
 
 @dataclasses.dataclass(frozen=True)

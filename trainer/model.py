@@ -1,26 +1,33 @@
 """The classifier: ResNet50 (trained from scratch) on the log-mel input, the seed notebook's head.
 
-    [B, n_mels, frames, 1] --ResNet50(include_top=False, weights=None)--> [B, ceil(n_mels/32), ceil(frames/32), 2048]
+    [B, n_mels, frames, 1] --band_norm: (x - mean[band]) / std[band], training statistics--> same
+      --freq_channel: concat the mel-bin index scaled to [-1, 1]--> [B, n_mels, frames, 2]
+      --ResNet50(include_top=False, weights=None)--> [B, ceil(n_mels/32), ceil(frames/32), 2048]
       --GlobalAveragePooling2D--> [B, 2048] --BN, Dropout--> --Dense(1024, relu, he_normal)--> [B, 1024]
       --BN, Dropout--> --Dense(num_classes, sigmoid|softmax, float32)--> [B, num_classes] scores
 
 The input shape comes from the config (n_mels, mel.num_frames(window)), so it always equals what
 the input pipeline produces (the seed built the model for 256 x 1876 but fed it 128 x 1876).
-Default: sigmoid scores + binary cross-entropy on multi-hot targets; loss "softmax" is the seed's
-softmax + categorical cross-entropy. The last layer computes in float32 under mixed precision.
+Both extras live inside the model, so best.keras and the serving model take the plain log-mel.
+Default: sigmoid scores + binary cross-entropy masked to the known labels (trainer.losses, packed
+targets of trainer.targets); loss "softmax" is the seed's softmax + categorical cross-entropy. The
+last layer computes in float32 under mixed precision.
 
     from trainer import model
-    net = model.build_model(cfg, input_shape=(128, 938, 1))
+    net = model.build_model(cfg, input_shape=(128, 938, 1), band_stats=(mean, variance))  # [n_mels] each
     model.compile_model(net, cfg, steps_per_epoch=25)
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import keras
+import numpy as np
+from keras import ops
 
 from pipeline.errors import UserError
 from trainer.config import TrainConfig
+from trainer.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
 from trainer.lwlrap import LWLRAP
 
 # keras.applications.ResNet50 downsamples by 32 and refuses smaller inputs.
@@ -37,28 +44,66 @@ def check_input_shape(input_shape: tuple[int, int, int]) -> None:
             f"--mel.hop_length")
 
 
-def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> keras.Model:
-    """ResNet50 + the seed's head for `input_shape` = (n_mels, frames, 1); UserError if too small."""
+@keras.saving.register_keras_serializable(package="rfcx")
+class FrequencyChannel(keras.layers.Layer):
+    """[B, n_mels, frames, C] -> [B, n_mels, frames, C + 1]: a channel holding each row's mel-bin index.
+
+    The index is scaled to [-1, 1] (lowest band -1). Convolutions are translation-invariant, so
+    without it the network cannot tell a call at 2 kHz from the same shape at 3 kHz except through
+    the image border; RFCX species differ above all by band.
+    """
+
+    def call(self, x: Any) -> Any:
+        n_mels = x.shape[1]
+        ramp = ops.reshape(ops.linspace(-1.0, 1.0, n_mels), (1, n_mels, 1, 1))  # [1, n_mels, 1, 1]
+        ramp = ops.cast(ramp, x.dtype) * ops.ones_like(x[..., :1])  # [B, n_mels, frames, 1]
+        return ops.concatenate([x, ramp], axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+
+def iter_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """`layer` and every layer nested in it, through the public `layers` of models."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from iter_layers(inner)
+
+
+def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
+                band_stats: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
+    """ResNet50 + the seed's head for `input_shape` = (n_mels, frames, 1); UserError if too small.
+
+    band_stats: (mean, variance) float [n_mels] of the training inputs, required when cfg.band_norm.
+    """
     check_input_shape(input_shape)
-    net = keras.Sequential(
-        [
-            keras.Input(shape=input_shape, name="log_mel"),
-            keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape),
-            keras.layers.GlobalAveragePooling2D(),  # [B, 2048]
-            keras.layers.BatchNormalization(),
-            keras.layers.Dropout(cfg.dropout),
-            keras.layers.Dense(cfg.dense_units, activation="relu", kernel_initializer="he_normal"),  # [B, units]
-            keras.layers.BatchNormalization(),
-            keras.layers.Dropout(cfg.dropout),
-            # float32 whatever the global policy: scores, loss and LWLRAP stay exact under mixed precision.
-            keras.layers.Dense(cfg.num_classes, activation=cfg.loss, kernel_initializer="he_normal",
-                               dtype="float32", name="scores"),  # [B, num_classes]
-        ],
-        name="rfcx_resnet50",
-    )
+    inputs = keras.Input(shape=input_shape, name="log_mel")
+    x = inputs
+    if cfg.band_norm:
+        if band_stats is None:
+            raise ValueError("band_norm needs the training data's per-band (mean, variance)")
+        mean, variance = (np.asarray(v, np.float32).reshape(-1) for v in band_stats)  # [n_mels] each
+        x = keras.layers.Normalization(axis=1, mean=mean, variance=variance, name="band_norm")(x)
+    channels = input_shape[2]
+    if cfg.freq_channel:
+        x = FrequencyChannel(name="freq_channel")(x)  # [B, n_mels, frames, C + 1]
+        channels += 1
+    backbone = keras.applications.ResNet50(include_top=False, weights=None,
+                                           input_shape=(input_shape[0], input_shape[1], channels))
+    x = backbone(x)  # [B, ceil(n_mels/32), ceil(frames/32), 2048]
+    x = keras.layers.GlobalAveragePooling2D()(x)  # [B, 2048]
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(cfg.dropout)(x)
+    x = keras.layers.Dense(cfg.dense_units, activation="relu", kernel_initializer="he_normal")(x)  # [B, units]
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(cfg.dropout)(x)
+    # float32 whatever the global policy: scores, loss and LWLRAP stay exact under mixed precision.
+    scores = keras.layers.Dense(cfg.num_classes, activation=cfg.loss, kernel_initializer="he_normal",
+                                dtype="float32", name="scores")(x)  # [B, num_classes]
+    net = keras.Model(inputs, scores, name="rfcx_resnet50")
     # keras.applications builds its BatchNormalization layers with the default momentum; the moving
     # averages are only read outside training, so setting it before compile is enough.
-    for layer in net._flatten_layers():  # pylint: disable=protected-access
+    for layer in iter_layers(net):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = cfg.bn_momentum
     return net
@@ -88,9 +133,9 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
 
 
 def compile_model(net: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
-    """Optimizer, loss matching the output activation, and the streaming LWLRAP metric."""
-    loss = (keras.losses.CategoricalCrossentropy() if cfg.loss == "softmax"
-            else keras.losses.BinaryCrossentropy())
+    """Optimizer, loss matching the output activation (on packed targets), and the streaming LWLRAP metric."""
+    loss = (LabelsCategoricalCrossentropy(cfg.num_classes) if cfg.loss == "softmax"
+            else MaskedBinaryCrossentropy(cfg.num_classes))
     net.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss,
                 metrics=[LWLRAP(num_classes=cfg.num_classes)])
     # Creating the optimizer's slots now, eagerly, instead of inside the first traced train step

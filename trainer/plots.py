@@ -11,8 +11,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-# (title, train column, validation column) per panel, as Keras names them in history.csv.
-PANELS = (("loss", "loss", "val_loss"), ("LWLRAP", "lwlrap", "val_lwlrap"))
+# (title, ((column, label), ...)) per panel, as history.csv names the columns.
+PANELS = (("loss", (("loss", "train"), ("val_loss", "validation"))),
+          ("LWLRAP", (("lwlrap", "train slices"), ("val_lwlrap", "validation slices"),
+                      ("val_rec_lwlrap", "validation recordings"))))
 
 
 def new_figure(width: float, height: float = 4.0) -> Figure:
@@ -23,13 +25,13 @@ def new_figure(width: float, height: float = 4.0) -> Figure:
 
 
 def plot_curves(history: pd.DataFrame, path: str) -> None:
-    """Writes a two-panel PNG of `history` (columns epoch (0-based), loss, val_loss, lwlrap, val_lwlrap)."""
+    """Writes a two-panel PNG of `history` (columns epoch (0-based), loss, val_loss, lwlrap, val_lwlrap, val_rec_lwlrap)."""
     import tensorflow as tf  # gfile writes local and gs:// paths alike
 
     fig = new_figure(10.0)
     epochs = history["epoch"].to_numpy() + 1  # 1-based like Keras's progress output
-    for ax, (title, train_col, val_col) in zip(fig.subplots(1, 2), PANELS):
-        for column, label in ((train_col, "train"), (val_col, "validation")):
+    for ax, (title, columns) in zip(fig.subplots(1, 2), PANELS):
+        for column, label in columns:
             if column in history:
                 ax.plot(epochs, history[column].to_numpy(), marker="o", label=label)
         ax.set_title(title)

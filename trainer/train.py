@@ -33,6 +33,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import math
 import os
 import time
 from typing import Any, Sequence
@@ -42,12 +43,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import checks
+from pipeline import checks, schema
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
-from trainer import data, model, plots, strategy
+from trainer import data, inputs, model, plots, strategy, validation
 from trainer.config import TrainConfig
-from trainer.lwlrap import lwlrap
 
 log = logging.getLogger("trainer.train")
 
@@ -59,7 +59,7 @@ CURVES = "curves.png"
 SUMMARY = "summary.json"
 LOGS = "logs"
 BACKUP = "backup"
-MONITOR = "val_lwlrap"
+MONITOR = "val_rec_lwlrap"  # the default of TrainConfig.monitor
 # Outputs of an earlier attempt that a fresh start (nothing to resume) or --overwrite removes.
 _OUTPUTS = (SUMMARY, BEST_MODEL, "checkpoints", HISTORY, VAL_PREDICTIONS, CURVES, LOGS, BACKUP)
 # Settings that may change between an interrupted run and its resumption.
@@ -116,31 +116,45 @@ def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
     return resume_at
 
 
-def read_history(run_dir: str) -> pd.DataFrame:
+def monitor_mode(monitor: str) -> str:
+    """"min" for a loss, "max" for the LWLRAPs."""
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def best_row(history: pd.DataFrame, monitor: str) -> pd.Series:
+    """The history row of the best epoch by `monitor` (the first of equals, as the checkpoint keeps it)."""
+    values = history[monitor]
+    return history.loc[values.idxmin() if monitor_mode(monitor) == "min" else values.idxmax()]
+
+
+def read_history(run_dir: str, monitor: str = MONITOR) -> pd.DataFrame:
     """history.csv as written by CSVLogger; an epoch logged twice (a kill between callbacks) keeps its last row."""
     path = _path(run_dir, HISTORY)
     if not tf.io.gfile.exists(path):
-        return pd.DataFrame({"epoch": [], MONITOR: []})
+        return pd.DataFrame({"epoch": [], monitor: []})
     with tf.io.gfile.GFile(path, "r") as f:
         history = pd.read_csv(f)
     return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
-def _callbacks(run_dir: str, cfg: TrainConfig, best_so_far: float | None) -> list[keras.callbacks.Callback]:
+def _callbacks(run_dir: str, cfg: TrainConfig, best_so_far: float | None,
+               validator: validation.RecordingValidation) -> list[keras.callbacks.Callback]:
     tf.io.gfile.makedirs(_path(run_dir, "checkpoints"))
+    mode = monitor_mode(cfg.monitor)
     callbacks = [
+        validator,  # first: it puts val_loss, val_lwlrap and val_rec_lwlrap into the logs the others read
         # Before BackupAndRestore: a kill between the two then duplicates a history row (dropped on
         # reading) rather than losing one.
         keras.callbacks.CSVLogger(_path(run_dir, HISTORY), append=True),
         # A resumed run must beat the best epoch of before the interruption to replace best.keras.
-        keras.callbacks.ModelCheckpoint(_path(run_dir, BEST_MODEL), monitor=MONITOR, mode="max",
+        keras.callbacks.ModelCheckpoint(_path(run_dir, BEST_MODEL), monitor=cfg.monitor, mode=mode,
                                         save_best_only=True, initial_value_threshold=best_so_far,
                                         verbose=min(cfg.verbose, 1)),
         keras.callbacks.ModelCheckpoint(_path(run_dir, LAST_MODEL)),
         keras.callbacks.TensorBoard(_path(run_dir, LOGS)),
     ]
     if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.patience,
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience,
                                                        verbose=min(cfg.verbose, 1)))
     # Kept after fit (deleted by us just before summary.json), so a kill after the last epoch
     # resumes into zero epochs and only redoes the predictions.
@@ -158,12 +172,17 @@ class Batching:
 
 
 def plan_batches(fold_inputs: data.FoldInputs, cfg: TrainConfig, replicas: int) -> Batching:
-    """Training and validation batch sizes; UserError when a fold is too small for them."""
+    """Training and validation batch sizes and steps per epoch; UserError when a fold is too small."""
     global_batch = cfg.batch_size * replicas
-    steps = fold_inputs.num_train // global_batch
-    if steps == 0:
-        raise UserError(f"fold {fold_inputs.fold} leaves {fold_inputs.num_train} training examples, fewer than one "
-                        f"global batch of {global_batch} ({cfg.batch_size} x {replicas} replicas); lower --batch_size")
+    num_tp = fold_inputs.num_train_by_kind.get(schema.KIND_TP, fold_inputs.num_train)
+    if num_tp < global_batch:
+        raise UserError(f"fold {fold_inputs.fold} leaves {num_tp} tp training slices, fewer than one global "
+                        f"batch of {global_batch} ({cfg.batch_size} x {replicas} replicas); lower --batch_size")
+    steps = cfg.steps_per_epoch
+    if steps == 0:  # every tp slice drawn about once per epoch
+        has_negatives = any(fold_inputs.num_train_by_kind.get(k, 0) for k in data.NEGATIVE_KINDS)
+        tp_share = 1.0 - (cfg.negative_fraction if has_negatives else 0.0)
+        steps = max(1, math.ceil(num_tp / (global_batch * tp_share)))
     if fold_inputs.num_val < replicas:
         raise UserError(f"fold {fold_inputs.fold} has {fold_inputs.num_val} validation examples, fewer than the "
                         f"{replicas} replicas")
@@ -174,44 +193,55 @@ def plan_batches(fold_inputs: data.FoldInputs, cfg: TrainConfig, replicas: int) 
     return Batching(global_batch, steps, eval_batch)
 
 
-def predict_validation(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig,
-                       batch_size: int) -> pd.DataFrame:
-    """Scores of every validation slice with meta and targets: the val_predictions.csv table."""
-    meta = data.eval_metadata(fold_inputs.val_files, cfg)
-    val = data.eval_dataset(fold_inputs.val_files, cfg, batch_size, fold_inputs.num_val)
-    scores = net.predict(val.map(lambda x, y: x), verbose=0)  # [num_val, C]
-    if scores.shape[0] != meta["label"].shape[0]:  # both read the files in the same deterministic order
-        raise RuntimeError(f"{scores.shape[0]} scores for {meta['label'].shape[0]} validation examples")
-    table = pd.DataFrame({k: meta[k] for k in data.META_KEYS})
-    labels = pd.DataFrame(meta["label"].astype(np.int64), columns=[f"y{c}" for c in range(cfg.num_classes)])
-    score_table = pd.DataFrame(scores.astype(np.float64), columns=[f"s{c}" for c in range(cfg.num_classes)])
-    return pd.concat([table, labels, score_table], axis=1)
+# Batches of the training stream whose log-mels give the per-band statistics of band_norm.
+_BAND_STATS_BATCHES = 16
 
 
-def write_results(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_dir: str,
-                  eval_batch: int) -> tuple[pd.DataFrame, float]:
-    """val_predictions.csv (scored by the best epoch's weights) and curves.png; returns (history, val LWLRAP)."""
-    history = read_history(run_dir)
+def band_statistics(fold_inputs: data.FoldInputs, cfg: TrainConfig, batching: Batching) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) float64 [n_mels] of the model inputs over the first batches of the training stream.
+
+    The stream is the seeded one training starts with (augmentation included), so a resumed run
+    computes the same numbers (and restores them with the weights anyway).
+    """
+    stream = inputs.train_dataset(fold_inputs.train_files_by_kind, dataclasses.replace(cfg, epochs=1),
+                                  batching.global_batch, min(batching.steps_per_epoch, _BAND_STATS_BATCHES))
+    total = sum_sq = 0.0
+    count = 0
+    for x, _ in stream.as_numpy_iterator():  # x [B, n_mels, frames, 1]
+        x = x.astype(np.float64)
+        total = total + x.sum(axis=(0, 2, 3))
+        sum_sq = sum_sq + np.square(x).sum(axis=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    return mean, np.maximum(sum_sq / count - mean**2, 1e-6)
+
+
+def write_results(net: keras.Model, validator: validation.RecordingValidation, cfg: TrainConfig,
+                  run_dir: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    """val_predictions.csv (scored by the best epoch's weights) and curves.png; returns (history, metrics)."""
+    history = read_history(run_dir, cfg.monitor)
     if history.empty or not tf.io.gfile.exists(_path(run_dir, BEST_MODEL)):
         raise RuntimeError(f"training of {run_dir} ended without a history or {BEST_MODEL}")
     net.load_weights(_path(run_dir, BEST_MODEL))  # the best epoch's weights (same architecture)
-    predictions = predict_validation(net, fold_inputs, cfg, eval_batch)
+    validator.set_model(net)
+    scores = validator.score()
+    table = validation.prediction_table(validator.meta, scores, cfg.num_classes)
     with tf.io.gfile.GFile(_path(run_dir, VAL_PREDICTIONS), "w") as f:
-        predictions.to_csv(f, index=False)
+        table.to_csv(f, index=False)
     plots.plot_curves(history, _path(run_dir, CURVES))
-    truth = predictions[[f"y{c}" for c in range(cfg.num_classes)]].to_numpy()
-    scores = predictions[[f"s{c}" for c in range(cfg.num_classes)]].to_numpy()
-    return history, lwlrap(truth, scores)
+    return history, validation.metrics(validator.meta["recording_id"], validator.meta["y"], scores, cfg.num_classes)
 
 
 def _fit(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_dir: str, initial_epoch: int,
-         batching: Batching, extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
-    best_so_far = read_history(run_dir)[MONITOR].max() if initial_epoch else None
-    callbacks = _callbacks(run_dir, cfg, None if pd.isna(best_so_far) else float(best_so_far))
-    train = data.train_dataset(fold_inputs.train_files, cfg, batching.global_batch, initial_epoch)
-    val = data.eval_dataset(fold_inputs.val_files, cfg, batching.eval_batch, fold_inputs.num_val)
+         batching: Batching, validator: validation.RecordingValidation,
+         extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
+    history = read_history(run_dir, cfg.monitor)
+    best_so_far = best_row(history, cfg.monitor)[cfg.monitor] if initial_epoch and not history.empty else None
+    callbacks = _callbacks(run_dir, cfg, None if pd.isna(best_so_far) else float(best_so_far), validator)
+    train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
+                                 batching.steps_per_epoch, initial_epoch)
     try:
-        net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, validation_data=val, shuffle=False,
+        net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
                 callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
     except tf.errors.DataLossError as e:
         # The up-front scan passed, so a file changed since; name it (a full re-read, on this error only).
@@ -252,26 +282,35 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
     fold, shape = fold_inputs.fold, data.input_shape(cfg)
     precision = strategy.set_precision(placement, cfg.mixed_precision)
     keras.utils.set_random_seed(cfg.seed)
-    log.info("fold %d: %d train / %d val examples, input %s, %s strategy x %d replicas, global batch %d, "
-             "%d steps per epoch, %s", fold, fold_inputs.num_train, fold_inputs.num_val, shape, placement.name,
-             placement.num_replicas, batching.global_batch, batching.steps_per_epoch, precision)
+    log.info("fold %d (%s preset): %d train slices %s / %d val, input %s, %s strategy x %d replicas, global "
+             "batch %d, %d steps per epoch, %s", fold, cfg.from_preset, fold_inputs.num_train, fold_inputs.num_train_by_kind,
+             fold_inputs.num_val, shape, placement.name, placement.num_replicas, batching.global_batch,
+             batching.steps_per_epoch, precision)
 
+    band_stats = band_statistics(fold_inputs, cfg, batching) if cfg.band_norm else None
     with placement.strategy.scope():
-        net = model.build_model(cfg, shape)
+        net = model.build_model(cfg, shape, band_stats)
         model.compile_model(net, cfg, batching.steps_per_epoch)
-    _fit(net, fold_inputs, cfg, run_dir, initial_epoch, batching, callbacks)
+    validator = validation.RecordingValidation(fold_inputs.val_files, cfg, batching.eval_batch, fold_inputs.num_val)
+    _fit(net, fold_inputs, cfg, run_dir, initial_epoch, batching, validator, callbacks)
 
-    history, val_lwlrap = write_results(net, fold_inputs, cfg, run_dir, batching.eval_batch)
-    best_row = history.loc[history[MONITOR].idxmax()]
+    history, final = write_results(net, validator, cfg, run_dir)
+    best = best_row(history, cfg.monitor)
+    kinds = sorted(set(validator.meta["kind"]))
     summary = {
         "fold": fold,
-        "best_val_lwlrap": float(best_row[MONITOR]),
-        "best_epoch": int(best_row["epoch"]) + 1,
+        "monitor": cfg.monitor,
+        "best_epoch": int(best["epoch"]) + 1,
+        # The best epoch's logged values, and best.keras re-scored (equal up to rounding).
+        **{f"best_{k}": float(best[k]) for k in ("val_rec_lwlrap", "val_lwlrap", "val_loss") if k in best},
+        **final,
         "epochs_run": len(history),
         "stopped_early": len(history) < cfg.epochs,
-        "val_lwlrap": val_lwlrap,  # best.keras re-scored: equals best_val_lwlrap up to rounding
         "num_train_examples": fold_inputs.num_train,
+        "num_train_examples_by_kind": fold_inputs.num_train_by_kind,
         "num_val_examples": fold_inputs.num_val,
+        "num_val_examples_by_kind": {k: int(np.sum(validator.meta["kind"] == k)) for k in kinds},
+        "num_val_recordings": int(len(set(validator.meta["recording_id"]))),
         "resumed_from_epoch": initial_epoch,
         "elapsed_seconds": round(time.monotonic() - started, 3),  # of the invocation that finished the run
         "steps_per_epoch": batching.steps_per_epoch,
@@ -279,13 +318,15 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
         "strategy": placement.name,
         "num_replicas": placement.num_replicas,
         "precision": precision,
+        "preset": cfg.from_preset,
         "input_shape": list(shape),
         "shards_dir": fold_inputs.shards_dir,
     }
     _remove(_path(run_dir, BACKUP))
     _write_text(_path(run_dir, SUMMARY), json.dumps(summary, indent=2) + "\n")  # last: the run is complete
-    log.info("fold %d: best val LWLRAP %.4f at epoch %d of %d; wrote %s", fold, summary["best_val_lwlrap"],
-             summary["best_epoch"], summary["epochs_run"], run_dir)
+    log.info("fold %d: val recording LWLRAP %.4f, slice LWLRAP %.4f (best epoch %d of %d by %s); wrote %s", fold,
+             summary["val_rec_lwlrap"], summary["val_lwlrap"], summary["best_epoch"], summary["epochs_run"],
+             cfg.monitor, run_dir)
     return summary
 
 
@@ -294,8 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shards_dir", required=True, help="output dir of pipeline.shards (with manifest.json)")
     parser.add_argument("--fold", type=int, required=True, help="validation fold; training uses the others")
     parser.add_argument("--run_dir", required=True, help="where config, checkpoints, logs and results go")
-    parser.add_argument("--preset", default="full", choices=sorted(config_lib.PRESETS),
-                        help="full: the seed's sizes (128 x 938 input); tiny: small shapes for a CPU run")
+    parser.add_argument("--preset", default=config_lib.AUTO, choices=config_lib.PRESET_CHOICES,
+                        help="auto (default): full with a GPU/TPU, else cpu; full: the seed's sizes (128 x 938 "
+                             "input); cpu: sized to learn on 2 cores in minutes; tiny: the smallest, for tests")
     parser.add_argument("--config", dest="config_file", help="JSON file of settings (nested sections as objects)")
     parser.add_argument("--overwrite", action="store_true", help="retrain a run_dir that holds a finished run")
     config_lib.add_config_flags(parser)
