@@ -185,7 +185,8 @@ def test_any_worker_error_becomes_dead_letters_and_the_job_goes_on(tmp_path, mon
     for name in ("good", "bad", "test"):
         sf.write(str(tmp_path / f"{name}.flac"), _demo_audio(2.0, seed=3), SR, subtype="PCM_16")
     tasks = [
-        examples.RecordingTask(examples.TRAIN, "good", str(tmp_path / "good.flac"), 0, _rows("tp", "good", (1, 0.2, 0.4))),
+        examples.RecordingTask(examples.TRAIN, "good", str(tmp_path / "good.flac"), 0,
+                               _rows("tp", "good", (1, 0.2, 0.4))),
         examples.RecordingTask(examples.TRAIN, "bad", str(tmp_path / "bad.flac"), 1,
                                _rows("tp", "bad", (2, 0.2, 0.4), (3, 1.0, 1.2)) + _rows("fp", "bad", (4, 0.5, 0.6))),
         examples.RecordingTask(examples.TEST, "test", str(tmp_path / "test.flac")),

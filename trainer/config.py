@@ -166,8 +166,8 @@ def _check_choices(cfg: Any) -> None:
 # Other lower bounds and cross-field rules live in each config class's __post_init__.
 LIMITS: dict[str, tuple[float | None, float]] = {
     "window_seconds": (None, 3600), "epochs": (None, 10**6), "steps_per_epoch": (None, 10**7),
-    "batch_size": (None, 65536),
-    "learning_rate": (None, 10), "warmup_epochs": (None, 10**6), "dense_units": (None, 65536),
+    "batch_size": (None, 65536), "learning_rate": (None, 10), "warmup_epochs": (None, 10**6),
+    "dense_units": (None, 65536),
     "patience": (None, 10**6), "shuffle_buffer": (None, 10**6), "mel.sample_rate": (None, 768000),
     "mel.n_fft": (None, 65536), "mel.hop_length": (None, 65536), "mel.n_mels": (None, 4096),
     "mel.top_db": (None, 1000), "augment.noise_bank_seconds": (None, 3600),
