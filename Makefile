@@ -34,6 +34,7 @@ RUNS ?=
 OUT ?= $(RUNS_ROOT)/submission.csv
 BASELINE_DIR ?= $(RUNS_ROOT)/baseline
 ARGS ?=
+BENCH_ARGS ?=
 
 # ---- Dataflow ----
 PROJECT ?=
@@ -49,7 +50,8 @@ help:
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
 	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
 	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv]"
-	@echo "make test | make bench | make clean"
+	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...']"
+	@echo "make test | make clean"
 
 venv: $(STAMP)
 $(STAMP): setup.py
@@ -102,9 +104,13 @@ predict: $(STAMP) $(DEMO_DEP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)
+# bench_shards generates its own datasets; bench_input and bench_train read SHARDS, and bench_input's
+# seed generator the dataset those came from (the demo's for the default SHARDS, else DATA_DIR).
+# BENCH_ARGS go to bench_input and bench_train (e.g. --quick, --fold 1, --out dir).
+bench: $(STAMP) $(DEMO_DEP)
 	$(PY) -m benchmarks.bench_shards
-	$(PY) -m benchmarks.bench_input
+	$(PY) -m benchmarks.bench_input --shards_dir $(SHARDS) $(if $(strip $(DATA_DIR)),--data_dir $(DATA_DIR)) $(BENCH_ARGS)
+	$(PY) -m benchmarks.bench_train --shards_dir $(SHARDS) $(BENCH_ARGS)
 
 clean:
 	rm -rf runs bench_out .pytest_cache

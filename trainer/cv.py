@@ -68,10 +68,17 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
             continue
         print(f"fold {fold}: training into {run_dir}")
         train_fold(cfg, shards_dir, fold, str(run_dir))
-    result = report.write_cv_report(run_dirs, Path(runs_root) / "cv")
-    folds_text = ", ".join(f"fold {k} {v['lwlrap']:.4f}" for k, v in result["folds"].items())
-    print(f"out-of-fold LWLRAP {result['overall_lwlrap']:.4f} over {result['num_examples']} slices "
-          f"({folds_text}); report in {Path(runs_root) / 'cv'}")
+    result = report.write_cv_report(run_dirs, Path(runs_root) / "cv", Path(runs_root) / "baseline")
+    folds_text = ", ".join(f"fold {k} {v['recording_lwlrap']:.4f}" for k, v in result["folds"].items())
+    print(f"out-of-fold LWLRAP: recordings {result['recording_lwlrap']:.4f} over {result['num_recordings']} "
+          f"({folds_text}), slices {result['overall_lwlrap']:.4f} over {result['num_examples']}")
+    base = result["baseline"]
+    if base:
+        print(f"baseline on the same folds: recordings {base['recording_lwlrap']:.4f}, slices {base['lwlrap']:.4f}"
+              f" ({base['dir']})")
+    else:
+        print(f"no baseline beside it: run `make baseline` (writes {Path(runs_root) / 'baseline'})")
+    print(f"report in {Path(runs_root) / 'cv'}")
     return result
 
 

@@ -1,12 +1,16 @@
 """Cross-validation report: out-of-fold predictions, LWLRAP overall / per fold / per class, plots.
 
-Each fold run's val_predictions.csv (recording_id,row_index,slice_start,fold,y0..y{C-1},s0..s{C-1})
-holds the model's scores of that fold's validation slices; concatenated they are the out-of-fold
-(OOF) predictions, each slice scored by the one model that did not train on its recording. Writes
-into OUT (runs_root/cv by trainer.cv):
+Each fold run's val_predictions.csv (recording_id,kind,...,fold,y0..,w0..,s0..) holds the model's
+scores of that fold's validation slices (tp, fp and background); concatenated they are the
+out-of-fold (OOF) predictions, each slice scored by the one model that did not train on its
+recording. Two levels are reported: **recording** (the competition's: a recording's score per species
+is the max over its slices, against the species with a tp box in it) and slice. When the baseline
+(trainer.baseline, `make baseline`) has been run into runs_root/baseline, its OOF scores on the same
+folds stand beside the model's. Writes into OUT (runs_root/cv by trainer.cv):
 
     oof.csv          all validation slices of the given folds, with labels and scores
-    report.json      {"overall_lwlrap", "num_examples", "folds": {K: {...}}, "per_class": [...]}
+    report.json      {"recording_lwlrap", "overall_lwlrap" (slices), "num_examples", "num_recordings",
+                      "folds": {K: {...}}, "per_class": [...], "baseline": {...} or null}
     per_class.png    per-class LWLRAP bars (with each class's share of positive labels)
     curves.png       validation LWLRAP per epoch, one line per fold (from each history.csv)
 
@@ -24,8 +28,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from pipeline.errors import UserError
-from trainer import plots
-from trainer.lwlrap import lwlrap, per_class_lwlrap
+from trainer import baseline, plots
+from trainer.lwlrap import lwlrap, per_class_lwlrap, recording_max
 from trainer.train import HISTORY, MONITOR, SUMMARY, VAL_PREDICTIONS, read_history
 
 
@@ -57,31 +61,67 @@ def read_oof(run_dirs: Mapping[int, str | Path]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
+def recording_level(oof: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """OOF slices -> (truth [R, C], scores [R, C]) per recording: max over its slices."""
+    truth, scores = truth_and_scores(oof)
+    _, rec_truth, rec_scores = recording_max(oof["recording_id"].astype(str).to_numpy(), truth, scores)
+    return rec_truth, rec_scores
+
+
+def _levels(rows: pd.DataFrame) -> dict[str, float | None]:
+    """recording_lwlrap and (slice) lwlrap of some OOF rows; None where no row holds a positive."""
+    out: dict[str, float | None] = {}
+    for key, (truth, scores) in (("recording_lwlrap", recording_level(rows)), ("lwlrap", truth_and_scores(rows))):
+        out[key] = float(lwlrap(truth, scores)) if truth.max(initial=0) >= 0.5 else None
+    return out
+
+
 def _fold_entry(fold_rows: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
-    truth, scores = truth_and_scores(fold_rows)
     entry: dict[str, Any] = {"run_dir": str(run_dir), "num_examples": len(fold_rows),
-                             "lwlrap": float(lwlrap(truth, scores))}
+                             "num_recordings": int(fold_rows["recording_id"].nunique()), **_levels(fold_rows)}
     summary_path = run_dir / SUMMARY
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text())
-        entry.update({k: summary[k] for k in ("best_val_lwlrap", "best_epoch", "epochs_run") if k in summary})
+        entry.update({k: summary[k] for k in ("monitor", "best_epoch", "epochs_run", "elapsed_seconds")
+                      if k in summary})
     return entry
 
 
-def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str | Path]) -> dict[str, Any]:
-    """LWLRAP over all OOF slices, per fold (with the run's summary) and per class."""
+def baseline_beside(baseline_dir: Path | None, folds: list[int]) -> dict[str, Any] | None:
+    """The baseline's OOF LWLRAP on the same folds (from its oof.csv), or None when it was not run."""
+    if baseline_dir is None or not (baseline_dir / baseline.OOF_FILE).is_file():
+        return None
+    table = pd.read_csv(baseline_dir / baseline.OOF_FILE, dtype={"recording_id": str})
+    table = table[table["fold"].isin(folds)]
+    if table.empty:
+        return None
+    saved = baseline.load_report(baseline_dir) or {}
+    return {"dir": str(baseline_dir), "folds": {str(k): _levels(table[table["fold"] == k]) for k in folds},
+            **_levels(table), "test_lwlrap": saved.get("test_lwlrap")}
+
+
+def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str | Path],
+              baseline_dir: Path | None = None) -> dict[str, Any]:
+    """LWLRAP over all OOF recordings and slices, per fold (with the run's summary) and per class."""
     truth, scores = truth_and_scores(oof)
     per_class, weight = per_class_lwlrap(truth, scores)
+    rec_truth, rec_scores = recording_level(oof)
+    rec_per_class, rec_weight = per_class_lwlrap(rec_truth, rec_scores)
+    levels = _levels(oof)
     return {
-        "overall_lwlrap": float(lwlrap(truth, scores)),
+        "recording_lwlrap": levels["recording_lwlrap"],
+        "overall_lwlrap": levels["lwlrap"],  # slices
         "num_examples": len(oof),
+        "num_recordings": int(oof["recording_id"].nunique()),
         "folds": {str(fold): _fold_entry(oof[oof["fold"] == fold], Path(run_dir))
                   for fold, run_dir in sorted(run_dirs.items())},
         "per_class": [
-            {"class": k, "lwlrap": float(per_class[k]), "weight": float(weight[k]),
-             "positives": int(truth[:, k].sum())}
+            {"class": k, "recording_lwlrap": float(rec_per_class[k]), "recording_weight": float(rec_weight[k]),
+             "positive_recordings": int(rec_truth[:, k].sum()),
+             "lwlrap": float(per_class[k]), "weight": float(weight[k]), "positives": int(truth[:, k].sum())}
             for k in range(truth.shape[1])
         ],
+        "baseline": baseline_beside(baseline_dir, sorted(run_dirs)),
     }
 
 
@@ -91,19 +131,22 @@ def plot_per_class(report: dict[str, Any], path: Path) -> None:
     fig = plots.new_figure(max(6.0, 0.35 * len(rows)))
     ax = fig.subplots()
     classes = [r["class"] for r in rows]
-    ax.bar(classes, [r["lwlrap"] if r["positives"] else np.nan for r in rows], color="tab:blue")
-    ax.axhline(report["overall_lwlrap"], color="tab:red", linestyle="--",
-               label=f"overall {report['overall_lwlrap']:.3f}")
+    ax.bar(classes, [r["recording_lwlrap"] if r["positive_recordings"] else np.nan for r in rows], color="tab:blue")
+    ax.axhline(report["recording_lwlrap"], color="tab:red", linestyle="--",
+               label=f"overall {report['recording_lwlrap']:.3f}")
+    if report.get("baseline"):
+        ax.axhline(report["baseline"]["recording_lwlrap"], color="tab:gray", linestyle=":",
+                   label=f"baseline {report['baseline']['recording_lwlrap']:.3f}")
     ax.set_xticks(classes)
     ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set(xlabel="species id", ylabel="out-of-fold LWLRAP", ylim=(0.0, 1.0),
-           title=f"Per-class LWLRAP over {report['num_examples']} out-of-fold slices")
+    ax.set(xlabel="species id", ylabel="out-of-fold recording LWLRAP", ylim=(0.0, 1.0),
+           title=f"Per-class LWLRAP over {report['num_recordings']} out-of-fold recordings")
     ax.legend(loc="lower right")
     fig.savefig(path, dpi=100)
 
 
 def plot_curves(run_dirs: Mapping[int, str | Path], path: Path) -> None:
-    """Validation LWLRAP per epoch (1-based), one line per fold, from each run's history.csv."""
+    """Validation recording LWLRAP per epoch (1-based), one line per fold, from each run's history.csv."""
     fig = plots.new_figure(6.0)
     ax = fig.subplots()
     for fold, run_dir in sorted(run_dirs.items()):
@@ -111,20 +154,21 @@ def plot_curves(run_dirs: Mapping[int, str | Path], path: Path) -> None:
         if history.empty:
             raise UserError(f"{Path(run_dir) / HISTORY} is missing or empty; fold {fold} did not finish")
         ax.plot(history["epoch"] + 1, history[MONITOR], marker="o", label=f"fold {fold}")
-    ax.set(xlabel="epoch", ylabel="validation LWLRAP", title="Validation LWLRAP per epoch")
+    ax.set(xlabel="epoch", ylabel="validation recording LWLRAP", title="Validation recording LWLRAP per epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(path, dpi=100)
 
 
-def write_cv_report(run_dirs: Mapping[int, str | Path], out_dir: str | Path) -> dict[str, Any]:
+def write_cv_report(run_dirs: Mapping[int, str | Path], out_dir: str | Path,
+                    baseline_dir: str | Path | None = None) -> dict[str, Any]:
     """Writes oof.csv, report.json, per_class.png and curves.png into `out_dir`; returns the report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     oof = read_oof(run_dirs)
     oof.to_csv(out_dir / "oof.csv", index=False)
-    result = cv_report(oof, run_dirs)
+    result = cv_report(oof, run_dirs, None if baseline_dir is None else Path(baseline_dir))
     (out_dir / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     plot_per_class(result, out_dir / "per_class.png")
     plot_curves(run_dirs, out_dir / "curves.png")
