@@ -127,14 +127,6 @@ def _blocks(f: sf.SoundFile, dtype: str, max_seconds: float):
         yield block
 
 
-def probe(data: bytes, max_seconds: float = DEFAULT_MAX_SECONDS) -> tuple[int, int]:
-    """(frames, sample_rate) of the stream, counted by reading it (the header is not trusted)."""
-    data, _, _ = _prepare(data)
-    with _open(data) as f:
-        frames = sum(len(b) for b in _blocks(f, "int16", max_seconds))
-        return frames, int(f.samplerate)
-
-
 def to_pcm16(y: np.ndarray) -> tuple[np.ndarray, int]:
     """float [n] in [-1, 1) -> (int16 [n], number of samples clipped to the int16 range)."""
     scaled = np.round(np.asarray(y, dtype=np.float64) * 32768.0)

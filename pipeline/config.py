@@ -39,6 +39,8 @@ class ShardsConfig:
     # float64 audio is ~460 MB while it is decoded (RFCX recordings last 60 s).
     max_recording_seconds: float = 600.0
     allow_test_in_train: bool = False  # a recording both in test/ (or sample_submission) and the CSVs
+    # Slices per training recording overlapping no tp box (negatives; schema KIND_BACKGROUND).
+    background_per_recording: int = 2
     overwrite: bool = False
 
     def resolved(self) -> "ShardsConfig":
@@ -79,12 +81,15 @@ class ShardsConfig:
         checks.number("--num_classes", self.num_classes, high=MAX_NUM_CLASSES)
         checks.number("--max_shard_mb", self.max_shard_mb, 0, low_open=True)
         checks.number("--max_recording_seconds", self.max_recording_seconds, 0, low_open=True)
+        checks.number("--background_per_recording", self.background_per_recording, high=1000)  # slices held at once
         if self.num_folds < 2:
             raise UserError(f"--num_folds must be at least 2, got {self.num_folds}")
         if not self.slice_seconds > 0 or self.slice_samples < 1:
             raise UserError(f"--slice_seconds must give at least one sample, got {self.slice_seconds}")
         if self.sample_rate < 1000:
             raise UserError(f"--sample_rate must be at least 1000 Hz, got {self.sample_rate}")
+        if self.background_per_recording < 0:
+            raise UserError(f"--background_per_recording must be 0 or more, got {self.background_per_recording}")
         if self.num_classes < 1:
             raise UserError(f"--num_classes must be at least 1, got {self.num_classes}")
         if self.max_train_fill_bytes <= 0:
@@ -111,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a longer recording becomes a dead letter `too_long` (bounds a worker's memory)")
     p.add_argument("--allow_test_in_train", action="store_true",
                    help="let recordings of the test set (test/, sample_submission.csv) be trained on; warned")
+    p.add_argument("--background_per_recording", type=int, default=d.background_per_recording,
+                   help="slices per training recording that overlap no tp box (drawn from --fold_seed and the id)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing output dir of this job first")
     return p
 

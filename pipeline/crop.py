@@ -1,14 +1,26 @@
-"""Slice arithmetic: where the training window around an event sits inside its recording.
+"""Slice arithmetic: where a training window sits inside its recording.
 
-The seed notebook's rule (its DataGenerator): centre the window on the event's midpoint, rounded to
-a sample; move it right if it starts before 0, then left if it ends past the recording. A recording
-shorter than the window is kept whole (start 0, fewer samples): the example's `num_samples` says so
-and the trainer pads it.
+Around a box (tp and fp slices), the seed notebook's rule (its DataGenerator): centre the window on
+the box's midpoint, rounded to a sample; move it right if it starts before 0, then left if it ends
+past the recording. A recording shorter than the window is kept whole (start 0, fewer samples): the
+example's `num_samples` says so and the trainer pads it.
+
+Background slices: windows overlapping no tp box, drawn from the starts that are free
+(`free_starts`) by a generator seeded from (fold seed, recording id) (`background_rng`), so the same
+data and seed always give the same slices, whichever worker draws them.
 
     start, end = slice_bounds(t_min=12.3, t_max=13.1, sample_rate=48000, slice_samples=480000,
                               num_samples=2880000)
+    free = free_starts(2880000, 480000, 48000, [(12.3, 13.1)])       # [(0, 110400), (628801, 2400001)]
+    starts = draw_starts(free, 2, background_rng(27, "00ad36516"))    # 2 distinct starts, sorted
 """
 from __future__ import annotations
+
+import math
+import zlib
+from typing import Sequence
+
+import numpy as np
 
 
 def slice_bounds(t_min: float, t_max: float, sample_rate: int, slice_samples: int,
@@ -26,3 +38,51 @@ def slice_bounds(t_min: float, t_max: float, sample_rate: int, slice_samples: in
 def overlaps(t_min: float, t_max: float, start_s: float, end_s: float) -> bool:
     """True when box [t_min, t_max] shares a positive-length stretch with the window [start_s, end_s)."""
     return t_min < end_s and t_max > start_s
+
+
+def free_starts(num_samples: int, slice_samples: int, sample_rate: int,
+                boxes: Sequence[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Sorted disjoint [lo, hi) ranges of window starts whose window overlaps none of `boxes` (t_min, t_max s).
+
+    Windows are min(slice_samples, num_samples) long and lie inside the recording. A window
+    [s, s + L) overlaps a box when s lies in (t_min * sr - L, t_max * sr); the blocked range is
+    widened by one sample on each side so that float rounding can never let a free window touch
+    a box (`overlaps` in seconds is what the examples' labels use).
+    """
+    length = min(slice_samples, num_samples)
+    last = num_samples - length  # the last legal start
+    blocked = sorted((math.floor(t0 * sample_rate) - length, math.ceil(t1 * sample_rate)) for t0, t1 in boxes)
+    free, lo = [], 0  # lo: the first start not yet known to be blocked
+    for a, b in blocked:  # starts a..b (inclusive) are blocked
+        if a > last:
+            break
+        if a > lo:
+            free.append((lo, a))
+        lo = max(lo, b + 1)
+    if lo <= last:
+        free.append((lo, last + 1))
+    return free
+
+
+def background_rng(seed: int, recording_id: str) -> np.random.Generator:
+    """The generator of one recording's background slices: a function of (seed, recording id) only.
+
+    zlib.crc32 rather than hash(): Python salts str hashes per process, and workers are processes.
+    """
+    return np.random.default_rng([seed % 2**32, zlib.crc32(recording_id.encode("utf-8"))])
+
+
+def draw_starts(free: Sequence[tuple[int, int]], count: int, rng: np.random.Generator) -> list[int]:
+    """Up to `count` distinct starts drawn uniformly from the `free` ranges, sorted.
+
+    Fewer than `count` only when the ranges hold fewer starts (then all of them).
+    """
+    sizes = np.array([hi - lo for lo, hi in free], dtype=np.int64)
+    total = int(sizes.sum())
+    picks = np.sort(rng.choice(total, size=min(count, total), replace=False)) if total else np.zeros(0, np.int64)
+    ends = np.cumsum(sizes)  # picks below ends[i] (and not below ends[i-1]) fall in free[i]
+    starts = []
+    for p in picks.tolist():
+        i = int(np.searchsorted(ends, p, side="right"))
+        starts.append(free[i][0] + p - (int(ends[i - 1]) if i else 0))
+    return starts

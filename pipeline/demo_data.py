@@ -9,13 +9,21 @@ Writes, under OUT_DIR:
 
 Each of the 24 species has its own call: a frequency band inside 84..15056 Hz, a shape (up chirp,
 down chirp, steady tone, trill, pulse train) and a rhythm (call length, trill/pulse rate), laid over
-pink-ish plus broadband background noise. Every recording holds several calls of one to three
-species (the tp rows); some recordings also hold "look-alike" sounds, a species' band with another
-shape, listed in train_fp.csv as that species' false positives. Ids are 9 hex digits like RFCX's.
+pink-ish plus broadband background noise. Every recording holds one to three species, each calling
+2-4 times, and 0-2 "look-alike" sounds: another species' band with another shape, listed in
+train_fp.csv as that species' false positives. Ids are 9 hex digits like RFCX's.
+
+Labels (`--label_mode`):
+* `partial` (default), as RFCX's: one tp row per species per recording, on one of its calls; its
+  other calls in the recording have no row.
+* `exhaustive`: a tp row on every call.
+The audio is the same in both modes (partial rows are a subset of exhaustive ones); test_truth.csv
+is exhaustive in both (every species calling in the test recording).
 
 Usage:
 
-    python -m pipeline.demo_data OUT_DIR [--num_train 48] [--num_test 16] [--duration 60] [--seed 0]
+    python -m pipeline.demo_data OUT_DIR [--num_train 48] [--num_test 64] [--duration 60] [--seed 0]
+        [--label_mode partial|exhaustive]
 
 Same arguments => byte-identical files.
 """
@@ -39,6 +47,10 @@ SHAPES = ("up_chirp", "down_chirp", "tone", "trill", "pulses")
 # Band centres span the seed's mel range (84..15056 Hz) with margin for the band width.
 _LOWEST_CENTRE_HZ, _HIGHEST_CENTRE_HZ = 350.0, 12500.0
 _RELATIVE_BANDWIDTH = 0.22
+# Label modes: which calls of a species get a tp row.
+PARTIAL = "partial"  # one per species per recording, as in RFCX
+EXHAUSTIVE = "exhaustive"  # every call
+LABEL_MODES = (PARTIAL, EXHAUSTIVE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +129,8 @@ def _place(y: np.ndarray, call: np.ndarray, start: int, gain: float) -> None:
     y[start:end] += gain * call[: end - start]
 
 
-def _recording_ids(rng: np.random.Generator, count: int) -> list[str]:
+def recording_ids(rng: np.random.Generator, count: int) -> list[str]:
+    """`count` distinct RFCX-style ids (9 hex digits) drawn from `rng`."""
     ids: list[str] = []
     while len(ids) < count:
         rid = f"{int(rng.integers(0, 16**9)):09x}"
@@ -131,24 +144,44 @@ def _box_row(rid: str, call: SpeciesCall, t0: float, t1: float, f_min: float, f_
             "t_min": round(t0, 4), "f_min": f_min, "t_max": round(t1, 4), "f_max": f_max}
 
 
-def _synthesize_recording(rid: str, species: Sequence[int], duration_s: float, sample_rate: int,
-                          rng: np.random.Generator, with_fp: bool) -> tuple[np.ndarray, list[dict], list[dict]]:
-    """Audio float32 [n] plus its tp and fp box rows."""
+@dataclasses.dataclass(frozen=True)
+class RecordingPlan:
+    """What one recording holds: the species calling in it and how many look-alike sounds."""
+
+    recording_id: str
+    species: tuple[int, ...]  # every one calls 2-4 times (one call is labelled in partial mode)
+    num_lookalikes: int  # each one an fp row (train) or just a sound (test)
+    is_train: bool
+
+
+def _synthesize_recording(plan: RecordingPlan, duration_s: float, sample_rate: int, rng: np.random.Generator,
+                          label_mode: str) -> tuple[np.ndarray, list[dict], list[dict]]:
+    """Audio float32 [n] plus its tp and fp box rows.
+
+    The audio and every random draw are the same in both label modes; only which calls get a tp row
+    differs, so a partial dataset is an exhaustive one with rows removed.
+    """
     calls = species_calls()
     n = int(round(duration_s * sample_rate))
     y = background(n, rng)
     tp, fp = [], []
-    for s in species:
+    for s in plan.species:
         call = calls[s]
         seconds = min(call.call_seconds, duration_s / 4)
-        for _ in range(int(rng.integers(1, 3))):
-            t0 = float(rng.uniform(0, duration_s - seconds))
+        num_calls = 1 + int(rng.integers(1, 4))  # the labelled call and 1-3 more, as RFCX's species call again
+        labelled = int(rng.integers(0, num_calls))
+        # Each call in its own equal stretch of the recording, so calls of one species never overlap:
+        # the unlabelled ones are "elsewhere" in the recording, not on top of the labelled one.
+        stretch = duration_s / num_calls
+        for k in range(num_calls):
+            t0 = k * stretch + float(rng.uniform(0, stretch - seconds))
             wave = synthesize_call(call.shape, call.f_min, call.f_max, seconds, call.rate_hz, sample_rate)
             start = int(round(t0 * sample_rate))
             _place(y, wave, start, float(rng.uniform(0.12, 0.3)))
-            tp.append(_box_row(rid, call, start / sample_rate, (start + len(wave)) / sample_rate,
-                               call.f_min, call.f_max))
-    if with_fp:
+            if label_mode == EXHAUSTIVE or k == labelled:
+                tp.append(_box_row(plan.recording_id, call, start / sample_rate,
+                                   (start + len(wave)) / sample_rate, call.f_min, call.f_max))
+    for _ in range(plan.num_lookalikes):
         # A look-alike: another species' band with a different shape, as a detector would confuse it.
         look = calls[int(rng.integers(0, NUM_SPECIES))]
         shape = SHAPES[(SHAPES.index(look.shape) + 2) % len(SHAPES)]
@@ -157,12 +190,14 @@ def _synthesize_recording(rid: str, species: Sequence[int], duration_s: float, s
         wave = synthesize_call(shape, look.f_min, look.f_max, seconds, look.rate_hz * 1.7, sample_rate)
         start = int(round(t0 * sample_rate))
         _place(y, wave, start, float(rng.uniform(0.1, 0.2)))
-        fp.append(_box_row(rid, look, start / sample_rate, (start + len(wave)) / sample_rate,
+        fp.append(_box_row(plan.recording_id, look, start / sample_rate, (start + len(wave)) / sample_rate,
                            look.f_min, look.f_max))
     peak = float(np.max(np.abs(y)))
     if peak > 0.95:  # keep clear of int16 clipping
         y *= 0.95 / peak
-    return y, tp, fp
+    # Rows in time order, as an annotator would list them (and independent of the call loop's order).
+    key = lambda r: (r["t_min"], r["species_id"])  # noqa: E731
+    return y, sorted(tp, key=key), sorted(fp, key=key)
 
 
 def _write_csv(path: str, header: Sequence[str], rows: Sequence[dict]) -> None:
@@ -172,36 +207,58 @@ def _write_csv(path: str, header: Sequence[str], rows: Sequence[dict]) -> None:
         w.writerows(rows)
 
 
-def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 16, duration_s: float = 60.0,
-                       seed: int = 0, sample_rate: int = 48000) -> dict:
-    """Writes the dataset into `out_dir` (created) and returns a summary of what it wrote."""
+def write_recording(out_dir: str, plan: RecordingPlan, index: int, duration_s: float, seed: int,
+                    sample_rate: int, label_mode: str) -> tuple[list[dict], list[dict]]:
+    """Synthesizes one recording into OUT/train or OUT/test and returns its (tp rows, fp rows).
+
+    Its random stream depends on (seed, index) only, so recordings can be written in any order or in
+    parallel (the benchmark does) and still give the same bytes.
+    """
+    rng = np.random.default_rng([seed, index])
+    y, tp, fp = _synthesize_recording(plan, duration_s, sample_rate, rng, label_mode)
+    path = os.path.join(out_dir, "train" if plan.is_train else "test", f"{plan.recording_id}.flac")
+    sf.write(path, y, sample_rate, subtype="PCM_16", format="FLAC")
+    return tp, fp
+
+
+def check_args(num_train: int, num_test: int, duration_s: float, sample_rate: int, label_mode: str) -> None:
+    """Raises UserError for arguments the generator cannot honour."""
     if num_train < 1 or num_test < 0:
         raise UserError(f"--num_train must be >= 1 and --num_test >= 0, got {num_train} and {num_test}")
     if duration_s < 2.0:
         raise UserError(f"--duration must be at least 2 seconds, got {duration_s}")
     if sample_rate < 32000:  # the calls span up to ~15 kHz: Nyquist must lie above them
         raise UserError(f"--sample_rate must be at least 32000 Hz, got {sample_rate}")
+    if label_mode not in LABEL_MODES:
+        raise UserError(f"--label_mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
+
+
+def plan_recordings(num_train: int, num_test: int, seed: int) -> list[RecordingPlan]:
+    """The default demo's recordings: train first (every species as a primary in turn), then test."""
     rng = np.random.default_rng(seed)
-    ids = _recording_ids(rng, num_train + num_test)
-    for sub in ("train", "test"):
-        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
-    tp_rows, fp_rows, truth_rows = [], [], []
+    ids = recording_ids(rng, num_train + num_test)
+    plans = []
     for i, rid in enumerate(ids):
         is_train = i < num_train
         # Round-robin primary species so every species occurs in train; 0-2 random extra species.
         primary = i % NUM_SPECIES if is_train else int(rng.integers(0, NUM_SPECIES))
         extra = rng.choice(NUM_SPECIES, size=int(rng.integers(0, 3)), replace=False)
-        species = [primary] + [int(s) for s in extra if s != primary]
-        y, tp, fp = _synthesize_recording(rid, species, duration_s, sample_rate, rng,
-                                          with_fp=bool(rng.random() < 0.5))
-        path = os.path.join(out_dir, "train" if is_train else "test", f"{rid}.flac")
-        sf.write(path, y, sample_rate, subtype="PCM_16", format="FLAC")
-        if is_train:
+        species = (primary,) + tuple(int(s) for s in extra if s != primary)
+        plans.append(RecordingPlan(rid, species, int(rng.integers(0, 3)), is_train))
+    return plans
+
+
+def write_dataset(out_dir: str, plans: Sequence[RecordingPlan], rows: Sequence[tuple[list[dict], list[dict]]]) -> dict:
+    """The CSVs of a dataset whose FLACs `write_recording` wrote; rows[i] = (tp, fp) of plans[i]."""
+    tp_rows, fp_rows, truth_rows = [], [], []
+    for plan, (tp, fp) in zip(plans, rows):
+        if plan.is_train:
             tp_rows += tp
             fp_rows += fp
         else:
-            present = {r["species_id"] for r in tp}
-            truth_rows.append({"recording_id": rid, **{f"s{s}": int(s in present) for s in range(NUM_SPECIES)}})
+            # The truth is exhaustive in both label modes: every species calling in the recording.
+            truth_rows.append({"recording_id": plan.recording_id,
+                               **{f"s{s}": int(s in plan.species) for s in range(NUM_SPECIES)}})
     sub_header = ["recording_id"] + [f"s{s}" for s in range(NUM_SPECIES)]
     _write_csv(os.path.join(out_dir, "train_tp.csv"), CSV_COLUMNS, tp_rows)
     _write_csv(os.path.join(out_dir, "train_fp.csv"), CSV_COLUMNS, fp_rows)
@@ -209,26 +266,42 @@ def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 16, du
     _write_csv(os.path.join(out_dir, "sample_submission.csv"), sub_header,
                [{"recording_id": r["recording_id"], **{f"s{s}": 0 for s in range(NUM_SPECIES)}}
                 for r in truth_rows])
-    return {"out_dir": out_dir, "train_recordings": num_train, "test_recordings": num_test,
-            "tp_rows": len(tp_rows), "fp_rows": len(fp_rows), "duration_s": duration_s,
-            "sample_rate": sample_rate}
+    return {"train_recordings": sum(p.is_train for p in plans), "test_recordings": len(truth_rows),
+            "tp_rows": len(tp_rows), "fp_rows": len(fp_rows)}
+
+
+def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 64, duration_s: float = 60.0,
+                       seed: int = 0, sample_rate: int = 48000, label_mode: str = PARTIAL) -> dict:
+    """Writes the dataset into `out_dir` (created) and returns a summary of what it wrote."""
+    check_args(num_train, num_test, duration_s, sample_rate, label_mode)
+    plans = plan_recordings(num_train, num_test, seed)
+    for sub in ("train", "test"):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    rows = [write_recording(out_dir, plan, i, duration_s, seed, sample_rate, label_mode)
+            for i, plan in enumerate(plans)]
+    summary = write_dataset(out_dir, plans, rows)
+    return {"out_dir": out_dir, **summary, "duration_s": duration_s, "sample_rate": sample_rate,
+            "label_mode": label_mode}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = checks.ArgumentParser(prog="python -m pipeline.demo_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--num_train", type=int, default=48)
-    parser.add_argument("--num_test", type=int, default=16)
+    parser.add_argument("--num_test", type=int, default=64)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per recording")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample_rate", type=int, default=48000)
+    parser.add_argument("--label_mode", default=PARTIAL,
+                        help=f"{PARTIAL} (default, as RFCX: one tp box per species per recording, its other "
+                             f"calls unlabelled) or {EXHAUSTIVE} (a tp box on every call)")
     args = parser.parse_args(argv)
     checks.output_dir("out_dir", args.out_dir)
     checks.number("--duration", args.duration, 2.0, 24 * 3600.0)
     checks.number("--seed", args.seed, 0)
     checks.number("--sample_rate", args.sample_rate, high=768000)
     summary = write_demo_dataset(args.out_dir, args.num_train, args.num_test, args.duration, args.seed,
-                                 args.sample_rate)
+                                 args.sample_rate, args.label_mode)
     print(", ".join(f"{k}={v}" for k, v in summary.items()))
     return summary
 

@@ -28,8 +28,8 @@ def assign_folds(recording_ids: Sequence[str], species: Sequence[object], num_fo
     groups = np.asarray(recording_ids, dtype=object)
     distinct = len(set(recording_ids))
     if distinct < num_folds:
-        raise UserError(f"train_tp.csv has {distinct} distinct recordings, too few for {num_folds} folds; "
-                        f"lower --num_folds")
+        raise UserError(f"train_tp.csv and train_fp.csv name {distinct} distinct recordings, too few for "
+                        f"{num_folds} folds; lower --num_folds")
     y = np.asarray([str(s) for s in species], dtype=object)
     _, counts = np.unique(y, return_counts=True)
     if counts.max() >= num_folds:

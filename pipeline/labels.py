@@ -88,7 +88,7 @@ class Box:
 class Rejection:
     """One dead letter: a row or file the job could not use, and why."""
 
-    kind: str  # "tp" | "fp" | "test"
+    kind: str  # "tp" | "fp" | "background" | "test"
     row_index: int | None
     recording_id: str
     reason: str

@@ -2,16 +2,18 @@
 
     python -m pipeline.shards --data_dir DATA --output_dir OUT [--num_folds 5] [--fold_seed 27]
         [--slice_seconds 10] [--sample_rate 48000] [--num_classes 24] [--max_shard_mb 200]
-        [--overwrite] [Beam options: --runner DirectRunner --direct_num_workers 2
+        [--background_per_recording 2] [--overwrite] [Beam options: --runner DirectRunner --direct_num_workers 2
         --direct_running_mode multi_processing | --runner DataflowRunner --project ... ]
 
 DATA (local or gs://) holds train_tp.csv, train_fp.csv (optional), train/*.flac, test/*.flac and
 sample_submission.csv (+ test_truth.csv, optional). The driver reads the small CSVs, validates the
-columns, assigns folds by recording (pipeline.folds), and ships one small element per recording;
-workers read and decode one recording at a time (pipeline.transforms / pipeline.examples). OUT gets:
+columns, assigns folds by recording (pipeline.folds) to every training recording (one with a tp or
+fp row), and ships one small element per recording; workers read and decode one recording at a time
+and cut its tp, fp and background slices (pipeline.transforms / pipeline.examples). OUT gets:
 
     config.json, folds.csv, sample_submission.csv [, test_truth.csv]   before the job
-    train/fold-K/train-SSSSS-of-NNNNN.tfrecord, test/test-*.tfrecord  the examples (pipeline.schema)
+    train/fold-K/{tp,fp,background}-SSSSS-of-NNNNN.tfrecord             train slices, one file set per kind
+    test/test-*.tfrecord                                               whole test recordings (pipeline.schema)
     rejected/rejected-*.jsonl                                         dead letters with reasons
     manifest.json                                                     last: file lists and counts
 
@@ -54,6 +56,8 @@ class JobInputs:
     fp: labels.CsvTable | None
     test_files: int
     unlabelled_train_files: int
+    training_recordings: int  # distinct (safe, labels.is_safe_id) recording ids with a tp or fp row
+    background_slices: int  # background_per_recording x training_recordings
     split: listing.SplitReport = listing.SplitReport((), (), ())
     ignored_files: tuple[str, ...] = ()  # same stem in another letter case (listing.FlacFiles.ignored)
 
@@ -105,23 +109,44 @@ def load_inputs(cfg: ShardsConfig) -> JobInputs:
     submission_ids = listing.read_submission_ids(_join(data, SUBMISSION_CSV))
     if not tp.rows:
         raise UserError(f"{tp.path} has no data rows")
-    ids = [labels.recording_key(r) for r in tp.rows]
-    # Unsafe ids (labels.is_safe_id) become dead letters on the worker: they get no fold.
-    keyed = [(rid, r["species_id"]) for rid, r in zip(ids, tp.rows) if rid and labels.is_safe_id(rid)]
-    fold_of = assign_folds([k for k, _ in keyed], [s for _, s in keyed], cfg.num_folds, cfg.fold_seed)
+    grouped = _group_rows([("tp", tp), ("fp", fp)])
+    # Rows without a recording id, or with one that could name a file outside train/
+    # (labels.is_safe_id), are no recording: their task only turns them into dead letters (no fold,
+    # no background slices).
+    recordings = [rid for rid in grouped if rid and labels.is_safe_id(rid)]
+    fold_of = assign_folds(*_stratification(grouped, recordings), cfg.num_folds, cfg.fold_seed)
     train_files = listing.flac_files(_join(data, "train"))
     test_files = listing.flac_files(_join(data, "test"))
-    grouped = _group_rows([("tp", tp), ("fp", fp)])
-    split = listing.split_report(test_files.paths, submission_ids, [rid for rid in grouped if rid])
+    split = listing.split_report(test_files.paths, submission_ids, recordings)
     listing.check_test_not_in_train(split, cfg.allow_test_in_train)
+    n_bg, safe = cfg.background_per_recording, set(recordings)
     tasks = [examples.RecordingTask(examples.TRAIN, rid,
                                     train_files.paths.get(rid, _join(data, "train", f"{rid}.flac")),
-                                    fold_of.get(rid, examples.NO_FOLD), tuple(rows))
+                                    fold_of.get(rid, examples.NO_FOLD), tuple(rows), n_bg if rid in safe else 0)
              for rid, rows in grouped.items()]
     tasks += [examples.RecordingTask(examples.TEST, rid, path) for rid, path in sorted(test_files.paths.items())]
     unlabelled = sum(1 for rid in train_files.paths if rid not in grouped)
-    return JobInputs(tuple(tasks), fold_of, tp, fp, len(test_files.paths), unlabelled, split,
-                     train_files.ignored + test_files.ignored)
+    return JobInputs(tuple(tasks), fold_of, tp, fp, len(test_files.paths), unlabelled, len(recordings),
+                     n_bg * len(recordings), split, train_files.ignored + test_files.ignored)
+
+
+# Stratification label of a recording with fp rows only: its own class, so that such recordings
+# spread over the folds too.
+NO_TP_LABEL = "(no tp row)"
+
+
+def _stratification(grouped: dict[str, list[labels.CsvRow]], recordings: list[str]) -> tuple[list, list]:
+    """(recording id, label) lists for assign_folds: one per tp row (its species), one per fp-only recording."""
+    ids, species = [], []
+    for rid in recordings:
+        tp_rows = [r for r in grouped[rid] if r.kind == "tp"]
+        for r in tp_rows:
+            ids.append(rid)
+            species.append(str(r.raw["species_id"]).strip())
+        if not tp_rows:
+            ids.append(rid)
+            species.append(NO_TP_LABEL)
+    return ids, species
 
 
 def prepare_output(cfg: ShardsConfig) -> None:
@@ -183,14 +208,18 @@ def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> No
             transforms.REJECTED_TAG, main=transforms.EXAMPLES_TAG)
     )
     # Decode, partition and write run fused on the worker that read the recording: the examples
-    # never leave it (see write_tfrecords). Fold K -> partition K, test -> partition num_folds.
+    # never leave it (see write_tfrecords). One partition per (fold, slice kind), test last: a reader
+    # gets one kind of one fold without scanning the others.
+    n_parts = transforms.num_partitions(cfg.num_folds)
     parts = (results[transforms.EXAMPLES_TAG]
-             | "PartitionByFold" >> beam.Partition(transforms.destination, cfg.num_folds + 1))
+             | "PartitionByFoldAndKind" >> beam.Partition(transforms.destination, n_parts))
     for k in range(cfg.num_folds):
-        (parts[k]
-         | f"DropFoldKey{k}" >> beam.Values()
-         | f"WriteFold{k}" >> write_tfrecords(_join(out, "train", f"fold-{k}", "train"), cfg.max_train_fill_bytes))
-    (parts[cfg.num_folds]
+        for kind in schema.SLICE_KINDS:
+            (parts[transforms.partition_index(k, kind)]
+             | f"DropKey{k}{kind}" >> beam.Values()
+             | f"WriteFold{k}{kind.capitalize()}" >> write_tfrecords(_join(out, "train", f"fold-{k}", kind),
+                                                                     cfg.max_train_fill_bytes))
+    (parts[n_parts - 1]
      | "DropTestKey" >> beam.Values()
      | "WriteTest" >> write_tfrecords(_join(out, "test", "test"), cfg.max_test_fill_bytes))
     (results[transforms.REJECTED_TAG]
@@ -212,6 +241,18 @@ def _relative(out: str, pattern: str) -> list[str]:
     return sorted(m.path[len(prefix):] if m.path.startswith(prefix) else m.path for m in _match(pattern))
 
 
+def remove_empty_train_shards(out: str) -> list[str]:
+    """Deletes the 0-byte files Beam writes for an empty (fold, kind) partition; returns their paths.
+
+    A sink always writes at least one file, even for no elements. An empty TFRecord file holds no
+    example, so the manifest lists [] for that kind instead (as tests/shard_factory.py does).
+    """
+    empty = [m.path for m in _match(_join(out, "train", "fold-*", "*.tfrecord")) if m.size_in_bytes == 0]
+    if empty:
+        FileSystems.delete(empty)
+    return empty
+
+
 def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
     return {k[len(prefix):]: v for k, v in sorted(counters.items()) if k.startswith(prefix)}
 
@@ -219,27 +260,35 @@ def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
 def build_manifest(cfg: ShardsConfig, inputs: JobInputs, counters: dict[str, int]) -> dict:
     """manifest.json content: shard lists (relative to OUT), counts and provenance."""
     out = cfg.output_dir
-    tp_rej = _prefixed(counters, "rejected_tp_")
-    fp_rej = _prefixed(counters, "rejected_fp_")
-    test_rej = _prefixed(counters, "rejected_test_")
+    kinds = schema.SLICE_KINDS
+    rejected = {kind: _prefixed(counters, f"rejected_{kind}_") for kind in kinds + (examples.TEST,)}
     by_reason: dict[str, int] = collections.Counter()
-    for d in (tp_rej, fp_rej, test_rej):
+    for d in rejected.values():
         by_reason.update(d)
+    per_kind = {kind: counters.get(transforms.kind_counter(kind), 0) for kind in kinds}
     counts = {
         "tp_rows": len(inputs.tp.rows),
+        "fp_rows": len(inputs.fp.rows) if inputs.fp else 0,
+        "training_recordings": inputs.training_recordings,
+        "background_slices": inputs.background_slices,
         "train_examples": counters.get(transforms.TRAIN_EXAMPLES, 0),
-        "tp_rejected": sum(tp_rej.values()),
+        "train_examples_per_kind": per_kind,
+        "tp_rejected": sum(rejected[schema.KIND_TP].values()),
+        "fp_rejected": sum(rejected[schema.KIND_FP].values()),
+        "background_rejected": sum(rejected[schema.KIND_BACKGROUND].values()),
         "train_examples_per_fold": {str(k): counters.get(transforms.fold_counter(k), 0)
                                     for k in range(cfg.num_folds)},
+        "train_examples_per_fold_kind": {str(k): {kind: counters.get(transforms.fold_kind_counter(k, kind), 0)
+                                                  for kind in kinds} for k in range(cfg.num_folds)},
         "train_examples_per_species": {str(s): counters.get(transforms.species_counter(s), 0)
                                        for s in range(cfg.num_classes)},
-        "fp_rows": len(inputs.fp.rows) if inputs.fp else 0,
-        "fp_rejected": sum(fp_rej.values()),
+        "fp_examples_per_species": {str(s): counters.get(transforms.species_counter(s, schema.KIND_FP), 0)
+                                    for s in range(cfg.num_classes)},
         "test_files": inputs.test_files,
         "test_examples": counters.get(transforms.TEST_EXAMPLES, 0),
-        "test_rejected": sum(test_rej.values()),
+        "test_rejected": sum(rejected[examples.TEST].values()),
         "rejected_by_reason": dict(sorted(by_reason.items())),
-        "rejected_by_kind": {"tp": tp_rej, "fp": fp_rej, "test": test_rej},
+        "rejected_by_kind": rejected,
         "bad_files": _prefixed(counters, "bad_file_"),
         "recordings_resampled": counters.get(transforms.RECORDINGS_RESAMPLED, 0),
         "recordings_downmixed": counters.get(transforms.RECORDINGS_DOWNMIXED, 0),
@@ -261,6 +310,8 @@ def build_manifest(cfg: ShardsConfig, inputs: JobInputs, counters: dict[str, int
         "files": {
             "train": {str(k): _relative(out, _join(out, "train", f"fold-{k}", "*.tfrecord"))
                       for k in range(cfg.num_folds)},
+            "train_by_kind": {str(k): {kind: _relative(out, _join(out, "train", f"fold-{k}", f"{kind}-*.tfrecord"))
+                                       for kind in schema.SLICE_KINDS} for k in range(cfg.num_folds)},
             "test": _relative(out, _join(out, "test", "*.tfrecord")),
             "rejected": _relative(out, _join(out, "rejected", "*.jsonl")),
         },
@@ -272,11 +323,23 @@ def build_manifest(cfg: ShardsConfig, inputs: JobInputs, counters: dict[str, int
 
 
 def count_mismatches(counts: dict) -> list[str]:
-    """Broken invariants (every tp row and test file is an example or a dead letter); [] when all hold."""
+    """Broken invariants; [] when all hold.
+
+    Every tp row, fp row, background slice and test file is an example or a dead letter, and the
+    per-kind and per-fold counts sum to the total.
+    """
     problems = []
-    if counts["train_examples"] + counts["tp_rejected"] != counts["tp_rows"]:
-        problems.append(f"train examples {counts['train_examples']} + rejected tp rows {counts['tp_rejected']}"
-                        f" != tp rows {counts['tp_rows']}")
+    per_kind = counts["train_examples_per_kind"]
+    for kind, inputs in ((schema.KIND_TP, "tp_rows"), (schema.KIND_FP, "fp_rows"),
+                         (schema.KIND_BACKGROUND, "background_slices")):
+        if per_kind[kind] + counts[f"{kind}_rejected"] != counts[inputs]:
+            problems.append(f"{kind} examples {per_kind[kind]} + rejected {counts[f'{kind}_rejected']} "
+                            f"!= {inputs.replace('_', ' ')} {counts[inputs]}")
+    if sum(per_kind.values()) != counts["train_examples"]:
+        problems.append(f"examples per kind {per_kind} do not sum to train examples {counts['train_examples']}")
+    if sum(counts["train_examples_per_fold"].values()) != counts["train_examples"]:
+        problems.append(f"examples per fold {counts['train_examples_per_fold']} do not sum to train examples "
+                        f"{counts['train_examples']}")
     if counts["test_examples"] + counts["test_rejected"] != counts["test_files"]:
         problems.append(f"test examples {counts['test_examples']} + rejected test files "
                         f"{counts['test_rejected']} != test files {counts['test_files']}")
@@ -286,17 +349,21 @@ def count_mismatches(counts: dict) -> list[str]:
 def summary_lines(manifest: dict, counters: dict[str, int]) -> list[str]:
     c = manifest["counts"]
     lines = ["counters:"] + [f"  {k}: {v}" for k, v in sorted(counters.items())]
+    k = c["train_examples_per_kind"]
     lines += [
-        f"train: {c['tp_rows']} tp rows -> {c['train_examples']} examples + {c['tp_rejected']} rejected; "
-        f"per fold {c['train_examples_per_fold']}",
-        f"fp: {c['fp_rows']} rows, {c['fp_rejected']} rejected",
+        f"tp: {c['tp_rows']} rows -> {k['tp']} examples + {c['tp_rejected']} rejected",
+        f"fp: {c['fp_rows']} rows -> {k['fp']} examples + {c['fp_rejected']} rejected",
+        f"background: {c['background_slices']} slices ({manifest['config']['background_per_recording']} x "
+        f"{c['training_recordings']} training recordings) -> {k['background']} examples + "
+        f"{c['background_rejected']} rejected",
+        f"train examples per fold {c['train_examples_per_fold']}",
         f"test: {c['test_files']} files -> {c['test_examples']} examples + {c['test_rejected']} rejected",
         f"resampled {c['recordings_resampled']}, downmixed {c['recordings_downmixed']}, "
         f"clipped samples {c['clipped_samples']}, unlabelled train files {c['unlabelled_train_files']}",
     ]
     lines += [f"rejected {k}: {v}" for k, v in c["rejected_by_reason"].items()]
     lines += [f"audio: {', '.join(f'{k} {v}' for k, v in c['audio'].items())}"]
-    lines.append("counts add up: every tp row and test file is an example or a dead letter")
+    lines.append("counts add up: every tp row, fp row, background slice and test file is an example or a dead letter")
     return lines
 
 
@@ -335,6 +402,7 @@ def run(argv: Sequence[str] | None = None):
             # Every recording raised: a bug or a broken worker setup, not bad data (see the log).
             raise RuntimeError(f"all {failed} recordings failed with an unexpected error (worker_error in "
                                f"{cfg.output_dir}/rejected/); no manifest written")
+        remove_empty_train_shards(cfg.output_dir)
         manifest = build_manifest(cfg, inputs, counters)
         problems = count_mismatches(manifest["counts"])
         if problems:

@@ -4,9 +4,10 @@ Kept apart from pipeline.shards (the driver) so that nothing a worker unpickles 
 when the job is started with `python -m pipeline.shards`.
 
     outputs = tasks | beam.ParDo(ProcessRecording(cfg)).with_outputs(REJECTED_TAG, main=EXAMPLES_TAG)
-    outputs[EXAMPLES_TAG]  # (fold, serialized Example); fold -1 (examples.NO_FOLD) for test examples
-    outputs[REJECTED_TAG]  # JSON line per rejected row or file
-    outputs[EXAMPLES_TAG] | beam.Partition(destination, num_folds + 1)  # folds 0..K-1, then test
+    outputs[EXAMPLES_TAG]  # ((fold, kind), serialized Example); (-1, "test") for test examples
+    outputs[REJECTED_TAG]  # JSON line per rejected row, background slice or file
+    outputs[EXAMPLES_TAG] | beam.Partition(destination, num_partitions(num_folds))
+    # partition_index(fold, kind) per fold and slice kind, then the test examples last
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline import audio as audio_lib
-from pipeline import examples, labels
+from pipeline import examples, labels, schema
 from pipeline.config import ShardsConfig
 
 NAMESPACE = "rfcx_shards"
@@ -40,11 +41,22 @@ AUDIO_NOTES = (NONFINITE_SAMPLES, HEADER_LENGTH_MISMATCH, HEADER_LENGTH_UNKNOWN)
 
 
 def fold_counter(fold: int) -> str:
+    """Train examples of every kind in `fold`."""
     return f"train_examples_fold_{fold}"
 
 
-def species_counter(species: int) -> str:
-    return f"train_examples_species_{species}"
+def kind_counter(kind: str) -> str:
+    """Train examples of one slice kind, all folds."""
+    return f"train_examples_{kind}"
+
+
+def fold_kind_counter(fold: int, kind: str) -> str:
+    return f"train_examples_fold_{fold}_{kind}"
+
+
+def species_counter(species: int, kind: str = schema.KIND_TP) -> str:
+    """tp (or fp) examples whose event is of `species`."""
+    return f"train_examples_species_{species}" if kind == schema.KIND_TP else f"{kind}_examples_species_{species}"
 
 
 def rejected_counter(kind: str, reason: str) -> str:
@@ -66,14 +78,24 @@ def read_bytes(path: str) -> bytes:
         raise audio_lib.AudioError(labels.MISSING_FLAC, f"cannot read {path}: {e}") from e
 
 
-def destination(element: tuple[int, bytes], num_partitions: int) -> int:
-    """beam.Partition function: partition K for fold K, the last one for test examples (fold -1)."""
-    fold = element[0]
-    return num_partitions - 1 if fold == examples.NO_FOLD else fold
+def num_partitions(num_folds: int) -> int:
+    """One partition per (fold, slice kind), plus one for the test examples."""
+    return num_folds * len(schema.SLICE_KINDS) + 1
+
+
+def partition_index(fold: int, kind: str) -> int:
+    """The partition of the train examples of one fold and slice kind."""
+    return fold * len(schema.SLICE_KINDS) + schema.SLICE_KINDS.index(kind)
+
+
+def destination(element: tuple[tuple[int, str], bytes], partitions: int) -> int:
+    """beam.Partition function: partition_index(fold, kind) for train examples, the last one for test."""
+    fold, kind = element[0]
+    return partitions - 1 if fold == examples.NO_FOLD else partition_index(fold, kind)
 
 
 class ProcessRecording(beam.DoFn):
-    """RecordingTask -> (fold, serialized Example) | rejected JSON lines, with a counter per outcome."""
+    """RecordingTask -> ((fold, kind), serialized Example) | rejected JSON lines, with a counter per outcome."""
 
     def __init__(self, cfg: ShardsConfig):
         # The config only. No setup(): examples are serialized with the protobuf runtime
@@ -112,9 +134,12 @@ class ProcessRecording(beam.DoFn):
                 self._inc(TEST_EXAMPLES)
             else:
                 self._inc(TRAIN_EXAMPLES)
+                self._inc(kind_counter(ex.kind))
                 self._inc(fold_counter(ex.fold))
-                self._inc(species_counter(ex.species_id))
-            yield ex.fold, ex.serialized
+                self._inc(fold_kind_counter(ex.fold, ex.kind))
+                if ex.kind != schema.KIND_BACKGROUND:
+                    self._inc(species_counter(ex.species_id, ex.kind))
+            yield (ex.fold, ex.kind), ex.serialized
         for rej in outcome.rejections:
             self._inc(rejected_counter(rej.kind, rej.reason))
             yield beam.pvalue.TaggedOutput(REJECTED_TAG, rej.to_json())

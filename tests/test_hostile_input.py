@@ -100,7 +100,6 @@ def test_decode_trusts_the_stream_not_the_header(header):
     np.testing.assert_array_equal(got.samples, want)
     assert got.header_frames == (total or None) and got.source_frames == len(want)
     assert got.header_length_mismatch == (header != "zeroed")
-    assert audio.probe(data) == (len(want), SR)
     with pytest.raises(audio.AudioError) as e:  # cut off mid-stream: still truncated, whatever the header says
         audio.decode_pcm16(data[: len(data) // 2], SR)
     assert e.value.reason == audio.TRUNCATED_FLAC
@@ -109,10 +108,9 @@ def test_decode_trusts_the_stream_not_the_header(header):
 def test_too_long_recording_is_refused_not_allocated():
     data = _set_streaminfo_total(_flac(_demo_audio(3.0, seed=2)), 0)
     assert audio.decode_pcm16(data, SR, max_seconds=3.0).num_samples == 3 * SR
-    for decode in (lambda: audio.decode_pcm16(data, SR, max_seconds=2.5), lambda: audio.probe(data, 2.5)):
-        with pytest.raises(audio.AudioError) as e:
-            decode()
-        assert e.value.reason == audio.TOO_LONG
+    with pytest.raises(audio.AudioError) as e:
+        audio.decode_pcm16(data, SR, max_seconds=2.5)
+    assert e.value.reason == audio.TOO_LONG
 
 
 def test_nonfinite_float_samples_are_counted_and_zeroed():
@@ -188,7 +186,8 @@ def test_any_worker_error_becomes_dead_letters_and_the_job_goes_on(tmp_path, mon
         examples.RecordingTask(examples.TRAIN, "good", str(tmp_path / "good.flac"), 0,
                                _rows("tp", "good", (1, 0.2, 0.4))),
         examples.RecordingTask(examples.TRAIN, "bad", str(tmp_path / "bad.flac"), 1,
-                               _rows("tp", "bad", (2, 0.2, 0.4), (3, 1.0, 1.2)) + _rows("fp", "bad", (4, 0.5, 0.6))),
+                               _rows("tp", "bad", (2, 0.2, 0.4), (3, 1.0, 1.2)) + _rows("fp", "bad", (4, 0.5, 0.6)),
+                               num_background=2),
         examples.RecordingTask(examples.TEST, "test", str(tmp_path / "test.flac")),
     ]
     real_read = transforms.read_bytes
@@ -205,13 +204,15 @@ def test_any_worker_error_becomes_dead_letters_and_the_job_goes_on(tmp_path, mon
     with test_pipeline.TestPipeline() as p:
         outs = (p | beam.Create(tasks) | beam.ParDo(transforms.ProcessRecording(cfg)).with_outputs(
             transforms.REJECTED_TAG, main=transforms.EXAMPLES_TAG))
-        assert_that(outs[transforms.EXAMPLES_TAG] | beam.Keys(), equal_to([0]), label="OnlyGood")
+        assert_that(outs[transforms.EXAMPLES_TAG] | beam.Keys(), equal_to([(0, "tp")]), label="OnlyGood")
         letters = outs[transforms.REJECTED_TAG] | beam.Map(json.loads) | beam.Map(
             lambda r: (r["kind"], r["row_index"], r["reason"], r["error_type"], "bad.flac" in r["detail"]
                        or "test.flac" in r["detail"]))
         assert_that(letters, equal_to([("tp", 0, "worker_error", "MemoryError", True),
                                        ("tp", 1, "worker_error", "MemoryError", True),
                                        ("fp", 0, "worker_error", "MemoryError", True),
+                                       ("background", None, "worker_error", "MemoryError", True),
+                                       ("background", None, "worker_error", "MemoryError", True),
                                        ("test", None, "worker_error", "KeyError", True)]), label="Letters")
     counters = {c.key.metric.name: c.committed
                 for c in p.result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]}
@@ -378,15 +379,21 @@ def test_hostile_run_keeps_every_good_row_and_names_every_bad_one(hostile_datase
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     c = manifest["counts"]
     assert c["tp_rows"] == facts["tp_rows"]
-    assert c["train_examples"] + c["tp_rejected"] == c["tp_rows"]  # the counts add up
+    assert shards.count_mismatches(c) == []  # every kind adds up (the driver checked it too)
+    assert c["train_examples_per_kind"]["tp"] + c["tp_rejected"] == c["tp_rows"]
     assert c["test_examples"] + c["test_rejected"] == c["test_files"] == 4  # 3 + the unlisted one
     letters = [json.loads(line) for p in glob.glob(os.path.join(out, "rejected", "*.jsonl")) for line in open(p)]
-    assert {(r["kind"], r["row_index"]): r["reason"] for r in letters} == {
+    assert {(r["kind"], r["row_index"]): r["reason"] for r in letters if r["kind"] != "background"} == {
         ("tp", i): reason for i, reason in facts["expected"].items()}
+    # The too-long recording's background slices share its fate; unsafe ids have none (no recording).
+    assert sorted((r["recording_id"], r["reason"]) for r in letters
+                  if r["kind"] == "background" and r["reason"] != "no_room_for_background") == [
+        (LONG_ID, "too_long"), (LONG_ID, "too_long")]
+    assert c["training_recordings"] == len(facts["train_ids"]) + 3  # + NAN_ID, LONG_ID, the test recording
     train = [e for rel in manifest["files"]["train"].values()
              for e in _examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES))]
     want_rows = set(range(facts["tp_rows"])) - set(facts["expected"])
-    assert sorted(int(e["row_index"]) for e in train) == sorted(want_rows)
+    assert sorted(int(e["row_index"]) for e in train if e["kind"] == b"tp") == sorted(want_rows)
     assert all(labels.is_safe_id(e["recording_id"].decode()) for e in train)
     by_id = {}
     for e in train:
@@ -397,8 +404,8 @@ def test_hostile_run_keeps_every_good_row_and_names_every_bad_one(hostile_datase
             start, n = int(e["slice_start"]), int(e["num_samples"])
             np.testing.assert_array_equal(schema.pcm16_to_numpy(e["audio"]), want[start:start + n])
     assert facts["train_ids"][3] in by_id  # found as X.FLAC
-    (nan_example,) = by_id[NAN_ID]
-    assert int(nan_example["source/nonfinite_samples"]) == len(facts["nan_at"])
+    assert [e["kind"] for e in by_id[NAN_ID]].count(b"tp") == 1
+    assert all(int(e["source/nonfinite_samples"]) == len(facts["nan_at"]) for e in by_id[NAN_ID])
     assert _counter(result, "nonfinite_samples") == len(facts["nan_at"])
     assert _counter(result, "header_length_mismatch") == 2 and _counter(result, "header_length_unknown") == 1
     assert c["audio"] == {"nonfinite_samples": 4, "header_length_mismatch": 2, "header_length_unknown": 1}

@@ -5,10 +5,12 @@ never from the job's own helpers.
 """
 from __future__ import annotations
 
+import collections
 import glob
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +33,8 @@ NUM_FOLDS = 2
 NUM_CLASSES = 24
 STEREO_ID = "5744100aa"  # the 44.1 kHz stereo recording
 SHORT_ID = "5407000bb"  # 2 s, shorter than the slice
+FPONLY_ID = "f0f0f0f0f"  # fp rows only
+BACKGROUND = 2  # the job's default --background_per_recording
 
 
 def _add_flac(data_dir: str, sub: str, rid: str, y: np.ndarray, sr: int) -> None:
@@ -44,7 +48,12 @@ def _row(rid, species, t_min, t_max, f_min=1000.0, f_max=2000.0, songtype=1) -> 
 
 @pytest.fixture(scope="module")
 def bad_dataset(tmp_path_factory):
-    """A 6-recording demo dataset plus one of each bad input; returns (dir, expected reasons)."""
+    """A 6-recording demo dataset plus one of each bad input; returns (dir, expected reasons, bad files).
+
+    Expected reasons: {("tp"|"fp", row index) or ("test", id): reason} for rows and test files. Bad
+    files: a Counter {(recording id, reason): n} of the dead background slices of bad train files
+    (those without room are worked out from the audio and boxes by the tests).
+    """
     d = str(tmp_path_factory.mktemp("bad_dataset"))
     write_demo_dataset(d, num_train=6, num_test=2, duration_s=8.0, seed=3)
     tp = pd.read_csv(os.path.join(d, "train_tp.csv"), dtype=str, keep_default_na=False)
@@ -56,6 +65,7 @@ def bad_dataset(tmp_path_factory):
     square = 0.999 * np.sign(np.sin(2 * np.pi * 440 * t))  # resampling overshoots it: clipping
     _add_flac(d, "train", STEREO_ID, np.stack([square, 0.97 * square], axis=1), 44100)
     _add_flac(d, "train", SHORT_ID, 0.1 * rng.standard_normal(2 * SR), SR)
+    _add_flac(d, "train", FPONLY_ID, 0.1 * rng.standard_normal(8 * SR), SR)
     valid_flac = open(os.path.join(d, "train", f"{good}.flac"), "rb").read()
     open(os.path.join(d, "train", "0e0e0e0e0.flac"), "wb").close()  # empty
     open(os.path.join(d, "train", "7c7c7c7c7.flac"), "wb").write(valid_flac[: len(valid_flac) // 2])
@@ -79,19 +89,27 @@ def bad_dataset(tmp_path_factory):
         (_row(good, -1, 1.0, 2.0), "species_out_of_range"),
         (dict(tp.iloc[0]), "duplicate_row"),
     ]
-    extra_fp = [(_row(good, 4, 2.0, 1.0), "t_min_not_before_t_max"), (_row(SHORT_ID, 9, 0.2, 0.4), "")]
+    extra_fp = [(_row(good, 4, 2.0, 1.0), "t_min_not_before_t_max"), (_row(SHORT_ID, 9, 0.2, 0.4), ""),
+                (_row(good, 6, 7.5, 9.0), "event_outside_recording"),
+                (_row(FPONLY_ID, 11, 3.0, 3.5), ""), (_row(FPONLY_ID, 12, 7.0, 7.9), ""),
+                (_row("eeeeeeeee", 2, 1.0, 2.0), "missing_flac")]
     pd.concat([tp, pd.DataFrame([r for r, _ in extra_tp])]).to_csv(os.path.join(d, "train_tp.csv"), index=False)
     pd.concat([fp, pd.DataFrame([r for r, _ in extra_fp])]).to_csv(os.path.join(d, "train_fp.csv"), index=False)
     expected = {("tp", len(tp) + i): reason for i, (_, reason) in enumerate(extra_tp) if reason}
     expected.update({("fp", len(fp) + i): reason for i, (_, reason) in enumerate(extra_fp) if reason})
     expected[("test", "0e0e0e0e1")] = "empty_file"
     expected[("test", "9a9a9a9a8")] = "not_audio"
-    return d, expected
+    # Every background slice of a recording whose file is bad carries the file's reason.
+    bad_files = collections.Counter({
+        (rid, reason): BACKGROUND for rid, reason in (("fffffffff", "missing_flac"), ("0e0e0e0e0", "empty_file"),
+                                                       ("7c7c7c7c7", "truncated_flac"), ("9a9a9a9a9", "not_audio"),
+                                                       ("eeeeeeeee", "missing_flac"))})
+    return d, expected, bad_files
 
 
 @pytest.fixture(scope="module")
 def bad_run(bad_dataset, tmp_path_factory):
-    data_dir, _ = bad_dataset
+    data_dir, _, _ = bad_dataset
     out = os.path.join(str(tmp_path_factory.mktemp("bad_run")), "shards")
     result = shards.run(["--data_dir", data_dir, "--output_dir", out, "--num_folds", str(NUM_FOLDS),
                          "--slice_seconds", str(SLICE_S), "--runner", "DirectRunner"])
@@ -113,11 +131,15 @@ def _counter(result, name: str) -> int:
 
 
 def _train_examples(out: str, manifest: dict) -> list[dict]:
+    """Every train example, checked to sit in its fold's files of its kind."""
     exs = []
-    for fold, rel in manifest["files"]["train"].items():
-        for ex in _read_examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES)):
-            assert ex["fold"] == int(fold)
-            exs.append(ex)
+    for fold, by_kind in manifest["files"]["train_by_kind"].items():
+        assert sorted(p for paths in by_kind.values() for p in paths) == manifest["files"]["train"][fold]
+        for kind, rel in by_kind.items():
+            assert all(p.startswith(f"train/fold-{fold}/{kind}-") for p in rel)
+            for ex in _read_examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES)):
+                assert ex["fold"] == int(fold) and ex["kind"].decode() == kind
+                exs.append(ex)
     return exs
 
 
@@ -131,81 +153,148 @@ def _source_int16(data_dir: str, rid: str) -> np.ndarray:
     return np.clip(res, -32768, 32767).astype(np.int16)
 
 
+def _valid_boxes(data_dir: str, expected: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tp and fp rows the job must use: every row not expected to be rejected."""
+    tp = pd.read_csv(os.path.join(data_dir, "train_tp.csv"), dtype={"recording_id": str})
+    fp = pd.read_csv(os.path.join(data_dir, "train_fp.csv"), dtype={"recording_id": str})
+    return (tp[~tp.index.isin({i for k, i in expected if k == "tp"})],
+            fp[~fp.index.isin({i for k, i in expected if k == "fp"})])
+
+
+def _exact_free_starts(num_samples: int, tp: pd.DataFrame) -> np.ndarray:
+    """Every window start whose slice shares no positive-length stretch with a tp box (brute force)."""
+    w = min(int(SLICE_S * SR), num_samples)
+    starts = np.arange(num_samples - w + 1)
+    free = np.ones(len(starts), bool)
+    for r in tp.itertuples():
+        free &= ~((r.t_min * SR < starts + w) & (r.t_max * SR > starts))
+    return starts[free]
+
+
 def test_examples_match_sources_and_labels(bad_dataset, bad_run):
-    data_dir, expected = bad_dataset
+    data_dir, expected, bad_files = bad_dataset
     out, _ = bad_run
     manifest = json.load(open(os.path.join(out, "manifest.json")))
-    tp = pd.read_csv(os.path.join(data_dir, "train_tp.csv"))
-    fp = pd.read_csv(os.path.join(data_dir, "train_fp.csv"))
-    bad_tp = {i for kind, i in expected if kind == "tp"}
-    bad_fp = {i for kind, i in expected if kind == "fp"}
+    tp_all = pd.read_csv(os.path.join(data_dir, "train_tp.csv"), dtype={"recording_id": str})
+    fp_all = pd.read_csv(os.path.join(data_dir, "train_fp.csv"), dtype={"recording_id": str})
+    tp, fp = _valid_boxes(data_dir, expected)
+    folds = pd.read_csv(os.path.join(out, "folds.csv"), dtype={"recording_id": str}).set_index("recording_id").fold
     exs = _train_examples(out, manifest)
-    assert sorted(int(e["row_index"]) for e in exs) == sorted(set(range(len(tp))) - bad_tp)
+    by_kind = {k: [e for e in exs if e["kind"] == k.encode()] for k in schema.SLICE_KINDS}
+    assert sorted(int(e["row_index"]) for e in by_kind["tp"]) == sorted(tp.index)
+    assert sorted(int(e["row_index"]) for e in by_kind["fp"]) == sorted(fp.index)
     slice_n = int(SLICE_S * SR)
     for ex in exs:
-        row = tp.iloc[int(ex["row_index"])]
+        kind = ex["kind"].decode()
         rid = ex["recording_id"].decode()
-        assert rid == row.recording_id
+        assert ex["fold"] == folds[rid]
         src = _source_int16(data_dir, rid)
         start, n = int(ex["slice_start"]), int(ex["num_samples"])
         assert int(ex["recording_num_samples"]) == len(src)
-        assert n == min(slice_n, len(src))
+        assert n == min(slice_n, len(src)) and 0 <= start <= len(src) - n
         np.testing.assert_array_equal(schema.pcm16_to_numpy(ex["audio"]), src[start:start + n])
-        centre = (row.t_min + row.t_max) / 2 * SR
-        if 0 < start and start + n < len(src):  # not clamped: centred on the event
-            assert abs(start + n / 2 - centre) <= 1
-        else:
-            assert start <= centre <= start + n
-        assert math.isclose(ex["event/t_min"], row.t_min - start / SR, abs_tol=1e-4)
-        assert math.isclose(ex["event/t_max"], row.t_max - start / SR, abs_tol=1e-4)
-        assert ex["event/species_id"] == row.species_id and ex["event/songtype_id"] == row.songtype_id
         lo, hi = start / SR, (start + n) / SR
-
-        def inside(df, bad):
-            return df[(df.recording_id == rid) & (df.t_min < hi) & (df.t_max > lo) & ~df.index.isin(bad)]
-
-        tp_in, fp_in = inside(tp, bad_tp), inside(fp, bad_fp)
-        want = np.zeros(NUM_CLASSES, np.float32)
-        want[tp_in.species_id.to_numpy()] = 1
-        np.testing.assert_array_equal(ex["labels"], want)
+        tp_in = tp[(tp.recording_id == rid) & (tp.t_min < hi) & (tp.t_max > lo)]
+        fp_in = fp[(fp.recording_id == rid) & (fp.t_min < hi) & (fp.t_max > lo)]
+        if kind == "background":
+            assert tp_in.empty  # overlaps no tp box
+            assert ex["row_index"] == -1 and ex["event/species_id"] == -1 and ex["event/songtype_id"] == -1
+            assert (ex["event/t_min"], ex["event/f_min"], ex["event/f_max"]) == (0, 0, 0)
+            assert math.isclose(ex["event/t_max"], n / SR, rel_tol=1e-6)
+        else:
+            row = (tp_all if kind == "tp" else fp_all).iloc[int(ex["row_index"])]
+            assert rid == row.recording_id
+            centre = (row.t_min + row.t_max) / 2 * SR
+            if 0 < start and start + n < len(src):  # not clamped: centred on the event
+                assert abs(start + n / 2 - centre) <= 1
+            else:
+                assert start <= centre <= start + n
+            assert math.isclose(ex["event/t_min"], row.t_min - start / SR, abs_tol=1e-4)
+            assert math.isclose(ex["event/t_max"], row.t_max - start / SR, abs_tol=1e-4)
+            assert ex["event/species_id"] == row.species_id and ex["event/songtype_id"] == row.songtype_id
+        positive, known = np.zeros(NUM_CLASSES, np.float32), np.zeros(NUM_CLASSES, np.float32)
+        positive[tp_in.species_id.to_numpy()] = 1
+        known[np.concatenate([tp_in.species_id.to_numpy(), fp_in.species_id.to_numpy()])] = 1
+        np.testing.assert_array_equal(ex["labels"], positive)
+        np.testing.assert_array_equal(ex["label_known"], known)
         assert sorted(ex["boxes/species_id"].tolist()) == sorted(tp_in.species_id.tolist() + fp_in.species_id.tolist())
         assert int(ex["boxes/is_tp"].sum()) == len(tp_in)
         source_sr, channels = (44100, 2) if rid == STEREO_ID else (SR, 1)
         assert (ex["source/sample_rate"], ex["source/channels"], ex["source/resampled"]) == (
             source_sr, channels, int(source_sr != SR))
-    stereo = [e for e in exs if e["recording_id"].decode() == STEREO_ID]
+    stereo = [e for e in by_kind["tp"] if e["recording_id"].decode() == STEREO_ID]
     assert len(stereo) == 2 and all(e["source/clipped_samples"] > 0 for e in stereo)
+    # Background: distinct starts per recording, as many as asked unless the tp boxes leave less room.
+    for rid in sorted(set(folds.index) - {rid for rid, _ in bad_files}):
+        starts = [int(e["slice_start"]) for e in by_kind["background"] if e["recording_id"].decode() == rid]
+        free = _exact_free_starts(len(_source_int16(data_dir, rid)), tp[tp.recording_id == rid])
+        assert len(set(starts)) == len(starts) == min(BACKGROUND, len(free)), rid
+    assert len([e for e in by_kind["background"] if e["recording_id"].decode() == FPONLY_ID]) == BACKGROUND
 
 
 def test_dead_letters_counters_and_counts(bad_dataset, bad_run):
-    _, expected = bad_dataset
+    data_dir, expected, bad_files = bad_dataset
     out, result = bad_run
     letters = [json.loads(line) for p in glob.glob(os.path.join(out, "rejected", "*.jsonl")) for line in open(p)]
-    got = {(r["kind"], r["row_index"] if r["kind"] != "test" else r["recording_id"]): r["reason"] for r in letters}
-    assert got == expected
+    rows = {(r["kind"], r["row_index"] if r["kind"] != "test" else r["recording_id"]): r["reason"]
+            for r in letters if r["kind"] != "background"}
+    assert rows == expected
+    # Background slices: the bad files' reason, and no room where the tp boxes leave too few windows.
+    tp, _ = _valid_boxes(data_dir, expected)
+    want_bg = collections.Counter(bad_files)
+    folds = pd.read_csv(os.path.join(out, "folds.csv"), dtype={"recording_id": str})
+    for rid in set(folds.recording_id) - {rid for rid, _ in bad_files}:
+        free = len(_exact_free_starts(len(_source_int16(data_dir, rid)), tp[tp.recording_id == rid]))
+        if free < BACKGROUND:
+            want_bg[(rid, "no_room_for_background")] = BACKGROUND - free
+    assert want_bg[(SHORT_ID, "no_room_for_background")] == BACKGROUND  # its tp box covers the only window
+    got_bg = collections.Counter((r["recording_id"], r["reason"]) for r in letters if r["kind"] == "background")
+    assert got_bg == want_bg
     for r in letters:
         assert r["detail"]
-        assert (r["row"] is not None) if r["kind"] != "test" else r["path"].endswith(f"{r['recording_id']}.flac")
-    for (kind, _), reason in expected.items():
-        want = sum(1 for (k, _), r in expected.items() if (k, r) == (kind, reason))
-        assert _counter(result, f"rejected_{kind}_{reason}") == want
+        if r["kind"] in ("tp", "fp"):
+            assert r["row"] is not None
+        else:
+            assert r["path"].endswith(f"{r['recording_id']}.flac")
+    reasons = collections.Counter((k, r) for (k, _), r in expected.items())
+    reasons.update(collections.Counter(("background", r) for (_, r), n in want_bg.items() for _ in range(n)))
+    for (kind, reason), n in reasons.items():
+        assert _counter(result, f"rejected_{kind}_{reason}") == n, (kind, reason)
     assert _counter(result, "bad_file_not_audio") == 2  # one train, one test
+    assert _counter(result, "bad_file_missing_flac") == 2  # one with tp rows, one with fp rows only
     assert _counter(result, "recordings_resampled") == 1 and _counter(result, "recordings_downmixed") == 1
     assert _counter(result, "clipped_samples") > 0
     c = json.load(open(os.path.join(out, "manifest.json")))["counts"]
-    assert c["train_examples"] + c["tp_rejected"] == c["tp_rows"]
+    tp_csv = pd.read_csv(os.path.join(data_dir, "train_tp.csv"), dtype={"recording_id": str})
+    fp_csv = pd.read_csv(os.path.join(data_dir, "train_fp.csv"), dtype={"recording_id": str})
+    recordings = set(tp_csv.recording_id) | set(fp_csv.recording_id)
+    assert (c["tp_rows"], c["fp_rows"]) == (len(tp_csv), len(fp_csv))
+    assert c["training_recordings"] == len(recordings) and c["background_slices"] == BACKGROUND * len(recordings)
+    per_kind = c["train_examples_per_kind"]
+    assert per_kind["tp"] + c["tp_rejected"] == c["tp_rows"]
+    assert per_kind["fp"] + c["fp_rejected"] == c["fp_rows"]
+    assert per_kind["background"] + c["background_rejected"] == c["background_slices"]
     assert c["test_examples"] + c["test_rejected"] == c["test_files"] == 4
     assert c["tp_rejected"] == sum(1 for k, _ in expected if k == "tp")
-    assert c["train_examples"] == _counter(result, "train_examples")
+    assert c["fp_rejected"] == sum(1 for k, _ in expected if k == "fp")
+    assert c["background_rejected"] == sum(want_bg.values())
+    assert c["train_examples"] == _counter(result, "train_examples") == sum(per_kind.values())
     assert sum(c["train_examples_per_fold"].values()) == c["train_examples"]
+    for fold, kinds in c["train_examples_per_fold_kind"].items():
+        assert sum(kinds.values()) == c["train_examples_per_fold"][fold]
+    assert {k: sum(v[k] for v in c["train_examples_per_fold_kind"].values()) for k in per_kind} == per_kind
+    assert c["rejected_by_kind"]["background"] == dict(collections.Counter(
+        r for (_, r), n in want_bg.items() for _ in range(n)))
 
 
-def test_folds_group_recordings(bad_dataset, bad_run):
-    data_dir, _ = bad_dataset
+def test_folds_cover_every_training_recording(bad_dataset, bad_run):
+    data_dir, _, _ = bad_dataset
     out, _ = bad_run
     folds = pd.read_csv(os.path.join(out, "folds.csv"), dtype={"recording_id": str})
     tp = pd.read_csv(os.path.join(data_dir, "train_tp.csv"), dtype={"recording_id": str})
-    assert set(folds.recording_id) == set(tp.recording_id)
+    fp = pd.read_csv(os.path.join(data_dir, "train_fp.csv"), dtype={"recording_id": str})
+    assert set(folds.recording_id) == set(tp.recording_id) | set(fp.recording_id)
+    assert FPONLY_ID in set(folds.recording_id)
     assert folds.recording_id.is_unique and set(folds.fold) == set(range(NUM_FOLDS))
 
 
@@ -226,7 +315,12 @@ def test_test_shards_hold_whole_recordings(tiny_dataset, tiny_shards):
 def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_path):
     out = str(tmp_path / "shards")
     args = ["--data_dir", tiny_dataset, "--output_dir", out, "--num_folds", "3", "--slice_seconds", "2"]
-    shards.run(args + ["--max_shard_mb", "1000"])
+    shards.run(args + ["--max_shard_mb", "1000", "--background_per_recording", "0"])
+    first = json.load(open(os.path.join(out, "manifest.json")))
+    # No background slices asked: no background file (Beam's empty shard is removed), [] in the manifest.
+    assert first["counts"]["background_slices"] == first["counts"]["train_examples_per_kind"]["background"] == 0
+    assert all(kinds["background"] == [] for kinds in first["files"]["train_by_kind"].values())
+    assert glob.glob(os.path.join(out, "train", "*", "background-*")) == []
     with pytest.raises(UserError, match="--overwrite"):
         shards.run(args)
     open(os.path.join(out, "stale.txt"), "w").write("from the first run")
@@ -245,7 +339,9 @@ def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_pa
         assert all(os.path.getsize(os.path.join(out, p)) <= 0.2 * 2**20 for p in rel)
     assert manifest["config"]["max_shard_mb"] == 0.2
     assert sum(len(_read_examples([os.path.join(out, p)], schema.train_parse_spec(NUM_CLASSES)))
-               for p in listed) == manifest["counts"]["tp_rows"]
+               for p in listed) == manifest["counts"]["train_examples"]
+    assert manifest["counts"]["train_examples_per_kind"]["tp"] == first["counts"]["train_examples_per_kind"]["tp"]
+    assert manifest["counts"]["train_examples_per_kind"]["background"] > 0
 
 
 def test_overwrite_refuses_foreign_dir(tiny_dataset, tmp_path):
@@ -284,3 +380,29 @@ def test_dataflow_refuses_local_paths(tiny_dataset, tmp_path):
     with pytest.raises(UserError, match="gs://"):
         shards.run(["--data_dir", tiny_dataset, "--output_dir", str(tmp_path / "o"), "--runner", "DataflowRunner"])
     assert not (tmp_path / "o").exists()
+
+
+def test_manifest_layout_agrees_with_shard_factory(tiny_shards, tmp_path):
+    """Trainer tests use tests/shard_factory.py in place of the job: both must write the same layout."""
+    from tests import shard_factory
+
+    job = json.load(open(os.path.join(tiny_shards, "manifest.json")))
+    audio = np.zeros(32000, np.int16)
+    by_fold = {k: [shard_factory.train_example(f"r{k}", k, 1, 0.1, 0.2, audio, kind=kind)
+                   for kind in schema.SLICE_KINDS] for k in range(2)}
+    fake = json.load(open(os.path.join(shard_factory.write_shards(str(tmp_path), by_fold), "manifest.json")))
+    pattern = r"train/fold-(\d+)/(tp|fp|background)-\d{5}-of-\d{5}\.tfrecord"
+    for m in (job, fake):
+        assert m["schema_version"] == schema.SCHEMA_VERSION
+        for fold, kinds in m["files"]["train_by_kind"].items():
+            assert set(kinds) == set(schema.SLICE_KINDS)
+            assert set(m["files"]["train"][fold]) == {p for paths in kinds.values() for p in paths}
+            for kind, paths in kinds.items():
+                assert all(re.fullmatch(pattern, p).groups() == (fold, kind) for p in paths)
+        assert set(m["counts"]["train_examples_per_fold_kind"]) == set(m["files"]["train"])
+        for fold, per_kind in m["counts"]["train_examples_per_fold_kind"].items():
+            assert set(per_kind) == set(schema.SLICE_KINDS)
+            assert sum(per_kind.values()) == m["counts"]["train_examples_per_fold"][fold]
+    assert job["files"]["train"]["0"] == sorted(job["files"]["train"]["0"])
+    assert set(fake) <= set(job) and set(fake["files"]) <= set(job["files"])
+    assert set(fake["counts"]) <= set(job["counts"])

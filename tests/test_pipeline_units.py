@@ -187,14 +187,6 @@ def test_decode_failures_have_reasons(make, reason):
     assert e.value.reason == reason
 
 
-def test_probe_counts_the_stream():
-    good = _flac_bytes(np.zeros(3 * SR), SR)
-    assert audio.probe(good) == (3 * SR, SR)
-    with pytest.raises(audio.AudioError) as e:  # the header alone no longer vouches for the length
-        audio.probe(good[: len(good) // 2])
-    assert e.value.reason == audio.TRUNCATED_FLAC
-
-
 # ---- schema round trip ----
 
 def test_train_example_round_trip_through_tf_parse():
@@ -217,6 +209,21 @@ def test_train_example_round_trip_through_tf_parse():
     assert tf.sparse.to_dense(parsed["boxes/species_id"]).numpy().tolist() == [2, 3]
     assert tf.sparse.to_dense(parsed["boxes/is_tp"]).numpy().tolist() == [1, 0]
     np.testing.assert_array_equal(parsed["labels"].numpy(), [0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(parsed["label_known"].numpy(), [0, 0, 1, 1, 0])  # tp 2 and fp 3
+    assert parsed["kind"].numpy() == b"tp" and int(parsed["schema_version"]) == 2
+    # The same recording's fp box as the event: an fp slice centred on 0.8 s -> [0.3, 1.3) s.
+    values = examples.train_example_values("abc123def", decoded, others[1], others, fold=2, cfg=cfg)
+    parsed = tf.io.parse_single_example(schema.serialize_example(schema.TRAIN_FIELDS, values),
+                                        schema.train_parse_spec(5))
+    assert (parsed["kind"].numpy(), int(parsed["row_index"]), int(parsed["slice_start"])) == (b"fp", 5, round(0.3 * SR))
+    np.testing.assert_array_equal(parsed["labels"].numpy(), [0, 0, 1, 0, 0])  # tp 2 at 1.2-1.6 is inside
+    np.testing.assert_array_equal(parsed["label_known"].numpy(), [0, 0, 1, 1, 0])
+
+
+def test_schema_version_1_is_refused_with_the_way_out():
+    schema.check_version(schema.SCHEMA_VERSION, "here")
+    with pytest.raises(schema.SchemaError, match=r"version 1.*re-run `make shards`"):
+        schema.check_version(1, "train/fold-0/train-00000-of-00001.tfrecord")
 
 
 def _tf_feature(value, dtype: str) -> tf.train.Feature:
@@ -238,6 +245,8 @@ def test_serialize_example_is_byte_identical_to_tensorflow(num_boxes):
                    else float(np.float32(rng.uniform(-1e4, 1e4)))
                    for f in schema.TRAIN_FIELDS if f.dtype == schema.FLOAT})
     values["labels"] = [float(x) for x in rng.integers(0, 2, 5)]  # fixed length: num_classes
+    values["label_known"] = [float(x) for x in rng.integers(0, 2, 5)]
+    values["kind"] = b"background"
     values["recording_id"] = b"rec\x00\xff"
     values["audio"] = rng.integers(-2**15, 2**15, 999, dtype=np.int16).astype("<i2").tobytes()
     ours = schema.serialize_example(schema.TRAIN_FIELDS, values)
@@ -250,6 +259,7 @@ def test_serialize_example_is_byte_identical_to_tensorflow(num_boxes):
     assert tf.sparse.to_dense(parsed["boxes/t_min"]).numpy().tolist() == values["boxes/t_min"]
     assert tf.sparse.to_dense(parsed["boxes/species_id"]).numpy().tolist() == values["boxes/species_id"]
     assert parsed["labels"].numpy().tolist() == values["labels"]
+    assert parsed["label_known"].numpy().tolist() == values["label_known"] and parsed["kind"].numpy() == b"background"
     assert int(parsed["slice_start"]) == values["slice_start"]
 
 
@@ -268,10 +278,11 @@ def test_parse_shards_args_splits_job_and_beam_flags():
     cfg, rest = parse_shards_args(["--data_dir", "in", "--output_dir", "out", "--num_folds", "3",
                                    "--runner", "DirectRunner", "--direct_num_workers", "2"])
     assert (cfg.data_dir, cfg.output_dir) == (os.path.abspath("in"), os.path.abspath("out"))
-    assert (cfg.num_folds, cfg.slice_samples) == (3, 10 * SR)
+    assert (cfg.num_folds, cfg.slice_samples, cfg.background_per_recording) == (3, 10 * SR, 2)
     assert rest == ["--runner", "DirectRunner", "--direct_num_workers", "2"]
     for bad in (["--num_folds", "1"], ["--slice_seconds", "0"], ["--num_folds", "x"],
-                ["--slice_seconds", "1e-6"]):  # rounds to 0 samples at 48 kHz
+                ["--slice_seconds", "1e-6"],  # rounds to 0 samples at 48 kHz
+                ["--background_per_recording", "-1"]):
         with pytest.raises(UserError):
             parse_shards_args(["--data_dir", "in", "--output_dir", "out", *bad])
 
