@@ -89,7 +89,8 @@ class MelConfig:
                 f"sample_rate={self.sample_rate}"
             )
         if self.n_mels > self.n_fft // 2 + 1:  # a band needs an FFT bin; more bands are empty filters
-            raise MelConfigError(f"n_mels={self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins of n_fft={self.n_fft}")
+            raise MelConfigError(f"n_mels={self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins of "
+                                 f"n_fft={self.n_fft}")
         if self.scaling not in ("minmax", "db"):
             raise MelConfigError(f"scaling must be 'minmax' or 'db', got {self.scaling!r}")
         for name in ("power", "top_db", "amin", "db_scale"):
