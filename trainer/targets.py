@@ -26,6 +26,12 @@ from typing import Mapping
 
 import tensorflow as tf
 
+# Slack on "at least min_overlap inside", in seconds: the training crop (trainer.inputs.crop_offset)
+# guarantees the share in whole samples, but here it is recomputed from float32 seconds, which can
+# fall short of it by a few ulps at the bounds of the crop's range (e.g. a window inside a longer
+# box with min_overlap 1). 1e-5 s is under half a sample at 48 kHz, so no real overlap changes side.
+_OVERLAP_SLACK_S = 1e-5
+
 
 def pack(labels: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     """[..., C], [..., C] -> y [..., 2C] (labels first)."""
@@ -50,15 +56,16 @@ def window_targets(boxes: Mapping[str, tf.Tensor], offset_s: tf.Tensor, window_s
     inside = tf.maximum(tf.minimum(t_max, end) - tf.maximum(t_min, start), 0.0)  # [n] seconds
     needed = min_overlap * tf.minimum(tf.maximum(t_max - t_min, 0.0), window_s)  # [n]
     touches = inside > 0.0
-    enough = touches & (inside >= needed)
+    enough = touches & (inside >= needed - _OVERLAP_SLACK_S)
     species = tf.cast(boxes["species_id"], tf.int32)
     valid = (species >= 0) & (species < num_classes)
     is_tp = tf.cast(boxes["is_tp"], tf.bool)
 
     def per_species(mask: tf.Tensor) -> tf.Tensor:  # [n] bool -> [C] float32: any box of c where mask
         hits = tf.boolean_mask(species, mask & valid)
-        return tf.minimum(tf.math.bincount(hits, minlength=num_classes, maxlength=num_classes,
-                                           dtype=tf.float32), 1.0)
+        counts = tf.math.bincount(hits, minlength=num_classes, maxlength=num_classes, dtype=tf.float32)
+        # bincount's shape is dynamic; a static [C] keeps y [B, 2C] static, so Keras traces one train step.
+        return tf.ensure_shape(tf.minimum(counts, 1.0), [num_classes])
 
     positive = per_species(is_tp & enough)
     grazing = per_species(is_tp & touches & ~enough) * (1.0 - positive)  # a tp call cut at the edge
