@@ -9,6 +9,13 @@ the tests share them:
 16-bit mono files already at the target rate are returned bit-exact. Anything else is decoded to
 float, downmixed by averaging channels, resampled (soxr via librosa) and rounded back to int16;
 samples beyond the int16 range are clipped and counted in `clipped_samples`, never silently.
+Non-finite samples (NaN, +-inf in float files) become 0 and are counted in `nonfinite_samples`.
+
+The header's length is never trusted: the stream is read block by block until it ends (for FLAC,
+its length comes from the last frame, see pipeline.flac_stream), so a header claiming 2^36 samples
+allocates nothing, and a header that disagrees with the stream is noted (`header_length_mismatch`)
+while the stream's audio is kept. A recording longer than `max_seconds` is refused (`too_long`)
+as soon as the excess is read, before it can exhaust a worker's memory.
 """
 from __future__ import annotations
 
@@ -19,11 +26,17 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from pipeline import flac_stream
+
 # Failure reasons (also used as dead-letter reasons and counter names).
 EMPTY_FILE = "empty_file"
 TRUNCATED_FLAC = "truncated_flac"
 NOT_AUDIO = "not_audio"
+TOO_LONG = "too_long"
 FLAC_MAGIC = b"fLaC"
+# Default cap on one recording (RFCX's are 60 s); ShardsConfig.max_recording_seconds overrides it.
+DEFAULT_MAX_SECONDS = 600.0
+BLOCK_FRAMES = 1 << 16  # frames read per call while streaming
 
 
 class AudioError(Exception):
@@ -45,10 +58,35 @@ class DecodedAudio:
     source_channels: int
     resampled: bool
     clipped_samples: int
+    nonfinite_samples: int = 0  # NaN/inf source samples (all channels), stored as 0
+    header_frames: int | None = None  # what the header claims; None when it says "unknown"
+    source_frames: int = 0  # frames actually in the stream, at source_sample_rate
+
+    @property
+    def header_length_mismatch(self) -> bool:
+        """The header gives a length and the stream holds another (the stream's audio is kept)."""
+        return self.header_frames is not None and self.header_frames != self.source_frames
 
     @property
     def num_samples(self) -> int:
         return int(self.samples.shape[0])
+
+
+def _prepare(data: bytes) -> tuple[bytes, bool, int | None]:
+    """(bytes for libsndfile, whether they are FLAC, STREAMINFO's frame count or None when unknown).
+
+    FLAC: STREAMINFO's total-samples field is replaced by the stream's own length when the last
+    frame is found (a 0 "unknown" field would make libsndfile lose the last frames, a wrong one would
+    make it stop early or read past the end). A stream whose end is not a whole frame (cut off) keeps
+    its header, and decoding then fails as truncated.
+    """
+    info = flac_stream.find_streaminfo(data)
+    if info is None:
+        return data, False, None  # not FLAC: libsndfile reads until its header's length or the end
+    true_total = flac_stream.stream_samples(data, info)
+    if true_total is not None and true_total != info.total_samples:
+        data = flac_stream.with_total_samples(data, info, true_total)
+    return data, True, info.total_samples or None
 
 
 def _open(data: bytes) -> sf.SoundFile:
@@ -62,6 +100,33 @@ def _open(data: bytes) -> sf.SoundFile:
         raise AudioError(reason, str(e)) from e
 
 
+def _max_frames(max_seconds: float, sample_rate: int) -> int:
+    return int(max_seconds * sample_rate)
+
+
+def _blocks(f: sf.SoundFile, dtype: str, max_seconds: float):
+    """Yields [n, channels] blocks of `f` until its stream ends; the array is reused between blocks.
+
+    `out=` keeps soundfile from sizing anything by the header's frame count (it would allocate
+    the whole claimed length at once).
+    """
+    limit = _max_frames(max_seconds, f.samplerate)
+    buffer = np.empty((BLOCK_FRAMES, f.channels), dtype=dtype)
+    total = 0
+    while True:
+        try:
+            block = f.read(BLOCK_FRAMES, dtype=dtype, always_2d=True, out=buffer)
+        except (sf.SoundFileError, EOFError) as e:
+            raise AudioError(TRUNCATED_FLAC, f"{e} after {total} frames") from e
+        if len(block) == 0:
+            return
+        total += len(block)
+        if total > limit:
+            raise AudioError(TOO_LONG, f"longer than {max_seconds:g} s (--max_recording_seconds) at "
+                                       f"{f.samplerate} Hz; stopped reading after {total} frames")
+        yield block
+
+
 def to_pcm16(y: np.ndarray) -> tuple[np.ndarray, int]:
     """float [n] in [-1, 1) -> (int16 [n], number of samples clipped to the int16 range)."""
     scaled = np.round(np.asarray(y, dtype=np.float64) * 32768.0)
@@ -69,23 +134,32 @@ def to_pcm16(y: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(scaled, -32768, 32767).astype(np.int16), clipped
 
 
-def decode_pcm16(data: bytes, target_sample_rate: int) -> DecodedAudio:
+def decode_pcm16(data: bytes, target_sample_rate: int, max_seconds: float = DEFAULT_MAX_SECONDS) -> DecodedAudio:
     """Decodes audio bytes (FLAC or any libsndfile format) to mono int16 at `target_sample_rate`."""
+    data, is_flac, flac_header = _prepare(data)
+    nonfinite = 0
     with _open(data) as f:
-        expected, source_sr, channels = int(f.frames), int(f.samplerate), int(f.channels)
+        source_sr, channels = int(f.samplerate), int(f.channels)
+        header = flac_header if is_flac else int(f.frames)
         exact = channels == 1 and source_sr == target_sample_rate and f.subtype == "PCM_16"
-        try:
-            # [frames, channels]; int16 keeps 16-bit sources bit-exact, float64 for anything to be mixed.
-            raw = f.read(dtype="int16" if exact else "float64", always_2d=True)
-        except (sf.SoundFileError, EOFError) as e:
-            raise AudioError(TRUNCATED_FLAC, str(e)) from e
-    if raw.shape[0] < expected:
-        raise AudioError(TRUNCATED_FLAC, f"header says {expected} frames, decoded {raw.shape[0]}")
-    if raw.shape[0] == 0:
+        if exact:  # int16 keeps 16-bit sources bit-exact
+            parts = [block[:, 0].copy() for block in _blocks(f, "int16", max_seconds)]
+        else:  # float64, downmixed block by block: memory stays one mono copy of the recording
+            parts = []
+            for block in _blocks(f, "float64", max_seconds):
+                bad = ~np.isfinite(block)
+                if bad.any():
+                    nonfinite += int(np.count_nonzero(bad))
+                    block[bad] = 0.0  # no value to keep; the count goes on the example
+                parts.append(block.mean(axis=1))  # [n]
+    frames = sum(len(p) for p in parts)
+    if frames == 0:
         raise AudioError(EMPTY_FILE, "no audio frames")
+    mono = np.concatenate(parts)
+    del parts
+    notes = dict(nonfinite_samples=nonfinite, header_frames=header, source_frames=frames)
     if exact:
-        return DecodedAudio(raw[:, 0].copy(), target_sample_rate, source_sr, channels, False, 0)
-    mono = raw.mean(axis=1)  # [frames]
+        return DecodedAudio(mono, target_sample_rate, source_sr, channels, False, 0, **notes)
     resampled = source_sr != target_sample_rate
     if resampled:
         # fix=False keeps soxr's own length (round(n * ratio)); librosa's fix pads ceil() of a float
@@ -93,4 +167,4 @@ def decode_pcm16(data: bytes, target_sample_rate: int) -> DecodedAudio:
         mono = librosa.resample(mono, orig_sr=source_sr, target_sr=target_sample_rate, res_type="soxr_hq",
                                 fix=False)
     samples, clipped = to_pcm16(mono)
-    return DecodedAudio(samples, target_sample_rate, source_sr, channels, resampled, clipped)
+    return DecodedAudio(samples, target_sample_rate, source_sr, channels, resampled, clipped, **notes)

@@ -10,6 +10,7 @@ import dataclasses
 import os
 from typing import Sequence
 
+from pipeline import checks
 from pipeline.errors import UserError
 
 MB = 1 << 20
@@ -17,6 +18,9 @@ MB = 1 << 20
 EXAMPLE_OVERHEAD_BYTES = 4096
 # RFCX test recordings last 60 s; a longer one can take its test shard past --max_shard_mb by the excess.
 TEST_RECORDING_SECONDS = 60.0
+# Bounds that keep one example (labels are num_classes floats) and one decode within a worker's memory.
+MAX_NUM_CLASSES = 65536
+MAX_SAMPLE_RATE = 768000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +35,10 @@ class ShardsConfig:
     sample_rate: int = 48000
     num_classes: int = 24
     max_shard_mb: float = 200.0
+    # A longer recording is a dead letter `too_long` instead of a worker's memory: 600 s of 96 kHz
+    # float64 audio is ~460 MB while it is decoded (RFCX recordings last 60 s).
+    max_recording_seconds: float = 600.0
+    allow_test_in_train: bool = False  # a recording both in test/ (or sample_submission) and the CSVs
     # Slices per training recording overlapping no tp box (negatives; schema KIND_BACKGROUND).
     background_per_recording: int = 2
     overwrite: bool = False
@@ -67,6 +75,13 @@ class ShardsConfig:
 
     def validate(self) -> None:
         """Raises UserError for values the job cannot run with."""
+        checks.number("--fold_seed", self.fold_seed, 0, 2**32 - 1)  # scikit-learn's random_state range
+        checks.number("--slice_seconds", self.slice_seconds, 0, low_open=True)
+        checks.number("--sample_rate", self.sample_rate, high=MAX_SAMPLE_RATE)
+        checks.number("--num_classes", self.num_classes, high=MAX_NUM_CLASSES)
+        checks.number("--max_shard_mb", self.max_shard_mb, 0, low_open=True)
+        checks.number("--max_recording_seconds", self.max_recording_seconds, 0, low_open=True)
+        checks.number("--background_per_recording", self.background_per_recording, high=1000)  # slices held at once
         if self.num_folds < 2:
             raise UserError(f"--num_folds must be at least 2, got {self.num_folds}")
         if not self.slice_seconds > 0 or self.slice_samples < 1:
@@ -85,16 +100,9 @@ class ShardsConfig:
             raise UserError("--output_dir must differ from --data_dir")
 
 
-class _UserErrorParser(argparse.ArgumentParser):
-    """argparse that raises UserError (one line, exit 2 via run_main) instead of printing usage."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UserError(f"{message} (see `python -m pipeline.shards --help`)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = ShardsConfig("", "")
-    p = _UserErrorParser(prog="python -m pipeline.shards", allow_abbrev=False,
+    p = checks.ArgumentParser(prog="python -m pipeline.shards", allow_abbrev=False,
                          description="RFCX recordings -> TFRecord shards (Apache Beam). Unknown flags go to Beam.")
     p.add_argument("--data_dir", required=True, help="RFCX-layout dataset dir (local or gs://)")
     p.add_argument("--output_dir", required=True, help="where shards go (local or gs://)")
@@ -104,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample_rate", type=int, default=d.sample_rate, help="target rate; others are resampled")
     p.add_argument("--num_classes", type=int, default=d.num_classes)
     p.add_argument("--max_shard_mb", type=float, default=d.max_shard_mb, help="upper bound per shard file")
+    p.add_argument("--max_recording_seconds", type=float, default=d.max_recording_seconds,
+                   help="a longer recording becomes a dead letter `too_long` (bounds a worker's memory)")
+    p.add_argument("--allow_test_in_train", action="store_true",
+                   help="let recordings of the test set (test/, sample_submission.csv) be trained on; warned")
     p.add_argument("--background_per_recording", type=int, default=d.background_per_recording,
                    help="slices per training recording that overlap no tp box (drawn from --fold_seed and the id)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing output dir of this job first")

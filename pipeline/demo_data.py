@@ -29,7 +29,6 @@ Same arguments => byte-identical files.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import os
@@ -39,6 +38,7 @@ import colorednoise
 import numpy as np
 import soundfile as sf
 
+from pipeline import checks
 from pipeline.errors import UserError, run_main
 
 NUM_SPECIES = 24
@@ -285,7 +285,7 @@ def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 64, du
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = checks.ArgumentParser(prog="python -m pipeline.demo_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
     parser.add_argument("--num_train", type=int, default=48)
     parser.add_argument("--num_test", type=int, default=64)
@@ -296,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help=f"{PARTIAL} (default, as RFCX: one tp box per species per recording, its other "
                              f"calls unlabelled) or {EXHAUSTIVE} (a tp box on every call)")
     args = parser.parse_args(argv)
+    checks.output_dir("out_dir", args.out_dir)
+    checks.number("--duration", args.duration, 2.0, 24 * 3600.0)
+    checks.number("--seed", args.seed, 0)
+    checks.number("--sample_rate", args.sample_rate, high=768000)
     summary = write_demo_dataset(args.out_dir, args.num_train, args.num_test, args.duration, args.seed,
                                  args.sample_rate, args.label_mode)
     print(", ".join(f"{k}={v}" for k, v in summary.items()))

@@ -75,6 +75,7 @@ def _common_values(recording_id: str, decoded: audio_lib.DecodedAudio, samples: 
         "source/channels": decoded.source_channels,
         "source/resampled": int(decoded.resampled),
         "source/clipped_samples": decoded.clipped_samples,
+        "source/nonfinite_samples": decoded.nonfinite_samples,
     }
 
 
@@ -158,10 +159,13 @@ def process_train(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsCon
     """A tp or fp slice per valid row and the task's background slices; everything else a Rejection."""
     valid, rejected = labels.validate_rows(task.rows, cfg.num_classes)
     out = Outcome(rejections=rejected)
+    if not labels.is_safe_id(task.recording_id):  # its rows are bad_recording_id; never open its "file"
+        out.rejections += _reject_background(task, 0, labels.BAD_RECORDING_ID, "unsafe recording id")
+        return out
     if not valid and not task.num_background:
         return out  # nothing needs the audio
     try:
-        out.audio = audio_lib.decode_pcm16(load(), cfg.sample_rate)
+        out.audio = audio_lib.decode_pcm16(load(), cfg.sample_rate, cfg.max_recording_seconds)
     except audio_lib.AudioError as e:
         out.file_error = e
         detail = f"{task.path}: {e.detail}"
@@ -200,7 +204,7 @@ def process_test(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsConf
     """One example holding the whole recording, or a Rejection of kind "test" naming the file."""
     out = Outcome()
     try:
-        out.audio = audio_lib.decode_pcm16(load(), cfg.sample_rate)
+        out.audio = audio_lib.decode_pcm16(load(), cfg.sample_rate, cfg.max_recording_seconds)
     except audio_lib.AudioError as e:
         out.file_error = e
         out.rejections.append(labels.Rejection(TEST, None, task.recording_id, e.reason, e.detail, path=task.path))
@@ -213,3 +217,20 @@ def process_test(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsConf
 def process(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsConfig) -> Outcome:
     """Dispatches on task.kind."""
     return (process_train if task.kind == TRAIN else process_test)(task, load, cfg)
+
+
+def failed(task: RecordingTask, error: BaseException) -> Outcome:
+    """The outcome of a recording whose processing raised `error` (not an AudioError): every row and
+    background slice of a train task, or the test file, becomes a dead letter `worker_error` naming
+    the exception type."""
+    kind = type(error).__name__
+    detail = f"{task.path}: {kind}: {error}"
+    out = Outcome(file_error=audio_lib.AudioError(labels.WORKER_ERROR, f"{kind}: {error}"))
+    if task.kind == TEST:
+        out.rejections.append(labels.Rejection(TEST, None, task.recording_id, labels.WORKER_ERROR, detail,
+                                               path=task.path, error_type=kind))
+    else:
+        out.rejections = [labels.reject_row(r, labels.WORKER_ERROR, detail, error_type=kind) for r in task.rows]
+        out.rejections += [dataclasses.replace(r, error_type=kind)
+                           for r in _reject_background(task, 0, labels.WORKER_ERROR, detail)]
+    return out

@@ -14,17 +14,21 @@ import hashlib
 import io
 import json
 import math
+import re
 from typing import Iterable, Mapping
 
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import checks
 from pipeline.errors import UserError
 
 REQUIRED_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
+INTEGER_COLUMNS = ("species_id", "songtype_id")
 
 # Row rejection reasons (dead-letter `reason` and counter names).
 MISSING_RECORDING_ID = "missing_recording_id"
+BAD_RECORDING_ID = "bad_recording_id"
 NAN_VALUE = "nan_value"
 NOT_A_NUMBER = "not_a_number"
 NOT_AN_INTEGER = "not_an_integer"
@@ -36,6 +40,15 @@ DUPLICATE_ROW = "duplicate_row"
 EVENT_OUTSIDE_RECORDING = "event_outside_recording"
 # File reasons (a recording's rows are rejected with the reason of its file).
 MISSING_FLAC = "missing_flac"
+WORKER_ERROR = "worker_error"  # any other exception while processing one recording
+
+# A recording id names a file inside train/ or test/: letters, digits, "_", "." and "-" only, and
+# no "..", so that no id can reach outside the data dir (`../test/x`, `/abs/path`, `a/b`).
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")
+# ASCII decimal numbers only: float() also takes "1_4", full-width digits and surrounding spaces.
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+# An integer field: digits, optionally with a zero fraction as float-typed CSV writers produce ("7.0").
+_INTEGER = re.compile(r"[+-]?[0-9]+(\.0*)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +95,7 @@ class Rejection:
     detail: str
     row: Mapping[str, str] | None = None
     path: str | None = None
+    error_type: str | None = None  # the exception's type, for `worker_error`
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -93,6 +107,7 @@ def read_csv(path: str, required: bool) -> CsvTable | None:
         if required:
             raise UserError(f"{path} not found")
         return None
+    checks.input_file("CSV file", path)  # local paths: a directory or unreadable file, named
     with FileSystems.open(path) as f:
         data = f.read()
     try:
@@ -106,17 +121,48 @@ def read_csv(path: str, required: bool) -> CsvTable | None:
     return CsvTable(path, tuple(df.columns), tuple(df.to_dict("records")), hashlib.sha256(data).hexdigest())
 
 
+def recording_key(raw: Mapping[str, str]) -> str:
+    """The recording id of a CSV row as the job groups, validates and names files by it."""
+    return str(raw["recording_id"]).strip()
+
+
+def is_safe_id(recording_id: str) -> bool:
+    """True when `recording_id` can only name a file directly inside train/ or test/."""
+    return bool(_SAFE_ID.fullmatch(recording_id)) and ".." not in recording_id
+
+
+def _is_finite_float(text: str) -> bool:
+    """Whether Python's float() reads `text` as a finite number (it is lenient: "1_4", "１", "1e1")."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _number(text: str) -> float:
-    """Parses a CSV cell; '' and 'nan' give NaN, other non-numbers raise ValueError."""
+    """Parses a CSV cell; '' and NaN/inf spellings give non-finite values, non-numbers raise ValueError."""
     text = text.strip()
-    return math.nan if text == "" else float(text)
+    if text == "":
+        return math.nan
+    value = float(text)  # ValueError for plain garbage
+    if math.isfinite(value) and not _DECIMAL.fullmatch(text):
+        raise ValueError(f"{text!r} is not a plain decimal number")
+    return value
 
 
 def parse_row(row: CsvRow, num_classes: int) -> tuple[Box | None, str, str]:
     """(box, "", "") for a valid row, else (None, reason, detail)."""
     raw = row.raw
-    if not str(raw["recording_id"]).strip():
+    rid = recording_key(raw)
+    if not rid:
         return None, MISSING_RECORDING_ID, "recording_id is empty"
+    if not is_safe_id(rid):
+        return None, BAD_RECORDING_ID, (f"recording_id={raw['recording_id']!r}: only letters, digits, '_', '.' "
+                                        f"and '-' (no '..') may name a file inside the data dir")
+    for col in INTEGER_COLUMNS:
+        text = str(raw[col]).strip()
+        if _is_finite_float(text) and not _INTEGER.fullmatch(text):
+            return None, NOT_AN_INTEGER, f"{col}={raw[col]!r} is not a plain decimal integer"
     values = {}
     for col in REQUIRED_COLUMNS[1:]:
         try:
@@ -125,9 +171,6 @@ def parse_row(row: CsvRow, num_classes: int) -> tuple[Box | None, str, str]:
             return None, NOT_A_NUMBER, f"{col}={raw[col]!r} is not a number"
         if math.isnan(values[col]) or math.isinf(values[col]):
             return None, NAN_VALUE, f"{col}={raw[col]!r}"
-    for col in ("species_id", "songtype_id"):
-        if not values[col].is_integer():
-            return None, NOT_AN_INTEGER, f"{col}={raw[col]!r} is not an integer"
     if not 0 <= values["species_id"] < num_classes:
         return None, SPECIES_OUT_OF_RANGE, f"species_id={raw['species_id']} outside 0..{num_classes - 1}"
     if values["t_min"] < 0 or values["t_max"] < 0:
@@ -141,16 +184,34 @@ def parse_row(row: CsvRow, num_classes: int) -> tuple[Box | None, str, str]:
     return box, "", ""
 
 
-def reject_row(row: CsvRow, reason: str, detail: str) -> Rejection:
-    return Rejection(row.kind, row.row_index, str(row.raw["recording_id"]), reason, detail, row=dict(row.raw))
+def reject_row(row: CsvRow, reason: str, detail: str, error_type: str | None = None) -> Rejection:
+    return Rejection(row.kind, row.row_index, str(row.raw["recording_id"]), reason, detail, row=dict(row.raw),
+                     error_type=error_type)
+
+
+def _normalised(column: str, text: str) -> object:
+    """A cell as the job reads it: stripped, and numeric columns by value ("1" == " 1.0")."""
+    text = text.strip()
+    if column in REQUIRED_COLUMNS[1:]:
+        try:
+            value = _number(text)
+        except ValueError:
+            return text
+        return "nan" if math.isnan(value) else value
+    return text
+
+
+def duplicate_key(row: CsvRow) -> tuple:
+    """Rows with equal keys are the same annotation: fields normalised as grouping and parsing read them."""
+    return (row.kind,) + tuple(sorted((k, _normalised(k, str(v))) for k, v in row.raw.items()))
 
 
 def validate_rows(rows: Iterable[CsvRow], num_classes: int) -> tuple[list[tuple[CsvRow, Box]], list[Rejection]]:
-    """Valid (row, box) pairs and rejections; of exact duplicate rows the first is kept."""
+    """Valid (row, box) pairs and rejections; of duplicate rows (duplicate_key) the first is kept."""
     seen: dict[tuple, int] = {}
     valid, rejected = [], []
     for row in rows:
-        key = (row.kind,) + tuple(sorted((k, str(v)) for k, v in row.raw.items()))
+        key = duplicate_key(row)
         if key in seen:
             rejected.append(reject_row(row, DUPLICATE_ROW, f"same as {row.kind} row {seen[key]}"))
             continue

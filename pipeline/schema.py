@@ -68,6 +68,7 @@ _COMMON = (
     Field("source/channels", INT, doc="channels of the FLAC (downmixed to mono by averaging)"),
     Field("source/resampled", INT, doc="1 if resampled to `sample_rate`"),
     Field("source/clipped_samples", INT, doc="samples clipped to int16 after resample/downmix"),
+    Field("source/nonfinite_samples", INT, doc="NaN/inf samples of a float source (all channels), stored as 0"),
 )
 
 TRAIN_FIELDS: tuple[Field, ...] = _COMMON + (

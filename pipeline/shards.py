@@ -17,8 +17,10 @@ and cut its tp, fp and background slices (pipeline.transforms / pipeline.example
     rejected/rejected-*.jsonl                                         dead letters with reasons
     manifest.json                                                     last: file lists and counts
 
-User mistakes (missing dir/CSV/column, bad flag, non-empty OUT without --overwrite) stop the job
-before it starts with one `error:` line and exit status 2.
+User mistakes (missing dir/CSV/column, bad flag, non-empty OUT without --overwrite, OUT not a
+writable dir, a test recording in the training CSVs) stop the job before it starts with one
+`error:` line and exit status 2. OUT/.shards.lock (pipeline.outlock) keeps a second run out of OUT
+while this one runs.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import examples, labels, schema, transforms
+from pipeline import checks, examples, labels, listing, outlock, schema, transforms
 from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.errors import UserError, run_main
 from pipeline.folds import assign_folds
@@ -54,8 +56,10 @@ class JobInputs:
     fp: labels.CsvTable | None
     test_files: int
     unlabelled_train_files: int
-    training_recordings: int  # distinct recording ids with a tp or fp row
+    training_recordings: int  # distinct (safe, labels.is_safe_id) recording ids with a tp or fp row
     background_slices: int  # background_per_recording x training_recordings
+    split: listing.SplitReport = listing.SplitReport((), (), ())
+    ignored_files: tuple[str, ...] = ()  # same stem in another letter case (listing.FlacFiles.ignored)
 
 
 def _join(*parts: str) -> str:
@@ -74,11 +78,6 @@ def _match(pattern: str) -> list:
         return []
 
 
-def _stem(path: str) -> str:
-    """Recording id of a FLAC path: its file name without the extension."""
-    return os.path.splitext(path.rsplit("/", 1)[-1])[0]
-
-
 def _read(path: str) -> bytes:
     with FileSystems.open(path) as f:
         return f.read()
@@ -94,7 +93,7 @@ def _group_rows(tables: Sequence[tuple[str, labels.CsvTable | None]]) -> dict[st
     grouped: dict[str, list[labels.CsvRow]] = collections.defaultdict(list)
     for kind, table in tables:
         for i, raw in enumerate(table.rows if table else ()):
-            grouped[str(raw["recording_id"]).strip()].append(labels.CsvRow(kind, i, raw))
+            grouped[labels.recording_key(raw)].append(labels.CsvRow(kind, i, raw))
     return grouped
 
 
@@ -107,22 +106,28 @@ def load_inputs(cfg: ShardsConfig) -> JobInputs:
     fp = labels.read_csv(_join(data, FP_CSV), required=False)
     if not FileSystems.exists(_join(data, SUBMISSION_CSV)):
         raise UserError(f"{_join(data, SUBMISSION_CSV)} not found (the RFCX layout has it next to train_tp.csv)")
+    submission_ids = listing.read_submission_ids(_join(data, SUBMISSION_CSV))
     if not tp.rows:
         raise UserError(f"{tp.path} has no data rows")
     grouped = _group_rows([("tp", tp), ("fp", fp)])
-    # Rows without a recording id are no recording: their task only turns them into dead letters.
-    recordings = [rid for rid in grouped if rid]
+    # Rows without a recording id, or with one that could name a file outside train/
+    # (labels.is_safe_id), are no recording: their task only turns them into dead letters (no fold,
+    # no background slices).
+    recordings = [rid for rid in grouped if rid and labels.is_safe_id(rid)]
     fold_of = assign_folds(*_stratification(grouped, recordings), cfg.num_folds, cfg.fold_seed)
-    n_bg = cfg.background_per_recording
-    tasks = [examples.RecordingTask(examples.TRAIN, rid, _join(data, "train", f"{rid}.flac"),
-                                    fold_of.get(rid, examples.NO_FOLD), tuple(rows), n_bg if rid else 0)
+    train_files = listing.flac_files(_join(data, "train"))
+    test_files = listing.flac_files(_join(data, "test"))
+    split = listing.split_report(test_files.paths, submission_ids, recordings)
+    listing.check_test_not_in_train(split, cfg.allow_test_in_train)
+    n_bg, safe = cfg.background_per_recording, set(recordings)
+    tasks = [examples.RecordingTask(examples.TRAIN, rid,
+                                    train_files.paths.get(rid, _join(data, "train", f"{rid}.flac")),
+                                    fold_of.get(rid, examples.NO_FOLD), tuple(rows), n_bg if rid in safe else 0)
              for rid, rows in grouped.items()]
-    test_meta = sorted(_match(_join(data, "test", "*.flac")), key=lambda m: m.path)
-    tasks += [examples.RecordingTask(examples.TEST, _stem(m.path), m.path) for m in test_meta]
-    labelled = {t.recording_id for t in tasks if t.kind == examples.TRAIN}
-    unlabelled = sum(1 for m in _match(_join(data, "train", "*.flac")) if _stem(m.path) not in labelled)
-    return JobInputs(tuple(tasks), fold_of, tp, fp, len(test_meta), unlabelled, len(recordings),
-                     n_bg * len(recordings))
+    tasks += [examples.RecordingTask(examples.TEST, rid, path) for rid, path in sorted(test_files.paths.items())]
+    unlabelled = sum(1 for rid in train_files.paths if rid not in grouped)
+    return JobInputs(tuple(tasks), fold_of, tp, fp, len(test_files.paths), unlabelled, len(recordings),
+                     n_bg * len(recordings), split, train_files.ignored + test_files.ignored)
 
 
 # Stratification label of a recording with fp rows only: its own class, so that such recordings
@@ -147,7 +152,8 @@ def _stratification(grouped: dict[str, list[labels.CsvRow]], recordings: list[st
 def prepare_output(cfg: ShardsConfig) -> None:
     """Refuses a non-empty OUT unless --overwrite; with it, deletes the old output whole."""
     out = cfg.output_dir
-    if not _match(_join(out, "*")):
+    existing = [m.path for m in _match(_join(out, "*")) if not outlock.is_lock_path(m.path)]
+    if not existing:
         return
     if not cfg.overwrite:
         raise UserError(f"--output_dir {out} is not empty; pass --overwrite to replace it "
@@ -157,8 +163,11 @@ def prepare_output(cfg: ShardsConfig) -> None:
                         f"was not written by pipeline.shards; delete it yourself if you mean it")
     if _is_local(out) and os.path.abspath(cfg.data_dir).startswith(os.path.abspath(out) + os.sep):
         raise UserError(f"refusing to --overwrite {out}: --data_dir {cfg.data_dir} is inside it")
-    # gs:// "directories" are prefixes: a trailing slash makes FileSystems delete recursively.
-    FileSystems.delete([out if _is_local(out) else out.rstrip("/") + "/"])
+    # Everything but this run's lock (pipeline.outlock). gs:// matches of "*" already list every
+    # object under the prefix; a local dir's entries are deleted recursively by FileSystems.
+    if _is_local(out):
+        existing = [os.path.join(out, n) for n in os.listdir(out) if not outlock.is_lock_path(n)]
+    FileSystems.delete(existing)
 
 
 def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
@@ -285,6 +294,8 @@ def build_manifest(cfg: ShardsConfig, inputs: JobInputs, counters: dict[str, int
         "recordings_downmixed": counters.get(transforms.RECORDINGS_DOWNMIXED, 0),
         "clipped_samples": counters.get(transforms.CLIPPED_SAMPLES, 0),
         "unlabelled_train_files": inputs.unlabelled_train_files,
+        "audio": {name: counters.get(name, 0) for name in transforms.AUDIO_NOTES},
+        "recordings_failed": counters.get(transforms.RECORDINGS_FAILED, 0),
     }
     inputs_info = {TP_CSV: {"sha256": inputs.tp.sha256, "rows": len(inputs.tp.rows)}}
     if inputs.fp:
@@ -305,6 +316,7 @@ def build_manifest(cfg: ShardsConfig, inputs: JobInputs, counters: dict[str, int
             "rejected": _relative(out, _join(out, "rejected", "*.jsonl")),
         },
         "counts": counts,
+        "test_set": {**inputs.split.as_dict(), "ignored_files": list(inputs.ignored_files)},
         "config": dataclasses.asdict(cfg),
         "inputs": inputs_info,
     }
@@ -350,6 +362,7 @@ def summary_lines(manifest: dict, counters: dict[str, int]) -> list[str]:
         f"clipped samples {c['clipped_samples']}, unlabelled train files {c['unlabelled_train_files']}",
     ]
     lines += [f"rejected {k}: {v}" for k, v in c["rejected_by_reason"].items()]
+    lines += [f"audio: {', '.join(f'{k} {v}' for k, v in c['audio'].items())}"]
     lines.append("counts add up: every tp row, fp row, background slice and test file is an example or a dead letter")
     return lines
 
@@ -375,21 +388,29 @@ def _make_pipeline(cfg: ShardsConfig, beam_argv: list[str]) -> beam.Pipeline:
 def run(argv: Sequence[str] | None = None):
     """Runs the job; returns the PipelineResult (its metrics hold the counters)."""
     cfg, beam_argv = parse_shards_args(argv)
+    checks.output_dir("--output_dir", cfg.output_dir)
     pipeline = _make_pipeline(cfg, beam_argv)
     inputs = load_inputs(cfg)
-    prepare_output(cfg)
-    write_preamble(cfg, inputs)
-    with pipeline as p:
-        build_pipeline(p, cfg, inputs)
-    counters = read_counters(p.result)
-    remove_empty_train_shards(cfg.output_dir)
-    manifest = build_manifest(cfg, inputs, counters)
-    problems = count_mismatches(manifest["counts"])
-    if problems:
-        # A bug, not a user error: no manifest, so no reader takes this output for complete.
-        raise RuntimeError("counts do not add up: " + "; ".join(problems))
-    _write(_join(cfg.output_dir, "manifest.json"), json.dumps(manifest, indent=2).encode())
-    print("\n".join(summary_lines(manifest, counters) + [f"wrote {cfg.output_dir}/manifest.json"]))
+    with outlock.held(cfg.output_dir, cfg.overwrite):  # one run per output dir
+        prepare_output(cfg)
+        write_preamble(cfg, inputs)
+        with pipeline as p:
+            build_pipeline(p, cfg, inputs)
+        counters = read_counters(p.result)
+        failed = counters.get(transforms.RECORDINGS_FAILED, 0)
+        if inputs.tasks and failed == len(inputs.tasks):
+            # Every recording raised: a bug or a broken worker setup, not bad data (see the log).
+            raise RuntimeError(f"all {failed} recordings failed with an unexpected error (worker_error in "
+                               f"{cfg.output_dir}/rejected/); no manifest written")
+        remove_empty_train_shards(cfg.output_dir)
+        manifest = build_manifest(cfg, inputs, counters)
+        problems = count_mismatches(manifest["counts"])
+        if problems:
+            # A bug, not a user error: no manifest, so no reader takes this output for complete.
+            raise RuntimeError("counts do not add up: " + "; ".join(problems))
+        _write(_join(cfg.output_dir, "manifest.json"), json.dumps(manifest, indent=2).encode())
+    print("\n".join(summary_lines(manifest, counters) + listing.summary_lines(inputs.split, inputs.ignored_files)
+                    + [f"wrote {cfg.output_dir}/manifest.json"]))
     return p.result
 
 

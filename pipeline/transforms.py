@@ -32,6 +32,12 @@ RECORDINGS_DECODED = "recordings_decoded"
 RECORDINGS_RESAMPLED = "recordings_resampled"
 RECORDINGS_DOWNMIXED = "recordings_downmixed"
 CLIPPED_SAMPLES = "clipped_samples"
+NONFINITE_SAMPLES = "nonfinite_samples"
+HEADER_LENGTH_MISMATCH = "header_length_mismatch"  # recordings whose header length != the stream's
+HEADER_LENGTH_UNKNOWN = "header_length_unknown"  # FLACs whose STREAMINFO says 0 ("unknown")
+RECORDINGS_FAILED = "recordings_failed"  # recordings whose processing raised (worker_error)
+# What decoding noticed about the audio (manifest counts["audio"]).
+AUDIO_NOTES = (NONFINITE_SAMPLES, HEADER_LENGTH_MISMATCH, HEADER_LENGTH_UNKNOWN)
 
 
 def fold_counter(fold: int) -> str:
@@ -102,7 +108,15 @@ class ProcessRecording(beam.DoFn):
             Metrics.counter(NAMESPACE, name).inc(n)
 
     def process(self, task: examples.RecordingTask):
-        outcome = examples.process(task, lambda: read_bytes(task.path), self._cfg)
+        try:
+            outcome = examples.process(task, lambda: read_bytes(task.path), self._cfg)
+        except Exception as e:  # pylint: disable=broad-except
+            # One odd recording must not stop the job: whatever it raised becomes its dead letters
+            # (the driver still stops a job in which every recording failed: that is a bug).
+            logging.exception("recording %s failed (%s); its rows become dead letters", task.path,
+                              type(e).__name__)
+            self._inc(RECORDINGS_FAILED)
+            outcome = examples.failed(task, e)
         if outcome.file_error is not None:
             logging.warning("bad file %s: %s", task.path, outcome.file_error)
             self._inc(bad_file_counter(outcome.file_error.reason))
@@ -112,6 +126,9 @@ class ProcessRecording(beam.DoFn):
             self._inc(RECORDINGS_RESAMPLED, int(decoded.resampled))
             self._inc(RECORDINGS_DOWNMIXED, int(decoded.source_channels > 1))
             self._inc(CLIPPED_SAMPLES, decoded.clipped_samples)
+            self._inc(NONFINITE_SAMPLES, decoded.nonfinite_samples)
+            self._inc(HEADER_LENGTH_MISMATCH, int(decoded.header_length_mismatch))
+            self._inc(HEADER_LENGTH_UNKNOWN, int(decoded.header_frames is None))
         for ex in outcome.examples:
             if task.kind == examples.TEST:
                 self._inc(TEST_EXAMPLES)

@@ -53,7 +53,7 @@ def train_example(recording_id: str, fold: int, species: int, t_min: float, t_ma
     return {
         "schema_version": version, "recording_id": recording_id, "audio": schema.pcm16_to_bytes(audio),
         "sample_rate": sample_rate, "num_samples": len(audio), "source/sample_rate": sample_rate,
-        "source/channels": 1, "source/resampled": 0, "source/clipped_samples": 0,
+        "source/channels": 1, "source/resampled": 0, "source/clipped_samples": 0, "source/nonfinite_samples": 0,
         "row_index": row_index, "recording_num_samples": len(audio) + slice_start, "slice_start": slice_start,
         "fold": fold, "event/species_id": species, "event/songtype_id": 1, "event/t_min": t_min,
         "event/t_max": t_max, "event/f_min": 500.0, "event/f_max": 2000.0,

@@ -87,7 +87,7 @@ def add_test_set(shards_dir: str) -> None:
             values = {"schema_version": schema.SCHEMA_VERSION, "recording_id": rec,
                       "audio": schema.pcm16_to_bytes(audio), "sample_rate": SR, "num_samples": len(audio),
                       "source/sample_rate": SR, "source/channels": 1, "source/resampled": 0,
-                      "source/clipped_samples": 0}
+                      "source/clipped_samples": 0, "source/nonfinite_samples": 0}
             writer.write(schema.serialize_example(schema.TEST_FIELDS, values))
     ids = list(TEST_CALLS)[::-1]
     cols = [f"s{c}" for c in range(NUM_CLASSES)]

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import schema
+from pipeline import checks, schema
 from pipeline.errors import UserError, run_main
 from trainer import band_features, mel, submission
 from trainer.data import read_manifest
@@ -112,6 +112,11 @@ class BaselineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise BaselineConfigError(f"--{name} must be an integer >= 1, got {value!r}")
+        # Absurd sizes would exhaust memory or overflow inside TensorFlow instead of failing here.
+        for name, high in (("window_seconds", 3600), ("stride_seconds", 3600), ("n_fft", 65536),
+                           ("hop_length", 65536), ("n_mels", 4096), ("batch_size", 65536), ("max_iter", 10**7)):
+            if getattr(self, name) is not None and getattr(self, name) > high:
+                raise BaselineConfigError(f"--{name} must be <= {high}, got {getattr(self, name)!r}")
         if self.submission not in ("auto", "yes", "no"):
             raise BaselineConfigError(f"--submission must be auto, yes or no, got {self.submission!r}")
 
@@ -344,6 +349,7 @@ def run_baseline(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  cfg: BaselineConfig = BaselineConfig()) -> dict[str, Any]:
     """Cross-validates the baseline on the shards, scores the test set; writes OUT_DIR/*, returns the report."""
     started = time.monotonic()
+    checks.output_dir("--out_dir", str(out_dir))  # a file or read-only dir fails before any work
     shards_dir, out_dir = str(shards_dir), Path(out_dir)
     manifest = read_manifest(shards_dir)
     num_classes, sample_rate = int(manifest["num_classes"]), int(manifest["sample_rate"])

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import typing
 from typing import Any, Literal, Mapping
@@ -119,6 +120,8 @@ class TrainConfig:
             bad.append("band_norm needs mel.scaling='db' (min-max scaled inputs are already in [0, 1])")
         if not 0.0 < self.lr_decay_rate <= 1.0:
             bad.append(f"lr_decay_rate={self.lr_decay_rate} (must be in (0, 1])")
+        if not 0 <= self.seed < 2**32:  # numpy's and Keras' seed range
+            bad.append(f"seed={self.seed} (must be in [0, 2**32))")
         if self.verbose not in (0, 1, 2):
             bad.append(f"verbose={self.verbose} (must be 0, 1 or 2)")
         if bad:
@@ -166,6 +169,22 @@ def _check_choices(cfg: Any) -> None:
             raise ConfigError(f"{f.name}={getattr(cfg, f.name)!r} is not one of {list(typing.get_args(tp))}")
 
 
+# Bounds of settings whose absurd values would otherwise fail deep inside TensorFlow or numpy
+# (int64 overflow, exhausted memory, a division by zero) instead of here: (low or None, high).
+# Other lower bounds and cross-field rules live in each config class's __post_init__.
+LIMITS: dict[str, tuple[float | None, float]] = {
+    "window_seconds": (None, 3600), "epochs": (None, 10**6), "steps_per_epoch": (None, 10**7),
+    "batch_size": (None, 65536), "learning_rate": (None, 10), "warmup_epochs": (None, 10**6),
+    "dense_units": (None, 65536),
+    "patience": (None, 10**6), "shuffle_buffer": (None, 10**6), "mel.sample_rate": (None, 768000),
+    "mel.n_fft": (None, 65536), "mel.hop_length": (None, 65536), "mel.n_mels": (None, 4096),
+    "mel.top_db": (None, 1000), "augment.noise_bank_seconds": (None, 3600),
+    "augment.noise_min_snr_db": (-100, 100), "augment.noise_max_snr_db": (-100, 100),
+    "augment.pitch_shift_max_steps": (None, 48), "augment.time_shift_max_seconds": (None, 3600),
+    "augment.volume_db_limit": (None, 100),
+}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """A JSON value checked against a scalar field type (int, float, str, bool or a Literal of them)."""
     if typing.get_origin(tp) is Literal:
@@ -182,6 +201,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise TypeError(f"config field {key} has unsupported type {tp!r}")  # a bug in a config class
     if not ok:
         raise ConfigError(f"{key} must be of type {tp.__name__}, got {value!r}")
+    if tp is float and not math.isfinite(value):  # NaN passes every `x < low` range check
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    low, high = LIMITS.get(key, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{key}={value!r} is out of range (must be {f'>= {low:g} and ' if low is not None else ''}"
+                          f"<= {high:g})")
     return float(value) if tp is float else value
 
 

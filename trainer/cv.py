@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from pipeline import checks
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
 from trainer import data, report, runs
@@ -52,6 +53,8 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
     """Trains the missing folds, then writes runs_root/cv/*; returns the CV report dict."""
     check_folds(folds, shards_dir)
     run_dirs = {fold: fold_run_dir(runs_root, fold) for fold in folds}
+    for path in (runs_root, *run_dirs.values(), Path(runs_root) / "cv"):  # every output dir, before fold 0
+        checks.output_dir("--runs_root", str(path))
     for fold, run_dir in run_dirs.items():
         if runs.is_complete(run_dir):
             differences = config_lib.config_differences(config_lib.load_run_config(str(run_dir)), cfg,
@@ -80,7 +83,7 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    parser = argparse.ArgumentParser(prog="python -m trainer.cv", description=__doc__.split("\n\n")[0])
+    parser = checks.ArgumentParser(prog="python -m trainer.cv", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards")
     parser.add_argument("--folds", type=int, nargs="+", required=True, help="folds to train and report")
     parser.add_argument("--runs_root", required=True, help="fold K trains into RUNS_ROOT/foldK")

@@ -48,9 +48,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.errors import UserError
 
-class MelConfigError(ValueError):
-    """A mel front-end parameter is out of range."""
+
+class MelConfigError(UserError, ValueError):
+    """A mel front-end parameter is out of range (a user's setting: one `error:` line at the entry points)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,9 @@ class MelConfig:
                 f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin} fmax={self.fmax} "
                 f"sample_rate={self.sample_rate}"
             )
+        if self.n_mels > self.n_fft // 2 + 1:  # a band needs an FFT bin; more bands are empty filters
+            raise MelConfigError(f"n_mels={self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins of "
+                                 f"n_fft={self.n_fft}")
         if self.scaling not in ("minmax", "db"):
             raise MelConfigError(f"scaling must be 'minmax' or 'db', got {self.scaling!r}")
         for name in ("power", "top_db", "amin", "db_scale"):

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline import checks
 from pipeline.errors import UserError, run_main
 from trainer import data, mel, recordings, runs, serving, submission
 from trainer.windows import default_stride, seconds_to_samples, window_batches
@@ -101,6 +102,8 @@ def predict(
 ) -> dict[str, Any]:
     """Ensembles `run_dirs` over the test shards, writes the submission; returns a summary dict."""
     shards_dir, output = Path(shards_dir), Path(output)
+    for path in (output, _side_path(output, "config"), _side_path(output, "score")):  # before any inference
+        checks.output_file("--output", str(path))
     manifest = data.read_manifest(str(shards_dir))
     loaded = [runs.open_run(d) for d in run_dirs]  # configs only: every check before a model loads
     runs.check_ensemble(loaded)
@@ -166,7 +169,7 @@ def score_submission(table: pd.DataFrame, truth_path: Path, score_path: Path) ->
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m trainer.predict", description=__doc__.split("\n\n")[0])
+    parser = checks.ArgumentParser(prog="python -m trainer.predict", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run_dir", action="append", help="a finished run dir; repeat to ensemble")
     source.add_argument("--runs_root", help="ensemble every complete run dir directly under this dir")
@@ -177,6 +180,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch_size must be >= 1")
+    checks.number("--stride_seconds", args.stride_seconds, 0, low_open=True)
     return args
 
 

@@ -63,8 +63,9 @@ def window_targets(boxes: Mapping[str, tf.Tensor], offset_s: tf.Tensor, window_s
 
     def per_species(mask: tf.Tensor) -> tf.Tensor:  # [n] bool -> [C] float32: any box of c where mask
         hits = tf.boolean_mask(species, mask & valid)
-        return tf.minimum(tf.math.bincount(hits, minlength=num_classes, maxlength=num_classes,
-                                           dtype=tf.float32), 1.0)
+        counts = tf.math.bincount(hits, minlength=num_classes, maxlength=num_classes, dtype=tf.float32)
+        # bincount's shape is dynamic; a static [C] keeps y [B, 2C] static, so Keras traces one train step.
+        return tf.ensure_shape(tf.minimum(counts, 1.0), [num_classes])
 
     positive = per_species(is_tp & enough)
     grazing = per_species(is_tp & touches & ~enough) * (1.0 - positive)  # a tp call cut at the edge

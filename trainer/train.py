@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from pipeline import schema
+from pipeline import checks, schema
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
 from trainer import data, inputs, model, plots, strategy, validation
@@ -257,6 +257,7 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     `callbacks` are appended to the run's own (after them, so they see each epoch's saved state).
     """
     started = time.monotonic()
+    checks.output_dir("--run_dir", run_dir)  # a file or read-only dir fails now, not after the data checks
     if importlib.util.find_spec("tensorboard") is None:  # Keras fails only at the first epoch's end
         raise UserError("the TensorBoard logs of a run need the tensorboard package: `pip install tensorboard` "
                         "(`make venv` installs it)")
@@ -330,7 +331,7 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n\n")[0])
+    parser = checks.ArgumentParser(prog="python -m trainer.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards_dir", required=True, help="output dir of pipeline.shards (with manifest.json)")
     parser.add_argument("--fold", type=int, required=True, help="validation fold; training uses the others")
     parser.add_argument("--run_dir", required=True, help="where config, checkpoints, logs and results go")
