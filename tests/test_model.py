@@ -55,6 +55,8 @@ def test_small_model_has_the_seeds_head_and_sigmoid_scores():
     # Every BatchNormalization, the 53 of the backbone and the 2 of the head, uses the configured momentum.
     bn = _bn_layers(net)
     assert len(bn) == 55 and {la.momentum for la in bn} == {0.9}
+    # One device: plain batch statistics (synchronised across replicas only with several; tests/test_train.py).
+    assert {la.synchronized for la in bn} == {False}
     scores = net.predict(np.random.default_rng(0).random((2, *shape), np.float32), verbose=0)
     assert scores.shape == (2, 24) and ((scores > 0) & (scores < 1)).all()
     assert not np.allclose(scores.sum(axis=1), 1.0)

@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.errors import UserError
 from tests.recipe_config import as_config_file_content, recipe_config
-from trainer import config, train
+from trainer import config, data, train, validation
 from trainer.lwlrap import lwlrap, recording_lwlrap
 
 # Runs in a fresh interpreter: logical devices must be configured before TensorFlow initialises.
@@ -68,6 +68,14 @@ def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_pa
     assert json.loads((tmp_path / "run" / "backup" / "training_metadata.json").read_text())["epoch"] == 1
     assert list(_history(run_dir)["epoch"]) == [0]
     assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+    # best.keras (epoch 0, trained and validated on 2 replicas) re-scored here on one device gives the
+    # loss the mirrored validation logged: every replica scored with the statistics the file holds.
+    killed_cfg = config.load_run_config(run_dir)
+    fold = data.prepare_fold(tiny_shards, 0, killed_cfg)
+    validator = validation.RecordingValidation(fold.val_files, killed_cfg, batch_size=8, num_examples=fold.num_val)
+    validator.set_model(keras.saving.load_model(os.path.join(run_dir, "best.keras"), compile=False))
+    rescored = validation.metrics(validator.meta["recording_id"], validator.meta["y"], validator.score(), 24)
+    assert rescored["val_loss"] == pytest.approx(_history(run_dir)["val_loss"][0], rel=1e-4)
 
     # Same command (only the strategy differs: this process has one CPU device) -> resumes at epoch 2.
     args, cfg = train.parse_args(_argv(tiny_shards, run_dir, "auto", str(settings)))

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from pipeline.errors import UserError
@@ -103,9 +104,15 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
     net = keras.Model(inputs, scores, name="rfcx_resnet50")
     # keras.applications builds its BatchNormalization layers with the default momentum; the moving
     # averages are only read outside training, so setting it before compile is enough.
+    # With several replicas (built in a MirroredStrategy/TPU scope), each replica would update its own
+    # copy of the moving averages from its share of the batch: validation would then score each part
+    # of a batch with other statistics than the saved model holds (replica 0's). Batch statistics
+    # synchronised across replicas keep every copy equal.
+    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
     for layer in iter_layers(net):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = cfg.bn_momentum
+            layer.synchronized = synchronized
     return net
 
 
