@@ -1,26 +1,28 @@
-"""Trains one cross-validation fold: ResNet50 on log-mels of the shards, best model by validation LWLRAP.
+"""Trains one cross-validation fold: ResNet50 on log-mels of the shards, best model by recording-level LWLRAP.
 
-    python -m trainer.train --shards_dir DIR --fold K --run_dir DIR [--preset full|tiny] [--config FILE]
-        [--epochs N] [--batch_size B] [--loss sigmoid|softmax] [--strategy auto|default|mirrored|tpu]
-        [--mixed_precision] [--mel.n_mels 64] [--augment.pitch_shift_max_steps 3] ... [--overwrite]
+    python -m trainer.train --shards_dir DIR --fold K --run_dir DIR [--preset auto|full|cpu|tiny]
+        [--config FILE] [--epochs N] [--steps_per_epoch S] [--batch_size B] [--unlabelled_weight W]
+        [--monitor val_rec_lwlrap|val_lwlrap|val_loss] [--strategy auto|default|mirrored|tpu]
+        [--mixed_precision] [--mel.n_mels 64] [--augment.mixup_p 0.5] ... [--overwrite]
     python -m trainer.train --help        # every flag (one per config field) with its default
-    make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--preset tiny']
+    make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--preset cpu']
 
-Trains on the shards of every fold but K and validates on fold K. Settings: preset < --config JSON
-< flags (see trainer.config). run_dir receives:
+Trains on the shards of every fold but K (tp and fp/background slices drawn by negative_fraction,
+see trainer.inputs) and validates on every slice of fold K after each epoch (trainer.validation).
+Settings: preset < --config JSON < flags (see trainer.config). run_dir receives:
 
     config.json          the resolved TrainConfig (written first; `--config` it to reproduce the run)
     backup/              BackupAndRestore state while training; run the same command again to resume
     checkpoints/last.keras  the model after the latest epoch
-    best.keras           the model of the best epoch by val_lwlrap (input [B, n_mels, frames, 1])
-    history.csv          one row per epoch (0-based `epoch`): loss, lwlrap, val_loss, val_lwlrap, ...
+    best.keras           the model of the best epoch by --monitor (input [B, n_mels, frames, 1])
+    history.csv          one row per epoch (0-based `epoch`): loss, lwlrap, val_loss, val_lwlrap, val_rec_lwlrap
     logs/                TensorBoard logs (`tensorboard --logdir run_dir/logs`)
-    val_predictions.csv  every validation slice scored by best.keras: recording_id,row_index,
-                         slice_start,fold,y0..y{C-1} (targets),s0..s{C-1} (scores)
-    curves.png           loss and LWLRAP per epoch, train and validation
-    summary.json         written last (its presence = the run is complete): fold, best_val_lwlrap,
-                         best_epoch (1-based), epochs_run, val_lwlrap (recomputed from
-                         val_predictions.csv), example counts, elapsed_seconds, strategy, ...
+    val_predictions.csv  every validation slice scored by best.keras: recording_id,kind,row_index,
+                         slice_start,fold,offset,y* (labels),w* (loss weights),s* (scores)
+    curves.png           loss and LWLRAP per epoch: train, validation slices, validation recordings
+    summary.json         written last (its presence = the run is complete): fold, monitor, best_epoch
+                         (1-based), val_rec_lwlrap / val_lwlrap / val_loss of best.keras, epochs_run,
+                         example counts per kind, elapsed_seconds, strategy, preset, ...
 
 A finished run_dir is refused unless --overwrite. Bad input (missing shards, unknown fold, other
 schema version, corrupt shard, unknown config key, window longer than the slices) ends with one
