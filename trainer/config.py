@@ -42,7 +42,10 @@ class ConfigError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of one training run. Defaults = the "full" preset: the seed's sizes and constants with the recipe's measured changes."""
+    """Every setting of one training run.
+
+    Defaults = the "full" preset: the seed's sizes and constants with the recipe's measured changes.
+    """
 
     # The seed's front end and chain with the recipe's measured changes (README: "The training recipe"):
     # fixed-dB input standardised per mel band (not min-max per example), and a lighter chain.
