@@ -323,12 +323,7 @@ def _test_part(shards_dir: str, manifest: dict[str, Any], table: band_features.S
     print(describe_fit("all folds (for the test set)", model, len(table)), flush=True)
     start = time.monotonic()
     ids, features, owner = band_features.read_test_windows(shards_dir, manifest, stats, cfg.stride_samples(sample_rate))
-    try:
-        submission.check_recordings(ids, sample, f"the test shards of {shards_dir}")
-    except submission.SubmissionError as e:
-        rejected = manifest.get("counts", {}).get("test_rejected", 0)
-        hint = f" ({rejected} test file(s) were rejected by the shards job, see rejected/)" if rejected else ""
-        raise submission.SubmissionError(f"{e}{hint}") from e
+    submission.check_test_recordings(ids, sample, shards_dir, manifest)
     scores = submission.max_per_recording(model.score(features), owner, len(ids))  # [R, C]
     table_out = submission.build_submission(ids, scores, sample)
     path = submission.write_submission(table_out, out_dir / SUBMISSION_FILE)

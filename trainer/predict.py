@@ -118,12 +118,7 @@ def predict(
         raise UserError(f"{sample_path} has {len(sample.columns) - 1} species columns but the shards have "
                         f"{manifest['num_classes']} classes")
     recording_ids = recordings.list_test_ids(shards_dir, manifest)
-    try:
-        submission.check_recordings(recording_ids, sample, f"the test shards of {shards_dir}")
-    except submission.SubmissionError as e:
-        rejected = manifest.get("counts", {}).get("test_rejected", 0)
-        hint = f" ({rejected} test file(s) were rejected by the shards job, see rejected/)" if rejected else ""
-        raise submission.SubmissionError(f"{e}{hint}") from e
+    submission.check_test_recordings(recording_ids, sample, shards_dir, manifest)
 
     per_run = []
     for run in loaded:  # one model in memory at a time

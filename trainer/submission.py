@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -111,6 +111,17 @@ def check_recordings(
         raise SubmissionError(
             f"{what} hold {len(extra)} recording(s) not in {reference}: {_names(extra)}"
         )
+
+
+def check_test_recordings(recording_ids: Sequence[str], sample: pd.DataFrame, shards_dir: Any,
+                          manifest: dict) -> None:
+    """check_recordings for the test shards of `shards_dir`, naming the test files the shards job rejected."""
+    try:
+        check_recordings(recording_ids, sample, f"the test shards of {shards_dir}")
+    except SubmissionError as e:
+        rejected = manifest.get("counts", {}).get("test_rejected", 0)
+        hint = f" ({rejected} test file(s) were rejected by the shards job, see rejected/)" if rejected else ""
+        raise SubmissionError(f"{e}{hint}") from e
 
 
 def build_submission(recording_ids: Sequence[str], scores: np.ndarray, sample: pd.DataFrame) -> pd.DataFrame:
