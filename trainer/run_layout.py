@@ -1,0 +1,53 @@
+"""The run dir's layout: the one place that names the files trainer.train writes and the rest reads.
+
+Written by trainer.train (and trainer.serving); read by trainer.runs, trainer.predict, trainer.cv,
+trainer.report and trainer.inspect. Inference modules import names from here, never from trainer.train.
+
+    RUN_DIR/
+      config.json              resolved TrainConfig, written first (`--config` it to reproduce the run)
+      backup/                  BackupAndRestore state while training (resume by running the same command)
+      checkpoints/last.weights.h5  weights after the latest epoch (weights only: no optimizer state)
+      best.keras               full model of the best epoch by --monitor: [B, n_mels, frames, 1] -> [B, C]
+      history.csv              one row per epoch (0-based `epoch`)
+      logs/                    TensorBoard logs
+      val_predictions.csv      every validation slice scored by best.keras (trainer.validation columns)
+      curves.png               loss and LWLRAP per epoch
+      serving.keras            waveform [B, window_samples] -> scores [B, C] (trainer.serving)
+      summary.json             written last: its presence means the run is complete
+
+    from trainer import run_layout as layout
+    layout.path(run_dir, layout.SUMMARY)
+"""
+from __future__ import annotations
+
+from trainer import fs
+
+CONFIG = "config.json"
+BACKUP = "backup"
+CHECKPOINTS = "checkpoints"
+LAST_WEIGHTS = fs.join(CHECKPOINTS, "last.weights.h5")
+BEST_MODEL = "best.keras"
+HISTORY = "history.csv"
+LOGS = "logs"
+VAL_PREDICTIONS = "val_predictions.csv"
+CURVES = "curves.png"
+SERVING_MODEL = "serving.keras"
+SUMMARY = "summary.json"
+
+# What a fresh start (nothing to resume) or --overwrite removes; config.json is rewritten anyway.
+TRAINING_OUTPUTS = (SUMMARY, BEST_MODEL, CHECKPOINTS, HISTORY, VAL_PREDICTIONS, CURVES, LOGS, BACKUP,
+                    SERVING_MODEL)
+
+
+def path(run_dir: str, name: str) -> str:
+    """run_dir/name, for a local or gs:// run dir."""
+    return fs.join(run_dir, name)
+
+
+def is_complete(run_dir: str) -> bool:
+    """True once trainer.train has written summary.json (it does so last)."""
+    return fs.exists(path(run_dir, SUMMARY))
+
+
+def has_config(run_dir: str) -> bool:
+    return fs.exists(path(run_dir, CONFIG))
