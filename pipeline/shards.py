@@ -38,6 +38,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import checks, examples, labels, listing, outlock, schema, transforms
+from pipeline.tfrecord_sink import write_tfrecords
 from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.errors import UserError, run_main
 from pipeline.folds import assign_folds
@@ -181,21 +182,6 @@ def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
     for name in (SUBMISSION_CSV, TRUTH_CSV):
         if FileSystems.exists(_join(cfg.data_dir, name)):
             _write(_join(out, name), _read(_join(cfg.data_dir, name)))
-
-
-def write_tfrecords(prefix: str, max_shard_bytes: int) -> beam.io.WriteToTFRecord:
-    """WriteToTFRecord that writes each bundle's examples where they are made, in files of bounded size.
-
-    num_shards=0 makes Beam write one file per bundle inside the fused stage that builds the
-    examples, instead of grouping every example by a shard key first (a GroupByKey that carries each
-    ~1 MB example through the runner and, on the DirectRunner, holds all of them in the runner's
-    memory at once). The sink closes a file and starts the next once it holds max_shard_bytes, so
-    the shard count follows the bytes actually written. WriteToTFRecord does not pass this setting
-    through (WriteToText does); FileBasedSink implements it, so it is set on the sink.
-    """
-    write = beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
-    write._sink.max_bytes_per_shard = max_shard_bytes  # > 0 (ShardsConfig)  # pylint: disable=protected-access
-    return write
 
 
 def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> None:
