@@ -23,6 +23,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import checks
 from pipeline.errors import UserError
 
+# The training CSVs of the RFCX layout (in the data dir).
+TP_CSV, FP_CSV = "train_tp.csv", "train_fp.csv"
 REQUIRED_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")
 INTEGER_COLUMNS = ("species_id", "songtype_id")
 

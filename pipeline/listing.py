@@ -45,12 +45,17 @@ def _stem_and_extension(path: str) -> tuple[str, str]:
     return os.path.splitext(path.rsplit("/", 1)[-1])
 
 
+def match(pattern: str) -> list:
+    """FileSystems metadata (path, size_in_bytes) of the files matching `pattern`, [] when none."""
+    try:
+        return list(FileSystems.match([pattern])[0].metadata_list)
+    except BeamIOError:
+        return []
+
+
 def flac_files(directory: str) -> FlacFiles:
     """Every file directly in `directory` whose extension is .flac in any case."""
-    try:
-        found = FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list
-    except BeamIOError:
-        found = []
+    found = match(FileSystems.join(directory, "*"))
     by_stem: dict[str, list[str]] = {}
     for meta in found:
         stem, ext = _stem_and_extension(meta.path)

@@ -8,7 +8,7 @@ write the JSON through their filesystem layer (Beam FileSystems in the job, trai
       config.json, folds.csv, sample_submission.csv [, test_truth.csv]
       train/fold-K/{tp,fp,background}-SSSSS-of-NNNNN.tfrecord     train_prefix(K, kind)
       test/test-SSSSS-of-NNNNN.tfrecord                             TEST_PREFIX
-      rejected/rejected-SSSSS-of-NNNNN.jsonl                        REJECTED_PREFIX
+      rejected/rejected-SSSSS-of-NNNNN.jsonl                        REJECTED_PREFIX, REJECTED_SUFFIX
       manifest.json                                                 written last: the job finished
 
 manifest.json keys (all written by the job; REQUIRED_KEYS are what readers rely on):
@@ -41,12 +41,23 @@ TRAIN_DIR, TEST_DIR, REJECTED_DIR = "train", "test", "rejected"
 TEST_PREFIX = f"{TEST_DIR}/test"
 REJECTED_PREFIX = f"{REJECTED_DIR}/rejected"
 TFRECORD_SUFFIX = ".tfrecord"
+REJECTED_SUFFIX = ".jsonl"
 REQUIRED_KEYS = ("schema_version", "num_classes", "sample_rate", "slice_seconds", "num_folds", "files", "counts")
 
 
-def train_prefix(fold: int, kind: str) -> str:
-    """Relative shard-name prefix of one (fold, kind) file set: train/fold-K/<kind>."""
+def train_prefix(fold: int | str, kind: str) -> str:
+    """Relative shard-name prefix of one (fold, kind) file set: train/fold-K/<kind> ("*" for either globs)."""
     return f"{TRAIN_DIR}/fold-{fold}/{kind}"
+
+
+def shard_name(prefix: str, index: int, count: int, suffix: str = TFRECORD_SUFFIX) -> str:
+    """File `index` of `count` of a file set: <prefix>-SSSSS-of-NNNNN<suffix> (Beam's shard name template)."""
+    return f"{prefix}-{index:05d}-of-{count:05d}{suffix}"
+
+
+def shard_glob(prefix: str, suffix: str = TFRECORD_SUFFIX) -> str:
+    """Glob of every file of a file set, whatever its count."""
+    return f"{prefix}-*{suffix}"
 
 
 class ManifestError(UserError):

@@ -17,6 +17,9 @@ and cut its tp, fp and background slices (pipeline.transforms / pipeline.example
     rejected/rejected-*.jsonl                                         dead letters with reasons
     manifest.json                                                     last: file lists and counts
 
+(names: pipeline.manifest, which the trainer reads with; the manifest's content and the checks of
+its counts: pipeline.job_manifest; the size-capped TFRecord writer: pipeline.tfrecord_sink).
+
 User mistakes (missing dir/CSV/column, bad flag, non-empty OUT without --overwrite, OUT not a
 writable dir, a test recording in the training CSVs) stop the job before it starts with one
 `error:` line and exit status 2. OUT/.shards.lock (pipeline.outlock) keeps a second run out of OUT
@@ -32,19 +35,18 @@ import os
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import checks, examples, labels, listing, outlock, schema, transforms
+from pipeline import checks, examples, job_manifest, labels, listing, outlock, schema, transforms
+from pipeline import manifest as layout
 from pipeline.tfrecord_sink import write_tfrecords
 from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.errors import UserError, run_main
 from pipeline.folds import assign_folds
 
-TP_CSV, FP_CSV = "train_tp.csv", "train_fp.csv"
-SUBMISSION_CSV, TRUTH_CSV = "sample_submission.csv", "test_truth.csv"
+# Copied from the data dir to OUT under the same name.
+SUBMISSION_CSV, TRUTH_CSV = layout.SAMPLE_SUBMISSION, layout.TEST_TRUTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,14 +73,6 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-def _match(pattern: str) -> list:
-    """FileSystems metadata (path, size_in_bytes) of files matching `pattern`, [] when none."""
-    try:
-        return list(FileSystems.match([pattern])[0].metadata_list)
-    except BeamIOError:
-        return []
-
-
 def _read(path: str) -> bytes:
     with FileSystems.open(path) as f:
         return f.read()
@@ -103,8 +97,8 @@ def load_inputs(cfg: ShardsConfig) -> JobInputs:
     data = cfg.data_dir
     if _is_local(data) and not os.path.isdir(data):
         raise UserError(f"--data_dir {data} is not a directory")
-    tp = labels.read_csv(_join(data, TP_CSV), required=True)
-    fp = labels.read_csv(_join(data, FP_CSV), required=False)
+    tp = labels.read_csv(_join(data, labels.TP_CSV), required=True)
+    fp = labels.read_csv(_join(data, labels.FP_CSV), required=False)
     if not FileSystems.exists(_join(data, SUBMISSION_CSV)):
         raise UserError(f"{_join(data, SUBMISSION_CSV)} not found (the RFCX layout has it next to train_tp.csv)")
     submission_ids = listing.read_submission_ids(_join(data, SUBMISSION_CSV))
@@ -153,13 +147,13 @@ def _stratification(grouped: dict[str, list[labels.CsvRow]], recordings: list[st
 def prepare_output(cfg: ShardsConfig) -> None:
     """Refuses a non-empty OUT unless --overwrite; with it, deletes the old output whole."""
     out = cfg.output_dir
-    existing = [m.path for m in _match(_join(out, "*")) if not outlock.is_lock_path(m.path)]
+    existing = [m.path for m in listing.match(_join(out, "*")) if not outlock.is_lock_path(m.path)]
     if not existing:
         return
     if not cfg.overwrite:
         raise UserError(f"--output_dir {out} is not empty; pass --overwrite to replace it "
                         f"(SHARDS_ARGS=--overwrite with make)")
-    if not any(FileSystems.exists(_join(out, n)) for n in ("config.json", "manifest.json")):
+    if not any(FileSystems.exists(_join(out, n)) for n in (layout.CONFIG_FILE, layout.MANIFEST_FILE)):
         raise UserError(f"refusing to --overwrite {out}: it holds no config.json or manifest.json, so it "
                         f"was not written by pipeline.shards; delete it yourself if you mean it")
     if _is_local(out) and os.path.abspath(cfg.data_dir).startswith(os.path.abspath(out) + os.sep):
@@ -176,9 +170,9 @@ def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
     out = cfg.output_dir
     if _is_local(out):
         os.makedirs(out, exist_ok=True)
-    _write(_join(out, "config.json"), json.dumps(dataclasses.asdict(cfg), indent=2).encode())
+    _write(_join(out, layout.CONFIG_FILE), json.dumps(dataclasses.asdict(cfg), indent=2).encode())
     folds = "recording_id,fold\n" + "".join(f"{rid},{k}\n" for rid, k in sorted(inputs.fold_of.items()))
-    _write(_join(out, "folds.csv"), folds.encode())
+    _write(_join(out, layout.FOLDS_CSV), folds.encode())
     for name in (SUBMISSION_CSV, TRUTH_CSV):
         if FileSystems.exists(_join(cfg.data_dir, name)):
             _write(_join(out, name), _read(_join(cfg.data_dir, name)))
@@ -203,154 +197,14 @@ def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> No
         for kind in schema.SLICE_KINDS:
             (parts[transforms.partition_index(k, kind)]
              | f"DropKey{k}{kind}" >> beam.Values()
-             | f"WriteFold{k}{kind.capitalize()}" >> write_tfrecords(_join(out, "train", f"fold-{k}", kind),
+             | f"WriteFold{k}{kind.capitalize()}" >> write_tfrecords(_join(out, layout.train_prefix(k, kind)),
                                                                      cfg.max_train_fill_bytes))
     (parts[n_parts - 1]
      | "DropTestKey" >> beam.Values()
-     | "WriteTest" >> write_tfrecords(_join(out, "test", "test"), cfg.max_test_fill_bytes))
+     | "WriteTest" >> write_tfrecords(_join(out, layout.TEST_PREFIX), cfg.max_test_fill_bytes))
     (results[transforms.REJECTED_TAG]
      | "WriteRejected" >> beam.io.WriteToText(
-         _join(out, "rejected", "rejected"), file_name_suffix=".jsonl", num_shards=1))
-
-
-def read_counters(result) -> dict[str, int]:
-    """The job's counters by name, summed over steps (committed where the runner reports it)."""
-    totals: dict[str, int] = collections.Counter()
-    for c in result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]:
-        value = c.committed if c.committed is not None else c.attempted
-        totals[c.key.metric.name] += int(value or 0)
-    return dict(totals)
-
-
-def _relative(out: str, pattern: str) -> list[str]:
-    prefix = out.rstrip("/") + "/"
-    return sorted(m.path[len(prefix):] if m.path.startswith(prefix) else m.path for m in _match(pattern))
-
-
-def remove_empty_train_shards(out: str) -> list[str]:
-    """Deletes the 0-byte files Beam writes for an empty (fold, kind) partition; returns their paths.
-
-    A sink always writes at least one file, even for no elements. An empty TFRecord file holds no
-    example, so the manifest lists [] for that kind instead (as tests/shard_factory.py does).
-    """
-    empty = [m.path for m in _match(_join(out, "train", "fold-*", "*.tfrecord")) if m.size_in_bytes == 0]
-    if empty:
-        FileSystems.delete(empty)
-    return empty
-
-
-def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
-    return {k[len(prefix):]: v for k, v in sorted(counters.items()) if k.startswith(prefix)}
-
-
-def build_manifest(cfg: ShardsConfig, inputs: JobInputs, counters: dict[str, int]) -> dict:
-    """manifest.json content: shard lists (relative to OUT), counts and provenance."""
-    out = cfg.output_dir
-    kinds = schema.SLICE_KINDS
-    rejected = {kind: _prefixed(counters, f"rejected_{kind}_") for kind in kinds + (examples.TEST,)}
-    by_reason: dict[str, int] = collections.Counter()
-    for d in rejected.values():
-        by_reason.update(d)
-    per_kind = {kind: counters.get(transforms.kind_counter(kind), 0) for kind in kinds}
-    counts = {
-        "tp_rows": len(inputs.tp.rows),
-        "fp_rows": len(inputs.fp.rows) if inputs.fp else 0,
-        "training_recordings": inputs.training_recordings,
-        "background_slices": inputs.background_slices,
-        "train_examples": counters.get(transforms.TRAIN_EXAMPLES, 0),
-        "train_examples_per_kind": per_kind,
-        "tp_rejected": sum(rejected[schema.KIND_TP].values()),
-        "fp_rejected": sum(rejected[schema.KIND_FP].values()),
-        "background_rejected": sum(rejected[schema.KIND_BACKGROUND].values()),
-        "train_examples_per_fold": {str(k): counters.get(transforms.fold_counter(k), 0)
-                                    for k in range(cfg.num_folds)},
-        "train_examples_per_fold_kind": {str(k): {kind: counters.get(transforms.fold_kind_counter(k, kind), 0)
-                                                  for kind in kinds} for k in range(cfg.num_folds)},
-        "train_examples_per_species": {str(s): counters.get(transforms.species_counter(s), 0)
-                                       for s in range(cfg.num_classes)},
-        "fp_examples_per_species": {str(s): counters.get(transforms.species_counter(s, schema.KIND_FP), 0)
-                                    for s in range(cfg.num_classes)},
-        "test_files": inputs.test_files,
-        "test_examples": counters.get(transforms.TEST_EXAMPLES, 0),
-        "test_rejected": sum(rejected[examples.TEST].values()),
-        "rejected_by_reason": dict(sorted(by_reason.items())),
-        "rejected_by_kind": rejected,
-        "bad_files": _prefixed(counters, "bad_file_"),
-        "recordings_resampled": counters.get(transforms.RECORDINGS_RESAMPLED, 0),
-        "recordings_downmixed": counters.get(transforms.RECORDINGS_DOWNMIXED, 0),
-        "clipped_samples": counters.get(transforms.CLIPPED_SAMPLES, 0),
-        "unlabelled_train_files": inputs.unlabelled_train_files,
-        "audio": {name: counters.get(name, 0) for name in transforms.AUDIO_NOTES},
-        "recordings_failed": counters.get(transforms.RECORDINGS_FAILED, 0),
-    }
-    inputs_info = {TP_CSV: {"sha256": inputs.tp.sha256, "rows": len(inputs.tp.rows)}}
-    if inputs.fp:
-        inputs_info[FP_CSV] = {"sha256": inputs.fp.sha256, "rows": len(inputs.fp.rows)}
-    return {
-        "schema_version": schema.SCHEMA_VERSION,
-        "num_classes": cfg.num_classes,
-        "sample_rate": cfg.sample_rate,
-        "slice_seconds": cfg.slice_seconds,
-        "num_folds": cfg.num_folds,
-        "fold_seed": cfg.fold_seed,
-        "files": {
-            "train": {str(k): _relative(out, _join(out, "train", f"fold-{k}", "*.tfrecord"))
-                      for k in range(cfg.num_folds)},
-            "train_by_kind": {str(k): {kind: _relative(out, _join(out, "train", f"fold-{k}", f"{kind}-*.tfrecord"))
-                                       for kind in schema.SLICE_KINDS} for k in range(cfg.num_folds)},
-            "test": _relative(out, _join(out, "test", "*.tfrecord")),
-            "rejected": _relative(out, _join(out, "rejected", "*.jsonl")),
-        },
-        "counts": counts,
-        "test_set": {**inputs.split.as_dict(), "ignored_files": list(inputs.ignored_files)},
-        "config": dataclasses.asdict(cfg),
-        "inputs": inputs_info,
-    }
-
-
-def count_mismatches(counts: dict) -> list[str]:
-    """Broken invariants; [] when all hold.
-
-    Every tp row, fp row, background slice and test file is an example or a dead letter, and the
-    per-kind and per-fold counts sum to the total.
-    """
-    problems = []
-    per_kind = counts["train_examples_per_kind"]
-    for kind, inputs in ((schema.KIND_TP, "tp_rows"), (schema.KIND_FP, "fp_rows"),
-                         (schema.KIND_BACKGROUND, "background_slices")):
-        if per_kind[kind] + counts[f"{kind}_rejected"] != counts[inputs]:
-            problems.append(f"{kind} examples {per_kind[kind]} + rejected {counts[f'{kind}_rejected']} "
-                            f"!= {inputs.replace('_', ' ')} {counts[inputs]}")
-    if sum(per_kind.values()) != counts["train_examples"]:
-        problems.append(f"examples per kind {per_kind} do not sum to train examples {counts['train_examples']}")
-    if sum(counts["train_examples_per_fold"].values()) != counts["train_examples"]:
-        problems.append(f"examples per fold {counts['train_examples_per_fold']} do not sum to train examples "
-                        f"{counts['train_examples']}")
-    if counts["test_examples"] + counts["test_rejected"] != counts["test_files"]:
-        problems.append(f"test examples {counts['test_examples']} + rejected test files "
-                        f"{counts['test_rejected']} != test files {counts['test_files']}")
-    return problems
-
-
-def summary_lines(manifest: dict, counters: dict[str, int]) -> list[str]:
-    c = manifest["counts"]
-    lines = ["counters:"] + [f"  {k}: {v}" for k, v in sorted(counters.items())]
-    k = c["train_examples_per_kind"]
-    lines += [
-        f"tp: {c['tp_rows']} rows -> {k['tp']} examples + {c['tp_rejected']} rejected",
-        f"fp: {c['fp_rows']} rows -> {k['fp']} examples + {c['fp_rejected']} rejected",
-        f"background: {c['background_slices']} slices ({manifest['config']['background_per_recording']} x "
-        f"{c['training_recordings']} training recordings) -> {k['background']} examples + "
-        f"{c['background_rejected']} rejected",
-        f"train examples per fold {c['train_examples_per_fold']}",
-        f"test: {c['test_files']} files -> {c['test_examples']} examples + {c['test_rejected']} rejected",
-        f"resampled {c['recordings_resampled']}, downmixed {c['recordings_downmixed']}, "
-        f"clipped samples {c['clipped_samples']}, unlabelled train files {c['unlabelled_train_files']}",
-    ]
-    lines += [f"rejected {k}: {v}" for k, v in c["rejected_by_reason"].items()]
-    lines += [f"audio: {', '.join(f'{k} {v}' for k, v in c['audio'].items())}"]
-    lines.append("counts add up: every tp row, fp row, background slice and test file is an example or a dead letter")
-    return lines
+         _join(out, layout.REJECTED_PREFIX), file_name_suffix=layout.REJECTED_SUFFIX, num_shards=1))
 
 
 def _make_pipeline(cfg: ShardsConfig, beam_argv: list[str]) -> beam.Pipeline:
@@ -382,21 +236,21 @@ def run(argv: Sequence[str] | None = None):
         write_preamble(cfg, inputs)
         with pipeline as p:
             build_pipeline(p, cfg, inputs)
-        counters = read_counters(p.result)
+        counters = job_manifest.read_counters(p.result)
         failed = counters.get(transforms.RECORDINGS_FAILED, 0)
         if inputs.tasks and failed == len(inputs.tasks):
             # Every recording raised: a bug or a broken worker setup, not bad data (see the log).
             raise RuntimeError(f"all {failed} recordings failed with an unexpected error (worker_error in "
                                f"{cfg.output_dir}/rejected/); no manifest written")
-        remove_empty_train_shards(cfg.output_dir)
-        manifest = build_manifest(cfg, inputs, counters)
-        problems = count_mismatches(manifest["counts"])
+        job_manifest.remove_empty_train_shards(cfg.output_dir)
+        manifest = job_manifest.build_manifest(cfg, inputs, counters)
+        problems = job_manifest.count_mismatches(manifest["counts"])
         if problems:
             # A bug, not a user error: no manifest, so no reader takes this output for complete.
             raise RuntimeError("counts do not add up: " + "; ".join(problems))
-        _write(_join(cfg.output_dir, "manifest.json"), json.dumps(manifest, indent=2).encode())
-    print("\n".join(summary_lines(manifest, counters) + listing.summary_lines(inputs.split, inputs.ignored_files)
-                    + [f"wrote {cfg.output_dir}/manifest.json"]))
+        _write(_join(cfg.output_dir, layout.MANIFEST_FILE), json.dumps(manifest, indent=2).encode())
+    print("\n".join(job_manifest.summary_lines(manifest, counters) + listing.summary_lines(inputs.split, inputs.ignored_files)
+                    + [f"wrote {_join(cfg.output_dir, layout.MANIFEST_FILE)}"]))
     return p.result
 
 

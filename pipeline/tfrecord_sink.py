@@ -17,7 +17,8 @@ from apache_beam import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 
-SUFFIX = ".tfrecord"
+from pipeline.manifest import TFRECORD_SUFFIX
+
 # TFRecord's checksum mask (tensorflow/core/lib/hash/crc32c.h: kMaskDelta).
 _MASK_DELTA = 0xA282EAD8
 
@@ -46,7 +47,7 @@ class TFRecordSink(filebasedsink.FileBasedSink):
     """
 
     def __init__(self, file_path_prefix: str, max_bytes_per_shard: int):
-        super().__init__(file_path_prefix, coder=coders.BytesCoder(), file_name_suffix=SUFFIX, num_shards=0,
+        super().__init__(file_path_prefix, coder=coders.BytesCoder(), file_name_suffix=TFRECORD_SUFFIX, num_shards=0,
                          compression_type=CompressionTypes.UNCOMPRESSED, max_bytes_per_shard=max_bytes_per_shard)
 
     def write_encoded_record(self, file_handle, encoded_value: bytes) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pipeline import manifest as layout
 from pipeline import schema
 
 
@@ -95,7 +96,7 @@ def write_shards(out_dir: str, by_fold: dict[int, Sequence[dict[str, Any]]], sam
                 chunk = of_kind[i::files_per_fold]
                 if not chunk:
                     continue
-                rel = f"train/fold-{fold}/{kind}-{i:05d}-of-{files_per_fold:05d}.tfrecord"
+                rel = layout.shard_name(layout.train_prefix(fold, kind), i, files_per_fold)
                 write_records(os.path.join(out_dir, rel), chunk)
                 files[str(fold)].append(rel)
                 by_kind[str(fold)][kind].append(rel)
@@ -107,7 +108,7 @@ def write_shards(out_dir: str, by_fold: dict[int, Sequence[dict[str, Any]]], sam
                    "train_examples_per_fold": {str(k): len(v) for k, v in by_fold.items()},
                    "train_examples_per_fold_kind": per_kind_counts},
     }
-    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
+    with open(os.path.join(out_dir, layout.MANIFEST_FILE), "w") as f:
         json.dump(manifest, f)
     return out_dir
 

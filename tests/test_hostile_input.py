@@ -25,13 +25,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import tensorflow as tf
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import audio, demo_data, examples, flac_stream, labels, outlock, schema, shards, transforms
+from pipeline import audio, demo_data, examples, flac_stream, job_manifest, labels, outlock, schema, shards, transforms
 from pipeline.config import ShardsConfig
 from pipeline.errors import UserError
+from tests.job_results import counter, read_examples
 
 SR = 48000
 NUM_CLASSES = 24
@@ -214,10 +214,8 @@ def test_any_worker_error_becomes_dead_letters_and_the_job_goes_on(tmp_path, mon
                                        ("background", None, "worker_error", "MemoryError", True),
                                        ("background", None, "worker_error", "MemoryError", True),
                                        ("test", None, "worker_error", "KeyError", True)]), label="Letters")
-    counters = {c.key.metric.name: c.committed
-                for c in p.result.metrics().query(MetricsFilter().with_namespace(transforms.NAMESPACE))["counters"]}
-    assert counters["recordings_failed"] == 2 and counters["train_examples"] == 1
-    assert counters["rejected_tp_worker_error"] == 2 and counters["rejected_test_worker_error"] == 1
+    assert counter(p.result, "recordings_failed") == 2 and counter(p.result, "train_examples") == 1
+    assert counter(p.result, "rejected_tp_worker_error") == 2 and counter(p.result, "rejected_test_worker_error") == 1
 
 
 @pytest.fixture(scope="module")
@@ -360,26 +358,13 @@ def hostile_run(hostile_dataset, tmp_path_factory):
     return out, result, printed.getvalue()
 
 
-def _examples(paths, spec) -> list[dict]:
-    out = []
-    for rec in tf.data.TFRecordDataset(paths):
-        parsed = tf.io.parse_single_example(rec, spec)
-        out.append({k: (tf.sparse.to_dense(v).numpy() if isinstance(v, tf.SparseTensor) else v.numpy())
-                    for k, v in parsed.items()})
-    return out
-
-
-def _counter(result, name: str) -> int:
-    return sum(c.committed for c in result.metrics().query(MetricsFilter().with_name(name))["counters"])
-
-
 def test_hostile_run_keeps_every_good_row_and_names_every_bad_one(hostile_dataset, hostile_run):
     data_dir, facts = hostile_dataset
     out, result, _ = hostile_run
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     c = manifest["counts"]
     assert c["tp_rows"] == facts["tp_rows"]
-    assert shards.count_mismatches(c) == []  # every kind adds up (the driver checked it too)
+    assert job_manifest.count_mismatches(c) == []  # every kind adds up (the driver checked it too)
     assert c["train_examples_per_kind"]["tp"] + c["tp_rejected"] == c["tp_rows"]
     assert c["test_examples"] + c["test_rejected"] == c["test_files"] == 4  # 3 + the unlisted one
     letters = [json.loads(line) for p in glob.glob(os.path.join(out, "rejected", "*.jsonl")) for line in open(p)]
@@ -391,7 +376,7 @@ def test_hostile_run_keeps_every_good_row_and_names_every_bad_one(hostile_datase
         (LONG_ID, "too_long"), (LONG_ID, "too_long")]
     assert c["training_recordings"] == len(facts["train_ids"]) + 3  # + NAN_ID, LONG_ID, the test recording
     train = [e for rel in manifest["files"]["train"].values()
-             for e in _examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES))]
+             for e in read_examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES))]
     want_rows = set(range(facts["tp_rows"])) - set(facts["expected"])
     assert sorted(int(e["row_index"]) for e in train if e["kind"] == b"tp") == sorted(want_rows)
     assert all(labels.is_safe_id(e["recording_id"].decode()) for e in train)
@@ -406,8 +391,8 @@ def test_hostile_run_keeps_every_good_row_and_names_every_bad_one(hostile_datase
     assert facts["train_ids"][3] in by_id  # found as X.FLAC
     assert [e["kind"] for e in by_id[NAN_ID]].count(b"tp") == 1
     assert all(int(e["source/nonfinite_samples"]) == len(facts["nan_at"]) for e in by_id[NAN_ID])
-    assert _counter(result, "nonfinite_samples") == len(facts["nan_at"])
-    assert _counter(result, "header_length_mismatch") == 2 and _counter(result, "header_length_unknown") == 1
+    assert counter(result, "nonfinite_samples") == len(facts["nan_at"])
+    assert counter(result, "header_length_mismatch") == 2 and counter(result, "header_length_unknown") == 1
     assert c["audio"] == {"nonfinite_samples": 4, "header_length_mismatch": 2, "header_length_unknown": 1}
 
 
@@ -418,7 +403,7 @@ def test_hostile_run_reports_the_test_set(hostile_dataset, hostile_run):
     assert manifest["test_set"] == {"files_not_in_submission": [EXTRA_TEST_ID],
                                     "submission_without_file": [GHOST_ID],
                                     "test_in_train": [facts["test_ids"][1]], "ignored_files": []}
-    test = _examples([os.path.join(out, p) for p in manifest["files"]["test"]], schema.test_parse_spec())
+    test = read_examples([os.path.join(out, p) for p in manifest["files"]["test"]], schema.test_parse_spec())
     assert sorted(e["recording_id"].decode() for e in test) == sorted(facts["test_ids"] + [EXTRA_TEST_ID])
     for needle in ("also trained on", EXTRA_TEST_ID, GHOST_ID):
         assert needle in printed

@@ -21,11 +21,13 @@ import pytest
 import soundfile as sf
 import soxr
 import tensorflow as tf
-from apache_beam.metrics.metric import MetricsFilter
 
+from pipeline import manifest as layout
 from pipeline import schema, shards
 from pipeline.demo_data import write_demo_dataset
 from pipeline.errors import UserError
+from tests.conftest import TINY_NUM_FOLDS, TINY_NUM_TEST, TINY_SLICE_SECONDS
+from tests.job_results import counter, read_examples
 
 SR = 48000
 SLICE_S = 4.0
@@ -116,20 +118,6 @@ def bad_run(bad_dataset, tmp_path_factory):
     return out, result
 
 
-def _read_examples(paths, spec) -> list[dict]:
-    out = []
-    for rec in tf.data.TFRecordDataset(paths):
-        parsed = tf.io.parse_single_example(rec, spec)
-        out.append({k: (tf.sparse.to_dense(v).numpy() if isinstance(v, tf.SparseTensor) else v.numpy())
-                    for k, v in parsed.items()})
-    return out
-
-
-def _counter(result, name: str) -> int:
-    found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
-    return sum(c.committed for c in found)
-
-
 def _train_examples(out: str, manifest: dict) -> list[dict]:
     """Every train example, checked to sit in its fold's files of its kind."""
     exs = []
@@ -137,7 +125,7 @@ def _train_examples(out: str, manifest: dict) -> list[dict]:
         assert sorted(p for paths in by_kind.values() for p in paths) == manifest["files"]["train"][fold]
         for kind, rel in by_kind.items():
             assert all(p.startswith(f"train/fold-{fold}/{kind}-") for p in rel)
-            for ex in _read_examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES)):
+            for ex in read_examples([os.path.join(out, p) for p in rel], schema.train_parse_spec(NUM_CLASSES)):
                 assert ex["fold"] == int(fold) and ex["kind"].decode() == kind
                 exs.append(ex)
     return exs
@@ -259,11 +247,11 @@ def test_dead_letters_counters_and_counts(bad_dataset, bad_run):
     reasons = collections.Counter((k, r) for (k, _), r in expected.items())
     reasons.update(collections.Counter(("background", r) for (_, r), n in want_bg.items() for _ in range(n)))
     for (kind, reason), n in reasons.items():
-        assert _counter(result, f"rejected_{kind}_{reason}") == n, (kind, reason)
-    assert _counter(result, "bad_file_not_audio") == 2  # one train, one test
-    assert _counter(result, "bad_file_missing_flac") == 2  # one with tp rows, one with fp rows only
-    assert _counter(result, "recordings_resampled") == 1 and _counter(result, "recordings_downmixed") == 1
-    assert _counter(result, "clipped_samples") > 0
+        assert counter(result, f"rejected_{kind}_{reason}") == n, (kind, reason)
+    assert counter(result, "bad_file_not_audio") == 2  # one train, one test
+    assert counter(result, "bad_file_missing_flac") == 2  # one with tp rows, one with fp rows only
+    assert counter(result, "recordings_resampled") == 1 and counter(result, "recordings_downmixed") == 1
+    assert counter(result, "clipped_samples") > 0
     c = json.load(open(os.path.join(out, "manifest.json")))["counts"]
     tp_csv = pd.read_csv(os.path.join(data_dir, "train_tp.csv"), dtype={"recording_id": str})
     fp_csv = pd.read_csv(os.path.join(data_dir, "train_fp.csv"), dtype={"recording_id": str})
@@ -278,7 +266,7 @@ def test_dead_letters_counters_and_counts(bad_dataset, bad_run):
     assert c["tp_rejected"] == sum(1 for k, _ in expected if k == "tp")
     assert c["fp_rejected"] == sum(1 for k, _ in expected if k == "fp")
     assert c["background_rejected"] == sum(want_bg.values())
-    assert c["train_examples"] == _counter(result, "train_examples") == sum(per_kind.values())
+    assert c["train_examples"] == counter(result, "train_examples") == sum(per_kind.values())
     assert sum(c["train_examples_per_fold"].values()) == c["train_examples"]
     for fold, kinds in c["train_examples_per_fold_kind"].items():
         assert sum(kinds.values()) == c["train_examples_per_fold"][fold]
@@ -300,7 +288,7 @@ def test_folds_cover_every_training_recording(bad_dataset, bad_run):
 
 def test_test_shards_hold_whole_recordings(tiny_dataset, tiny_shards):
     manifest = json.load(open(os.path.join(tiny_shards, "manifest.json")))
-    exs = _read_examples([os.path.join(tiny_shards, p) for p in manifest["files"]["test"]], schema.test_parse_spec())
+    exs = read_examples([os.path.join(tiny_shards, p) for p in manifest["files"]["test"]], schema.test_parse_spec())
     files = sorted(glob.glob(os.path.join(tiny_dataset, "test", "*.flac")))
     assert sorted(e["recording_id"].decode() for e in exs) == sorted(os.path.basename(f)[:-5] for f in files)
     for ex in exs:
@@ -338,7 +326,7 @@ def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_pa
         assert len(rel) >= math.ceil(per_fold[k] * example_mb / 0.2) > 1
         assert all(os.path.getsize(os.path.join(out, p)) <= 0.2 * 2**20 for p in rel)
     assert manifest["config"]["max_shard_mb"] == 0.2
-    assert sum(len(_read_examples([os.path.join(out, p)], schema.train_parse_spec(NUM_CLASSES)))
+    assert sum(len(read_examples([os.path.join(out, p)], schema.train_parse_spec(NUM_CLASSES)))
                for p in listed) == manifest["counts"]["train_examples"]
     assert manifest["counts"]["train_examples_per_kind"]["tp"] == first["counts"]["train_examples_per_kind"]["tp"]
     assert manifest["counts"]["train_examples_per_kind"]["background"] > 0
@@ -406,3 +394,40 @@ def test_manifest_layout_agrees_with_shard_factory(tiny_shards, tmp_path):
     assert job["files"]["train"]["0"] == sorted(job["files"]["train"]["0"])
     assert set(fake) <= set(job) and set(fake["files"]) <= set(job["files"])
     assert set(fake["counts"]) <= set(job["counts"])
+
+
+def test_job_manifest_reads_back_through_the_layout_module(tiny_shards):
+    """The typed reader the trainer uses accepts what the job wrote, and names exactly the files on disk."""
+    m = layout.Manifest.from_dict(json.load(open(os.path.join(tiny_shards, layout.MANIFEST_FILE))))
+    assert (m.num_folds, m.slice_seconds, m.schema_version) == (TINY_NUM_FOLDS, TINY_SLICE_SECONDS,
+                                                                 schema.SCHEMA_VERSION)
+    assert m.folds_with_shards() == list(range(TINY_NUM_FOLDS))
+    for k in range(TINY_NUM_FOLDS):
+        listed = set()
+        for kind in schema.SLICE_KINDS:
+            on_disk = glob.glob(os.path.join(tiny_shards, layout.shard_glob(layout.train_prefix(k, kind))))
+            assert set(m.kind_files(k, kind)) == {os.path.relpath(p, tiny_shards) for p in on_disk}
+            n = sum(1 for p in on_disk for _ in tf.data.TFRecordDataset(p))
+            assert m.examples(k, kind) == n
+            listed |= set(m.kind_files(k, kind))
+        assert set(m.train_files(k)) == listed
+    test_files = glob.glob(os.path.join(tiny_shards, layout.shard_glob(layout.TEST_PREFIX)))
+    assert set(m.test) == {os.path.relpath(p, tiny_shards) for p in test_files}
+    assert m.test_examples == TINY_NUM_TEST and m.test_rejected == 0
+    for name in (layout.CONFIG_FILE, layout.FOLDS_CSV, layout.SAMPLE_SUBMISSION, layout.TEST_TRUTH):
+        assert os.path.exists(os.path.join(tiny_shards, name)), name
+
+
+def test_shard_factory_manifest_reads_back_through_the_layout_module(tmp_path):
+    from tests import shard_factory
+
+    by_fold = shard_factory.three_kind_folds(num_folds=2)
+    out = shard_factory.write_shards(str(tmp_path), by_fold, files_per_fold=2)
+    m = layout.Manifest.from_dict(json.load(open(os.path.join(out, layout.MANIFEST_FILE))))
+    for k, exs in by_fold.items():
+        assert m.examples(k) == len(exs)
+        for kind in schema.SLICE_KINDS:
+            files = m.kind_files(k, kind)
+            assert all(os.path.exists(os.path.join(out, f)) for f in files)
+            assert sum(1 for f in files for _ in tf.data.TFRecordDataset(os.path.join(out, f))) == \
+                sum(1 for e in exs if e["kind"] == kind) == m.examples(k, kind)
