@@ -42,6 +42,8 @@ class ShardsConfig:
     # Slices per training recording overlapping no tp box (negatives; schema KIND_BACKGROUND).
     background_per_recording: int = 2
     overwrite: bool = False
+    # Seconds between the workers' progress lines (pipeline.progress); 0: none.
+    progress_seconds: float = 30.0
 
     def resolved(self) -> "ShardsConfig":
         """Local paths made absolute (workers may start elsewhere); gs:// and other URLs unchanged."""
@@ -82,6 +84,7 @@ class ShardsConfig:
         checks.number("--max_shard_mb", self.max_shard_mb, 0, low_open=True)
         checks.number("--max_recording_seconds", self.max_recording_seconds, 0, low_open=True)
         checks.number("--background_per_recording", self.background_per_recording, high=1000)  # slices held at once
+        checks.number("--progress_seconds", self.progress_seconds, 0)
         if self.num_folds < 2:
             raise UserError(f"--num_folds must be at least 2, got {self.num_folds}")
         if not self.slice_seconds > 0 or self.slice_samples < 1:
@@ -119,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background_per_recording", type=int, default=d.background_per_recording,
                    help="slices per training recording that overlap no tp box (drawn from --fold_seed and the id)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing output dir of this job first")
+    p.add_argument("--progress_seconds", type=float, default=d.progress_seconds,
+                   help="log recordings done / total, rate and ETA this often (0: off); with several worker "
+                        "processes each reports its own share")
     return p
 
 

@@ -2,8 +2,9 @@
 
     python -m pipeline.shards --data_dir DATA --output_dir OUT [--num_folds 5] [--fold_seed 27]
         [--slice_seconds 10] [--sample_rate 48000] [--num_classes 24] [--max_shard_mb 200]
-        [--background_per_recording 2] [--overwrite] [Beam options: --runner DirectRunner --direct_num_workers 2
-        --direct_running_mode multi_processing | --runner DataflowRunner --project ... ]
+        [--background_per_recording 2] [--overwrite] [--progress_seconds 30]
+        [Beam options: --runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
+         | --runner DataflowRunner --project ... ]
 
 DATA (local or gs://) holds train_tp.csv, train_fp.csv (optional), train/*.flac, test/*.flac and
 sample_submission.csv (+ test_truth.csv, optional). The driver reads the small CSVs, validates the
@@ -24,6 +25,10 @@ User mistakes (missing dir/CSV/column, bad flag, non-empty OUT without --overwri
 writable dir, a test recording in the training CSVs) stop the job before it starts with one
 `error:` line and exit status 2. OUT/.shards.lock (pipeline.outlock) keeps a second run out of OUT
 while this one runs.
+
+Progress: every --progress_seconds the workers log `progress: 12/48 recordings (25%), 1.9 rec/s,
+ETA 19 s` (pipeline.progress; with --direct_running_mode multi_processing each worker process
+reports its own share), and the driver logs the finished count once the job ends.
 """
 from __future__ import annotations
 
@@ -32,13 +37,14 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from pipeline import checks, examples, job_manifest, labels, listing, outlock, schema, transforms
+from pipeline import checks, examples, job_manifest, labels, listing, outlock, progress, schema, transforms
 from pipeline import manifest as layout
 from pipeline.tfrecord_sink import write_tfrecords
 from pipeline.config import ShardsConfig, parse_shards_args
@@ -178,13 +184,26 @@ def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
             _write(_join(out, name), _read(_join(cfg.data_dir, name)))
 
 
+def worker_processes(options: PipelineOptions) -> int | None:
+    """How many processes share the recordings: 1 on the in-process (or multi-threaded) DirectRunner,
+    its worker count with --direct_running_mode multi_processing, None (unknown) on other runners."""
+    runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
+    if "direct" not in runner.lower():
+        return None
+    direct = options.view_as(DirectOptions)
+    if direct.direct_running_mode != "multi_processing":
+        return 1
+    return direct.direct_num_workers or os.cpu_count()
+
+
 def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> None:
     """Adds the job's labelled steps to `p`."""
     out = cfg.output_dir
     results = (
         p
         | "CreateRecordingTasks" >> beam.Create(inputs.tasks)  # Create reshuffles: tasks spread over workers
-        | "DecodeCropSerialize" >> beam.ParDo(transforms.ProcessRecording(cfg)).with_outputs(
+        | "DecodeCropSerialize" >> beam.ParDo(transforms.ProcessRecording(
+            cfg, len(inputs.tasks), worker_processes(p.options))).with_outputs(
             transforms.REJECTED_TAG, main=transforms.EXAMPLES_TAG)
     )
     # Decode, partition and write run fused on the worker that read the recording: the examples
@@ -234,9 +253,12 @@ def run(argv: Sequence[str] | None = None):
     with outlock.held(cfg.output_dir, cfg.overwrite):  # one run per output dir
         prepare_output(cfg)
         write_preamble(cfg, inputs)
+        started = time.monotonic()
         with pipeline as p:
             build_pipeline(p, cfg, inputs)
         counters = job_manifest.read_counters(p.result)
+        logging.getLogger(progress.LOGGER_NAME).info("%s", progress.finished_line(
+            counters.get(transforms.RECORDINGS_PROCESSED, 0), len(inputs.tasks), time.monotonic() - started))
         failed = counters.get(transforms.RECORDINGS_FAILED, 0)
         if inputs.tasks and failed == len(inputs.tasks):
             # Every recording raised: a bug or a broken worker setup, not bad data (see the log).
@@ -256,6 +278,8 @@ def run(argv: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Warnings from everyone, and the progress lines too (INFO, to stderr like the rest).
+    logging.getLogger(progress.LOGGER_NAME).setLevel(logging.INFO)
     run(argv)
 
 

@@ -12,13 +12,14 @@ when the job is started with `python -m pipeline.shards`.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline import audio as audio_lib
-from pipeline import examples, labels, schema
+from pipeline import examples, labels, progress, schema
 from pipeline.config import ShardsConfig
 
 NAMESPACE = "rfcx_shards"
@@ -36,6 +37,7 @@ NONFINITE_SAMPLES = "nonfinite_samples"
 HEADER_LENGTH_MISMATCH = "header_length_mismatch"  # recordings whose header length != the stream's
 HEADER_LENGTH_UNKNOWN = "header_length_unknown"  # FLACs whose STREAMINFO says 0 ("unknown")
 RECORDINGS_FAILED = "recordings_failed"  # recordings whose processing raised (worker_error)
+RECORDINGS_PROCESSED = "recordings_processed"  # every task done, whatever its outcome: the job's progress
 # What decoding noticed about the audio (manifest counts["audio"]).
 AUDIO_NOTES = (NONFINITE_SAMPLES, HEADER_LENGTH_MISMATCH, HEADER_LENGTH_UNKNOWN)
 
@@ -97,10 +99,18 @@ def destination(element: tuple[tuple[int, str], bytes], partitions: int) -> int:
 class ProcessRecording(beam.DoFn):
     """RecordingTask -> ((fold, kind), serialized Example) | rejected JSON lines, with a counter per outcome."""
 
-    def __init__(self, cfg: ShardsConfig):
-        # The config only. No setup(): examples are serialized with the protobuf runtime
-        # (schema.serialize_example), so workers never import TensorFlow.
-        self._cfg = cfg
+    def __init__(self, cfg: ShardsConfig, total: int = 0, processes: int | None = 1):
+        # total: the job's recordings (the driver knows them), for the progress lines; 0: none.
+        # processes: worker processes sharing them (pipeline.progress.ProgressReporter).
+        # Workers never import TensorFlow: examples are serialized with the protobuf runtime
+        # (schema.serialize_example).
+        self._cfg, self._total, self._processes = cfg, total, processes
+        self._job = uuid.uuid4().hex  # one progress count per job, whichever DoFn instance counts
+        self._progress: progress.ProgressReporter | None = None
+
+    def setup(self):
+        if self._total and self._cfg.progress_seconds > 0:
+            self._progress = progress.shared(self._job, self._total, self._cfg.progress_seconds, self._processes)
 
     @staticmethod
     def _inc(name: str, n: int = 1) -> None:
@@ -143,3 +153,6 @@ class ProcessRecording(beam.DoFn):
         for rej in outcome.rejections:
             self._inc(rejected_counter(rej.kind, rej.reason))
             yield beam.pvalue.TaggedOutput(REJECTED_TAG, rej.to_json())
+        self._inc(RECORDINGS_PROCESSED)
+        if self._progress is not None:
+            self._progress.step()

@@ -26,7 +26,7 @@ from pipeline import manifest as layout
 from pipeline import schema, shards
 from pipeline.demo_data import write_demo_dataset
 from pipeline.errors import UserError
-from tests.conftest import TINY_NUM_FOLDS, TINY_NUM_TEST, TINY_SLICE_SECONDS
+from tests.conftest import TINY_NUM_FOLDS, TINY_NUM_TEST, TINY_NUM_TRAIN, TINY_SLICE_SECONDS
 from tests.job_results import counter, read_examples
 
 SR = 48000
@@ -300,7 +300,7 @@ def test_test_shards_hold_whole_recordings(tiny_dataset, tiny_shards):
     assert json.load(open(os.path.join(tiny_shards, "config.json")))["slice_seconds"] == 4.0
 
 
-def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_path):
+def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_path, capfd):
     out = str(tmp_path / "shards")
     args = ["--data_dir", tiny_dataset, "--output_dir", out, "--num_folds", "3", "--slice_seconds", "2"]
     shards.run(args + ["--max_shard_mb", "1000", "--background_per_recording", "0"])
@@ -313,8 +313,10 @@ def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_pa
         shards.run(args)
     open(os.path.join(out, "stale.txt"), "w").write("from the first run")
     # The replacing run also exercises the multi-process DirectRunner and several shards per fold.
+    capfd.readouterr()
     shards.run(args + ["--overwrite", "--max_shard_mb", "0.2", "--direct_num_workers", "2",
-                       "--direct_running_mode", "multi_processing"])
+                       "--direct_running_mode", "multi_processing", "--progress_seconds", "0.001"])
+    _assert_workers_report_their_share(capfd.readouterr().err, TINY_NUM_TRAIN + TINY_NUM_TEST)
     manifest = json.load(open(os.path.join(out, "manifest.json")))
     assert not os.path.exists(os.path.join(out, "stale.txt"))
     listed = {p for fold in manifest["files"]["train"].values() for p in fold}
@@ -330,6 +332,20 @@ def test_rerun_refuses_then_overwrite_replaces(bad_dataset, tiny_dataset, tmp_pa
                for p in listed) == manifest["counts"]["train_examples"]
     assert manifest["counts"]["train_examples_per_kind"]["tp"] == first["counts"]["train_examples_per_kind"]["tp"]
     assert manifest["counts"]["train_examples_per_kind"]["background"] > 0
+
+
+def _assert_workers_report_their_share(stderr: str, tasks: int) -> None:
+    """The worker subprocesses' progress lines (on the stderr they share with the driver): their own counts."""
+    lines = [line for line in stderr.splitlines() if line.startswith("INFO pipeline.progress: ")]
+    shares = [re.search(r"worker pid (\d+), its share of (\d+) recordings over 2 processes\): (\d+)/~(\d+)", line)
+              for line in lines]
+    assert shares and all(shares), lines
+    by_pid: dict[str, list[int]] = {}
+    for m in shares:
+        assert (int(m.group(2)), int(m.group(4))) == (tasks, -(-tasks // 2))
+        by_pid.setdefault(m.group(1), []).append(int(m.group(3)))
+    assert all(done == sorted(done) for done in by_pid.values())
+    assert sum(done[-1] for done in by_pid.values()) <= tasks
 
 
 def test_overwrite_refuses_foreign_dir(tiny_dataset, tmp_path):
