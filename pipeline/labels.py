@@ -103,19 +103,27 @@ class Rejection:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
+def read_text_csv(path: str, what: str) -> tuple[pd.DataFrame, bytes]:
+    """Every cell of the CSV at `path` as the string written (no NaN guessing), and the file's bytes.
+
+    UserError naming `what` for a directory or unreadable local file, or text that is no CSV.
+    """
+    checks.input_file(what, path)
+    with FileSystems.open(path) as f:
+        data = f.read()
+    try:
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False), data
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not a readable CSV: {e}") from e
+
+
 def read_csv(path: str, required: bool) -> CsvTable | None:
     """Reads a CSV with the RFCX columns; None when it is absent and not `required`."""
     if not FileSystems.exists(path):
         if required:
             raise UserError(f"{path} not found")
         return None
-    checks.input_file("CSV file", path)  # local paths: a directory or unreadable file, named
-    with FileSystems.open(path) as f:
-        data = f.read()
-    try:
-        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not a readable CSV: {e}") from e
+    df, data = read_text_csv(path, "CSV file")
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise UserError(f"{path} lacks required column(s) {', '.join(missing)}; "

@@ -15,15 +15,13 @@ recordings inflates every test score.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 from typing import Iterable, Mapping
 
-import pandas as pd
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import checks
+from pipeline import labels
 from pipeline.errors import UserError
 
 EXTENSION = ".flac"
@@ -72,13 +70,7 @@ def flac_files(directory: str) -> FlacFiles:
 
 def read_submission_ids(path: str) -> list[str]:
     """recording_id column of sample_submission.csv (stripped), in file order."""
-    checks.input_file("sample_submission.csv", path)
-    with FileSystems.open(path) as f:
-        data = f.read()
-    try:
-        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not a readable CSV: {e}") from e
+    table, _ = labels.read_text_csv(path, "sample_submission.csv")
     if ID_COLUMN not in table.columns:
         raise UserError(f"{path} has no {ID_COLUMN} column (its columns: {', '.join(map(str, table.columns))})")
     return [str(v).strip() for v in table[ID_COLUMN]]
