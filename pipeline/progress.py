@@ -119,17 +119,18 @@ def _to_stderr() -> None:
         _log.propagate = False
 
 
-def shared(key: str, total: int, interval_s: float, processes: int | None) -> ProgressReporter:
+def shared(key: str, total: int, interval_s: float, processes: int | None,
+           to_stderr: bool = False) -> ProgressReporter:
     """The reporter of job `key` in this process, created by the first caller (every DoFn instance
     of one process counts into the same one, so a single-process run reaches total/total).
 
-    processes > 1 (pipeline.shards.worker_processes: the multi-process DirectRunner): this is a
-    worker subprocess, whose lines go to its stderr (_to_stderr). Otherwise they go to the logging
-    setup of the process: the driver's (in-process DirectRunner) or the runner's (Dataflow).
+    to_stderr: this is a multi-process DirectRunner worker, whose lines go to its stderr
+    (_to_stderr). Otherwise they go to the logging setup of the process: the driver's
+    (in-process DirectRunner) or the runner's (Dataflow).
     """
     with _shared_lock:
         if key not in _shared:
-            if processes is not None and processes > 1:
+            if to_stderr:
                 _to_stderr()
             _shared[key] = ProgressReporter(total, interval_s, processes=processes)
         return _shared[key]

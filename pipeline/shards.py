@@ -253,11 +253,14 @@ def run(argv: Sequence[str] | None = None):
     with outlock.held(cfg.output_dir, cfg.overwrite):  # one run per output dir
         prepare_output(cfg)
         write_preamble(cfg, inputs)
+        progress_log = logging.getLogger(progress.LOGGER_NAME)
+        # The total, for a runner whose console shows only the recordings_processed counter (Dataflow).
+        progress_log.info("progress: launching the job on %d recordings", len(inputs.tasks))
         started = time.monotonic()
         with pipeline as p:
             build_pipeline(p, cfg, inputs)
         counters = job_manifest.read_counters(p.result)
-        logging.getLogger(progress.LOGGER_NAME).info("%s", progress.finished_line(
+        progress_log.info("%s", progress.finished_line(
             counters.get(transforms.RECORDINGS_PROCESSED, 0), len(inputs.tasks), time.monotonic() - started))
         failed = counters.get(transforms.RECORDINGS_FAILED, 0)
         if inputs.tasks and failed == len(inputs.tasks):

@@ -12,6 +12,7 @@ when the job is started with `python -m pipeline.shards`.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 
 import apache_beam as beam
@@ -106,11 +107,16 @@ class ProcessRecording(beam.DoFn):
         # (schema.serialize_example).
         self._cfg, self._total, self._processes = cfg, total, processes
         self._job = uuid.uuid4().hex  # one progress count per job, whichever DoFn instance counts
+        self._driver_pid = os.getpid()
         self._progress: progress.ProgressReporter | None = None
 
     def setup(self):
         if self._total and self._cfg.progress_seconds > 0:
-            self._progress = progress.shared(self._job, self._total, self._cfg.progress_seconds, self._processes)
+            # A DirectRunner worker in a process of its own (multi_processing) writes to the stderr it
+            # shares with the driver; Dataflow's (processes None) log through the runner.
+            own_process = self._processes is not None and os.getpid() != self._driver_pid
+            self._progress = progress.shared(self._job, self._total, self._cfg.progress_seconds, self._processes,
+                                             to_stderr=own_process)
 
     @staticmethod
     def _inc(name: str, n: int = 1) -> None:

@@ -108,3 +108,29 @@ def test_job_log_shows_progress_up_to_all_recordings(tiny_dataset, tmp_path):
     done = [d for d, _ in counts]
     assert done == sorted(done) and done[-1] == TASKS  # the worker's last line: N/N
     assert lines[-1].startswith(f"INFO pipeline.progress: progress: finished, {TASKS}/{TASKS} recordings in ")
+
+
+def test_worker_process_lines_go_to_its_stderr():
+    """A multi-process DirectRunner worker's lines: on the stderr it shares with the driver, in its format."""
+    code = ("from pipeline import progress\n"
+            "r = progress.shared('job', 2, 1e-9, 1, to_stderr=True)\n"
+            "assert progress.shared('job', 2, 1e-9, 1, to_stderr=True) is r\n"
+            "r.step(); r.step()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr
+    lines = progress_lines(proc.stderr)
+    assert lines and lines[-1].startswith("INFO pipeline.progress: progress: 2/2 recordings (100%), ")
+
+
+@pytest.mark.parametrize("args, processes", [([], 1), (["--direct_running_mode", "multi_threading",
+                                                        "--direct_num_workers", "2"], 1),
+                                             (["--direct_running_mode", "multi_processing",
+                                               "--direct_num_workers", "3"], 3),
+                                             (["--runner", "DataflowRunner"], None)])
+def test_worker_processes_from_the_beam_options(args, processes):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import shards
+
+    assert shards.worker_processes(PipelineOptions(args)) == processes
