@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
