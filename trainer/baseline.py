@@ -3,7 +3,9 @@
 Features: per mel band, the mean, max and std over frames of the project's own log-mel front end
 (trainer.mel.log_mel, "db" scaling, default n_fft/hop/n_mels; see trainer.band_features) of one
 `--window_seconds` window per training slice, centred on its event (background slices: the slice
-centre). Model: per species, StandardScaler + scikit-learn LogisticRegression (one-vs-rest).
+centre). Model: per species, StandardScaler + scikit-learn LogisticRegression (one-vs-rest; the
+fitting and its cross-validation metrics are in trainer.baseline_fit, this module reads the shards
+and writes the outputs, through trainer.fs: local or gs://).
 
 Partial labels (`--unlabelled_weight w`): for species c a slice where c is known (label_known[c] = 1:
 a tp or fp box of c overlaps it) weighs 1, any other slice weighs w with target labels[c] = 0
