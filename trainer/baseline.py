@@ -164,7 +164,8 @@ def _has_test(manifest: Manifest) -> bool:
 
 
 def _test_part(shards_dir: str, manifest: Manifest, table: band_features.SliceTable,
-               stats: band_features.BandStats, cfg: BaselineConfig, sample: pd.DataFrame, out_dir: str) -> dict[str, Any]:
+               stats: band_features.BandStats, cfg: BaselineConfig, sample: pd.DataFrame,
+               out_dir: str) -> dict[str, Any]:
     """Fit on every training slice, score the test recordings, write submission.csv; returns the test report."""
     start = time.monotonic()
     model = fit_one_vs_rest(table.features, table.labels, table.known, cfg)
@@ -266,7 +267,8 @@ def _fmt(value: float | None) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, BaselineConfig]:
     d = BaselineConfig()
-    p = checks.ArgumentParser(prog="python -m trainer.baseline", allow_abbrev=False, description=__doc__.split("\n\n")[0])
+    p = checks.ArgumentParser(prog="python -m trainer.baseline", allow_abbrev=False,
+                              description=__doc__.split("\n\n")[0])
     p.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards (schema version 2)")
     p.add_argument("--out_dir", required=True, help="where settings.json, oof.csv, report.json, submission.csv go")
     p.add_argument("--window_seconds", type=float, default=d.window_seconds)
