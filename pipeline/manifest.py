@@ -85,7 +85,7 @@ class Manifest:
         if not isinstance(data, dict):
             raise ManifestError(f"{where} must hold a JSON object, got {type(data).__name__}; re-run `make shards`")
         schema.check_version(data.get("schema_version", -1), where)
-        missing = [k for k in REQUIRED_KEYS if k not in data]
+        missing = sorted(k for k in REQUIRED_KEYS if k not in data)
         if missing:
             raise ManifestError(f"{where} lacks {', '.join(missing)}; it was not written by a finished "
                                 f"`make shards`")

@@ -182,6 +182,25 @@ def test_serving_models_reproduce_the_ensemble(submission_csv, cv_root, tiny_sha
     np.testing.assert_allclose(table[S_COLS].to_numpy(), expected.loc[table.index].to_numpy(), atol=1e-5)
 
 
+def test_an_ensemble_reads_the_test_audio_once(submission_csv, cv_root, tiny_shards, tmp_path, monkeypatch):
+    """Both folds score each recording from one pass over the test shards; other batches, same submission."""
+    passes = []
+    stream = recordings.iter_test_recordings
+
+    def counted(*args, **kwargs):
+        passes.append(args)
+        return stream(*args, **kwargs)
+
+    monkeypatch.setattr(recordings, "iter_test_recordings", counted)
+    out = tmp_path / "again.csv"
+    predict.main(["--runs_root", str(cv_root), "--shards_dir", tiny_shards, "--output", str(out), "--batch_size", "3"])
+    assert len(passes) == 1
+    again = pd.read_csv(out, dtype={"recording_id": str})
+    first = pd.read_csv(submission_csv, dtype={"recording_id": str})
+    assert again["recording_id"].tolist() == first["recording_id"].tolist()
+    np.testing.assert_allclose(again[S_COLS].to_numpy(), first[S_COLS].to_numpy(), atol=1e-5)
+
+
 def test_predict_user_errors(cv_root, tiny_shards, tmp_path, capsys):
     fold0 = cv_root / "fold0"
     out = str(tmp_path / "sub.csv")
@@ -238,5 +257,5 @@ def test_runs_root_discovery_takes_complete_runs_and_names_unfinished(tmp_path, 
             (tmp_path / name / f).write_text("{}")
     with caplog.at_level("WARNING", logger="trainer.runs"):
         found = runs.complete_runs_under(tmp_path)
-    assert [d.name for d in found] == ["fold0", "fold2"]
+    assert [os.path.basename(d) for d in found] == ["fold0", "fold2"]
     assert "fold1" in caplog.text and "cv" not in caplog.text

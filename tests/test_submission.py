@@ -48,7 +48,7 @@ def test_submission_follows_sample_order_and_header(tmp_path):
     assert table["recording_id"].tolist() == ["c", "a", "b"]
     np.testing.assert_allclose(table.loc[0, ["s0", "s1", "s2"]].astype(float), [0.7, 0.8, 0.9], rtol=1e-6)
     path = submission.write_submission(table, tmp_path / "out" / "submission.csv")
-    header = path.read_text().splitlines()[0]
+    header = open(path).read().splitlines()[0]
     assert header == "recording_id,s0,s1,s2"
     back = pd.read_csv(path)
     assert back["recording_id"].tolist() == ["c", "a", "b"]

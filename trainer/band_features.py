@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from pipeline import schema
 from pipeline.errors import UserError
-from trainer import mel, recordings
+from pipeline.manifest import Manifest
+from trainer import data, mel, recordings
 from trainer.windows import window_batches
 
 STATISTICS = ("mean", "max", "std")
@@ -134,11 +135,8 @@ def _parsed_records(path: str, num_classes: int) -> Iterator[dict[str, Any]]:
     spec = schema.train_parse_spec(num_classes)
     spec = {k: spec[k] for k in _TRAIN_KEYS}
     dataset = tf.data.TFRecordDataset(path).map(lambda r: tf.io.parse_single_example(r, spec))
-    try:
+    with data.naming_corrupt_shard(path):
         yield from dataset.as_numpy_iterator()
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-        raise UserError(f"shard {path} is corrupt or not of this schema ({e.message.splitlines()[0]}); "
-                        f"re-run `make shards`") from e
 
 
 def read_train_slices(files_by_fold: Mapping[int, Sequence[str]], num_classes: int, sample_rate: int,
@@ -196,14 +194,13 @@ def read_train_slices(files_by_fold: Mapping[int, Sequence[str]], num_classes: i
     )
 
 
-def read_test_windows(shards_dir: str, manifest: dict[str, Any], stats: BandStats,
+def read_test_windows(shards_dir: str, manifest: Manifest, stats: BandStats,
                       stride: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Sliding windows of every test recording -> (ids [R] in shard order, features [W, F], owner [W]).
 
     owner[w] is the index in `ids` of the recording window w comes from.
     """
-    total = manifest.get("counts", {}).get("test_examples")
-    progress = Progress("reading test recordings", total)
+    progress = Progress("reading test recordings", manifest.test_examples)
     ids: list[str] = []
 
     def waveforms() -> Iterator[np.ndarray]:

@@ -3,7 +3,9 @@
 Features: per mel band, the mean, max and std over frames of the project's own log-mel front end
 (trainer.mel.log_mel, "db" scaling, default n_fft/hop/n_mels; see trainer.band_features) of one
 `--window_seconds` window per training slice, centred on its event (background slices: the slice
-centre). Model: per species, StandardScaler + scikit-learn LogisticRegression (one-vs-rest).
+centre). Model: per species, StandardScaler + scikit-learn LogisticRegression (one-vs-rest; the
+fitting and its cross-validation metrics are in trainer.baseline_fit, this module reads the shards
+and writes the outputs, through trainer.fs: local or gs://).
 
 Partial labels (`--unlabelled_weight w`): for species c a slice where c is known (label_known[c] = 1:
 a tp or fp box of c overlaps it) weighs 1, any other slice weighs w with target labels[c] = 0
@@ -43,26 +45,20 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import time
-import warnings
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from pipeline import checks, schema
+from pipeline import manifest as shards_layout
 from pipeline.errors import UserError, run_main
-from trainer import band_features, mel, submission
-from trainer.data import read_manifest
-from trainer.lwlrap import LwlrapError, lwlrap, per_class_lwlrap, recording_max
+from pipeline.manifest import Manifest
+from trainer import band_features, columns, data, fs, mel, submission
+from trainer.baseline_fit import cross_validate, describe_fit, fit_one_vs_rest, lwlrap_or_none, oof_metrics
 from trainer.windows import default_stride, seconds_to_samples
 
-# The shards job copies these next to the shards (the names trainer.predict reads too).
-SAMPLE_SUBMISSION = "sample_submission.csv"
-TEST_TRUTH = "test_truth.csv"
 SETTINGS_FILE, OOF_FILE, REPORT_FILE, SUBMISSION_FILE = "settings.json", "oof.csv", "report.json", "submission.csv"
 METHOD = "per-band mean/max/std of the log-mel ('db' scaling) -> StandardScaler + LogisticRegression, one per species"
 
@@ -141,137 +137,6 @@ class BaselineConfig:
             return default_stride(self.window_samples(sample_rate))
         return max(1, seconds_to_samples(self.stride_seconds, sample_rate))
 
-
-# ---- the model: plain functions on arrays ----
-
-@dataclasses.dataclass(frozen=True)
-class OneVsRest:
-    """One fitted (scaler, logistic regression) per species, or a constant score where none could be fitted."""
-
-    models: tuple  # per class: (StandardScaler, LogisticRegression) or None
-    constants: np.ndarray  # float64 [C]: the score of classes without a model (NaN where a model exists)
-    not_converged: tuple[int, ...] = ()
-
-    @property
-    def constant_classes(self) -> list[int]:
-        return [c for c, m in enumerate(self.models) if m is None]
-
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """float [N, F] -> float64 [N, C]: each species' probability (or its constant)."""
-        out = np.empty((len(features), len(self.models)), np.float64)
-        for c, model in enumerate(self.models):
-            if model is None:
-                out[:, c] = self.constants[c]
-            elif len(features):
-                scaler, regression = model
-                out[:, c] = regression.predict_proba(scaler.transform(features))[:, 1]
-        return out
-
-
-def class_weights(known: np.ndarray, unlabelled_weight: float) -> np.ndarray:
-    """Sample weights [N, C]: 1 where the species' label is known, `unlabelled_weight` elsewhere."""
-    return np.where(np.asarray(known) >= 0.5, 1.0, float(unlabelled_weight))
-
-
-def fit_one_vs_rest(features: np.ndarray, labels: np.ndarray, known: np.ndarray, cfg: BaselineConfig) -> OneVsRest:
-    """Fits one model per species on float [N, F] features, labels [N, C] and known masks [N, C]."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    positive = np.asarray(labels) >= 0.5
-    weights = class_weights(known, cfg.unlabelled_weight)
-    num_classes = positive.shape[1]
-    models: list = []
-    constants = np.full(num_classes, np.nan)
-    not_converged = []
-    for c in range(num_classes):
-        rows = weights[:, c] > 0  # weight-0 rows are left out entirely: they cannot move the fit
-        y, w = positive[rows, c], weights[rows, c]
-        if y.all() or not y.any():
-            # No decision boundary to learn: rank the species by how often it is present.
-            constants[c] = float(positive[:, c].mean()) if len(positive) else 0.0
-            models.append(None)
-            continue
-        scaler = StandardScaler().fit(features[rows], sample_weight=w)  # per species: only its weighted rows
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            regression = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter).fit(
-                scaler.transform(features[rows]), y, sample_weight=w)
-        if any(issubclass(x.category, ConvergenceWarning) for x in caught):
-            not_converged.append(c)
-        models.append((scaler, regression))
-    return OneVsRest(tuple(models), constants, tuple(not_converged))
-
-
-def describe_fit(what: str, model: OneVsRest, num_slices: int) -> str:
-    """One log line about a fit: slices, constant classes (once per fit), non-converged classes."""
-    text = f"{what}: fitted on {num_slices} slices"
-    if model.constant_classes:
-        text += (f"; species without both a positive and a negative training slice get a constant score "
-                 f"(their prior): {model.constant_classes}")
-    if model.not_converged:
-        text += f"; lbfgs did not converge within --max_iter for species {list(model.not_converged)}"
-    return text
-
-
-# ---- metrics ----
-
-def _lwlrap_or_none(truth: np.ndarray, scores: np.ndarray) -> float | None:
-    try:
-        return float(lwlrap(truth, scores))
-    except LwlrapError:  # no positive label among these rows
-        return None
-
-
-def oof_metrics(table: band_features.SliceTable, scores: np.ndarray) -> dict[str, Any]:
-    """Recording-level and slice-level LWLRAP of out-of-fold scores [N, C], overall, per fold, per class."""
-    _, rec_truth, rec_scores = recording_max(table.recording_id, table.labels, scores)
-    folds = {}
-    for fold in sorted(set(table.fold.tolist())):
-        rows = table.fold == fold
-        _, fold_truth, fold_scores = recording_max(table.recording_id[rows], table.labels[rows], scores[rows])
-        folds[str(fold)] = {
-            "recording_lwlrap": _lwlrap_or_none(fold_truth, fold_scores),
-            "slice_lwlrap": _lwlrap_or_none(table.labels[rows], scores[rows]),
-            "num_slices": int(rows.sum()), "num_recordings": int(len(fold_truth)),
-        }
-    per_class = []
-    try:
-        values, weight = per_class_lwlrap(rec_truth, rec_scores)
-    except LwlrapError:
-        values = weight = np.zeros(rec_truth.shape[1])
-    for c in range(rec_truth.shape[1]):
-        positives = int((rec_truth[:, c] >= 0.5).sum())
-        per_class.append({"class": c, "recording_lwlrap": float(values[c]) if positives else None,
-                          "weight": float(weight[c]), "positive_recordings": positives})
-    return {
-        "recording_lwlrap": _lwlrap_or_none(rec_truth, rec_scores),
-        "slice_lwlrap": _lwlrap_or_none(table.labels, scores),
-        "num_slices": len(table), "num_recordings": int(len(rec_truth)),
-        "num_recordings_with_positive": int((rec_truth >= 0.5).any(axis=1).sum()),
-        "folds": folds, "per_class": per_class,
-    }
-
-
-def cross_validate(table: band_features.SliceTable, cfg: BaselineConfig) -> tuple[np.ndarray, dict[str, Any]]:
-    """Out-of-fold scores [N, C] (each fold scored by the model fitted on the others) and per-fold fit info."""
-    scores = np.zeros(table.labels.shape, np.float64)
-    info: dict[str, Any] = {}
-    folds = sorted(set(table.fold.tolist()))
-    for i, fold in enumerate(folds):
-        start = time.monotonic()
-        val, train = table.fold == fold, table.fold != fold
-        model = fit_one_vs_rest(table.features[train], table.labels[train], table.known[train], cfg)
-        scores[val] = model.score(table.features[val])
-        seconds = time.monotonic() - start
-        print(describe_fit(f"fold {fold} ({i + 1}/{len(folds)})", model, int(train.sum()))
-              + f", scored {int(val.sum())} slices ({seconds:.1f} s)", flush=True)
-        info[str(fold)] = {"constant_classes": model.constant_classes, "not_converged": list(model.not_converged),
-                           "train_slices": int(train.sum()), "seconds": round(seconds, 2)}
-    return scores, info
-
-
 # ---- outputs ----
 
 def oof_table(table: band_features.SliceTable, scores: np.ndarray) -> pd.DataFrame:
@@ -279,75 +144,60 @@ def oof_table(table: band_features.SliceTable, scores: np.ndarray) -> pd.DataFra
     num_classes = table.labels.shape[1]
     out = pd.DataFrame({"recording_id": table.recording_id, "fold": table.fold, "kind": table.kind,
                         "row_index": table.row_index, "slice_start": table.slice_start})
-    labels = pd.DataFrame(table.labels, columns=[f"y{c}" for c in range(num_classes)])
-    scored = pd.DataFrame(scores.astype(np.float32), columns=submission.score_columns(num_classes))
+    labels = pd.DataFrame(table.labels, columns=columns.label_columns(num_classes))
+    scored = pd.DataFrame(scores.astype(np.float32), columns=columns.score_columns(num_classes))
     return pd.concat([out, labels, scored], axis=1)
 
 
-def _train_files(manifest: dict[str, Any], shards_dir: str) -> dict[int, list[str]]:
-    """{fold: absolute paths of its shards (every kind)} for the folds with shards; at least two folds."""
-    by_fold = manifest["files"].get("train", {})
-    files = {int(k): [os.path.join(shards_dir, p) for p in v] for k, v in by_fold.items() if v}
+def _train_files(manifest: Manifest, shards_dir: str) -> dict[int, list[str]]:
+    """{fold: paths of its shards (every kind)} for the folds with shards; at least two folds."""
+    files = {k: data.absolute(shards_dir, manifest.train_files(k)) for k in manifest.folds_with_shards()}
     if len(files) < 2:
         raise UserError(f"{shards_dir} has training shards in {len(files)} fold(s) ({sorted(files)}); "
                         f"cross-validation needs at least two (shard with --num_folds >= 2)")
-    missing = [p for paths in files.values() for p in paths if not tf.io.gfile.exists(p)]
-    if missing:
-        raise UserError(f"{len(missing)} shard file(s) listed in {shards_dir}/manifest.json are missing, "
-                        f"e.g. {missing[0]}; re-run `make shards`")
+    data.check_exist([p for paths in files.values() for p in paths], shards_dir)
     return files
 
 
-def _has_test(manifest: dict[str, Any]) -> bool:
-    return bool(manifest["files"].get("test")) and manifest.get("counts", {}).get("test_examples") != 0
+def _has_test(manifest: Manifest) -> bool:
+    return bool(manifest.test) and manifest.test_examples != 0
 
 
-def _read_sample(shards_dir: str, num_classes: int) -> pd.DataFrame:
-    path = Path(shards_dir) / SAMPLE_SUBMISSION
-    if not path.is_file():
-        raise UserError(f"{shards_dir} has no {SAMPLE_SUBMISSION} (the shards job copies it from the data dir)")
-    sample = submission.read_score_table(path)
-    if len(sample.columns) - 1 != num_classes:
-        raise UserError(f"{path} has {len(sample.columns) - 1} species columns but the shards have "
-                        f"{num_classes} classes")
-    return sample
-
-
-def _test_part(shards_dir: str, manifest: dict[str, Any], table: band_features.SliceTable,
-               stats: band_features.BandStats, cfg: BaselineConfig, sample: pd.DataFrame, out_dir: Path,
-               sample_rate: int) -> dict[str, Any]:
+def _test_part(shards_dir: str, manifest: Manifest, table: band_features.SliceTable,
+               stats: band_features.BandStats, cfg: BaselineConfig, sample: pd.DataFrame,
+               out_dir: str) -> dict[str, Any]:
     """Fit on every training slice, score the test recordings, write submission.csv; returns the test report."""
     start = time.monotonic()
     model = fit_one_vs_rest(table.features, table.labels, table.known, cfg)
     fit_seconds = time.monotonic() - start
     print(describe_fit("all folds (for the test set)", model, len(table)), flush=True)
     start = time.monotonic()
-    ids, features, owner = band_features.read_test_windows(shards_dir, manifest, stats, cfg.stride_samples(sample_rate))
+    stride = cfg.stride_samples(manifest.sample_rate)
+    ids, features, owner = band_features.read_test_windows(shards_dir, manifest, stats, stride)
     submission.check_test_recordings(ids, sample, shards_dir, manifest)
     scores = submission.max_per_recording(model.score(features), owner, len(ids))  # [R, C]
     table_out = submission.build_submission(ids, scores, sample)
-    path = submission.write_submission(table_out, out_dir / SUBMISSION_FILE)
-    result: dict[str, Any] = {"submission": str(path), "num_recordings": len(ids), "num_windows": int(len(owner)),
+    path = submission.write_submission(table_out, fs.join(out_dir, SUBMISSION_FILE))
+    result: dict[str, Any] = {"submission": path, "num_recordings": len(ids), "num_windows": int(len(owner)),
                               "constant_classes": model.constant_classes, "test_lwlrap": None,
                               "fit_seconds": round(fit_seconds, 2), "score_seconds": round(time.monotonic() - start, 2)}
-    truth_path = Path(shards_dir) / TEST_TRUTH
-    if truth_path.is_file():
+    truth_path = fs.join(shards_dir, shards_layout.TEST_TRUTH)
+    if fs.isfile(truth_path):
         truth, aligned = submission.align_truth(table_out, submission.read_score_table(truth_path))
-        result["test_lwlrap"] = _lwlrap_or_none(truth, aligned)
-        result["truth"] = str(truth_path)
+        result["test_lwlrap"] = lwlrap_or_none(truth, aligned)
+        result["truth"] = truth_path
     print(f"wrote {path} ({len(ids)} recordings, {len(owner)} windows)"
           + (f"; test LWLRAP {result['test_lwlrap']:.4f}" if result["test_lwlrap"] is not None else ""), flush=True)
     return result
 
 
-def run_baseline(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                 cfg: BaselineConfig = BaselineConfig()) -> dict[str, Any]:
+def run_baseline(shards_dir: str, out_dir: str, cfg: BaselineConfig = BaselineConfig()) -> dict[str, Any]:
     """Cross-validates the baseline on the shards, scores the test set; writes OUT_DIR/*, returns the report."""
     started = time.monotonic()
-    checks.output_dir("--out_dir", str(out_dir))  # a file or read-only dir fails before any work
-    shards_dir, out_dir = str(shards_dir), Path(out_dir)
-    manifest = read_manifest(shards_dir)
-    num_classes, sample_rate = int(manifest["num_classes"]), int(manifest["sample_rate"])
+    shards_dir, out_dir = str(shards_dir), str(out_dir)
+    checks.output_dir("--out_dir", out_dir)  # a file or read-only dir fails before any work
+    manifest = data.read_manifest(shards_dir)
+    num_classes, sample_rate = manifest.num_classes, manifest.sample_rate
     mel_cfg = cfg.mel_config(sample_rate)
     window = cfg.window_samples(sample_rate)
     files = _train_files(manifest, shards_dir)
@@ -355,21 +205,20 @@ def run_baseline(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
     if do_test and not _has_test(manifest):
         raise UserError(f"--submission yes but {shards_dir} holds no test examples; shard a dataset with a test/ "
                         f"dir, or pass --submission auto|no")
-    sample = _read_sample(shards_dir, num_classes) if do_test else None  # fail before any work
+    sample = submission.read_sample_submission(shards_dir, num_classes) if do_test else None  # before any work
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(out_dir)
     for name in (REPORT_FILE, OOF_FILE, SUBMISSION_FILE):  # never leave an earlier run's output beside this one
-        (out_dir / name).unlink(missing_ok=True)
+        fs.remove(fs.join(out_dir, name))
     settings = {"baseline": dataclasses.asdict(cfg), "mel": dataclasses.asdict(mel_cfg), "shards_dir": shards_dir,
                 "window_samples": window, "stride_samples": cfg.stride_samples(sample_rate),
                 "num_classes": num_classes, "sample_rate": sample_rate, "method": METHOD}
-    (out_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+    fs.write_json(fs.join(out_dir, SETTINGS_FILE), settings)
     if mel_cfg.fmax < mel.MelConfig.fmax:
         print(f"log-mel fmax lowered to {mel_cfg.fmax:g} Hz (Nyquist of the shards' {sample_rate} Hz)")
 
     stats = band_features.BandStats(mel_cfg, window, cfg.batch_size)
-    per_fold = manifest.get("counts", {}).get("train_examples_per_fold", {})
-    total = sum(int(per_fold.get(str(k), 0)) for k in files) or None
+    total = sum(manifest.examples(k) or 0 for k in files) or None
     start = time.monotonic()
     table = band_features.read_train_slices(files, num_classes, sample_rate, stats, total)
     read_seconds = time.monotonic() - start
@@ -379,7 +228,7 @@ def run_baseline(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
     start = time.monotonic()
     scores, fold_info = cross_validate(table, cfg)
     cv_seconds = time.monotonic() - start
-    oof_table(table, scores).to_csv(out_dir / OOF_FILE, index=False)
+    fs.write_csv(oof_table(table, scores), fs.join(out_dir, OOF_FILE))
     report: dict[str, Any] = {"method": METHOD, **oof_metrics(table, scores)}
     for fold, entry in fold_info.items():
         report["folds"].setdefault(fold, {}).update(entry)
@@ -388,25 +237,24 @@ def run_baseline(shards_dir: str | os.PathLike, out_dir: str | os.PathLike,
           f"({report['num_recordings_with_positive']} with a positive), slices {_fmt(report['slice_lwlrap'])}; "
           + ", ".join(f"fold {k} {_fmt(v['recording_lwlrap'])}" for k, v in report["folds"].items()), flush=True)
 
-    report["test"] = (_test_part(shards_dir, manifest, table, stats, cfg, sample, out_dir, sample_rate)
-                      if do_test else None)
+    report["test"] = _test_part(shards_dir, manifest, table, stats, cfg, sample, out_dir) if do_test else None
     report["test_lwlrap"] = report["test"]["test_lwlrap"] if report["test"] else None
     report["timings"] = {"read_train_seconds": round(read_seconds, 2), "cv_seconds": round(cv_seconds, 2),
                          "total_seconds": round(time.monotonic() - started, 2)}
     report["settings"] = settings
-    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"baseline report in {out_dir / REPORT_FILE} ({report['timings']['total_seconds']:.0f} s)")
+    fs.write_json(fs.join(out_dir, REPORT_FILE), report)
+    print(f"baseline report in {fs.join(out_dir, REPORT_FILE)} ({report['timings']['total_seconds']:.0f} s)")
     return report
 
 
-def load_report(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+def load_report(out_dir: str) -> dict[str, Any] | None:
     """The report.json of a finished baseline run in `out_dir`, or None when there is none (e.g. to show the
     baseline beside a model's CV report)."""
-    path = Path(out_dir) / REPORT_FILE
-    if not path.is_file():
+    path = fs.join(str(out_dir), REPORT_FILE)
+    if not fs.isfile(path):
         return None
     try:
-        return json.loads(path.read_text())
+        return fs.read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); run `make baseline` again") from e
 
@@ -417,16 +265,10 @@ def _fmt(value: float | None) -> str:
 
 # ---- command line ----
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UserError (one `error:` line, exit 2 via run_main) instead of printing usage."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise UserError(f"{message} (see `python -m trainer.baseline --help`)")
-
-
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, BaselineConfig]:
     d = BaselineConfig()
-    p = _Parser(prog="python -m trainer.baseline", allow_abbrev=False, description=__doc__.split("\n\n")[0])
+    p = checks.ArgumentParser(prog="python -m trainer.baseline", allow_abbrev=False,
+                              description=__doc__.split("\n\n")[0])
     p.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards (schema version 2)")
     p.add_argument("--out_dir", required=True, help="where settings.json, oof.csv, report.json, submission.csv go")
     p.add_argument("--window_seconds", type=float, default=d.window_seconds)

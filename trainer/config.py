@@ -30,6 +30,7 @@ from trainer.augment import AugmentConfig
 from trainer.mel import MelConfig
 
 CONFIG_FILE = "config.json"
+RESUMABLE_FIELDS = frozenset({"epochs", "verbose", "strategy", "tpu"})
 # The augmentation chain of the recipe: the seed's pieces at half the probability and no pitch shift
 # (a shift of a few semitones moves a species into its neighbour's band); mixup and SpecAugment off.
 # Measured on the demo at the cpu preset (README); every piece stays a flag.

@@ -20,23 +20,25 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline import checks
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
-from trainer import data, report, runs
+from trainer import data, fs, report, runs
+from trainer import run_layout as layout
+from trainer import train
 from trainer.config import TrainConfig
-from trainer.train import train_fold
 
-# Settings that change how a run is executed or logged, not what it learns: a complete fold
-# trained with other values of these is still part of the same cross-validation.
-_EXECUTION_ONLY = frozenset({"verbose", "strategy", "tpu"})
+# Settings a complete fold may have been trained with other values of and still belong to this
+# cross-validation: those a run may resume with, except epochs (a complete run is not resumed, so
+# its number of epochs is part of what it learnt).
+_SAME_CV_IGNORES = config_lib.RESUMABLE_FIELDS - {"epochs"}
+CV_DIR, BASELINE_DIR = "cv", "baseline"
 
 
-def fold_run_dir(runs_root: str | Path, fold: int) -> Path:
-    return Path(runs_root) / f"fold{fold}"
+def fold_run_dir(runs_root: str, fold: int) -> str:
+    return fs.join(runs_root, f"fold{fold}")
 
 
 def check_folds(folds: Sequence[int], shards_dir: str) -> None:
@@ -49,26 +51,28 @@ def check_folds(folds: Sequence[int], shards_dir: str) -> None:
         data.fold_files(manifest, shards_dir, fold)
 
 
-def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: str | Path) -> dict[str, Any]:
+def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: str) -> dict[str, Any]:
     """Trains the missing folds, then writes runs_root/cv/*; returns the CV report dict."""
+    runs_root = str(runs_root)
     check_folds(folds, shards_dir)
     run_dirs = {fold: fold_run_dir(runs_root, fold) for fold in folds}
-    for path in (runs_root, *run_dirs.values(), Path(runs_root) / "cv"):  # every output dir, before fold 0
-        checks.output_dir("--runs_root", str(path))
+    cv_dir, baseline_dir = fs.join(runs_root, CV_DIR), fs.join(runs_root, BASELINE_DIR)
+    for path in (runs_root, *run_dirs.values(), cv_dir):  # every output dir, before fold 0
+        checks.output_dir("--runs_root", path)
     for fold, run_dir in run_dirs.items():
         if runs.is_complete(run_dir):
-            differences = config_lib.config_differences(config_lib.load_run_config(str(run_dir)), cfg,
-                                                        ignore=_EXECUTION_ONLY)
+            differences = config_lib.config_differences(config_lib.load_run_config(run_dir), cfg,
+                                                        ignore=_SAME_CV_IGNORES)
             if differences:
                 raise UserError(
                     f"fold {fold} in {run_dir} is complete but was trained with another config "
                     f"({'; '.join(differences[:5])}); use another --runs_root or delete {run_dir}"
                 )
-            print(f"fold {fold}: complete ({run_dir / runs.SUMMARY} present), skipped")
+            print(f"fold {fold}: complete ({layout.path(run_dir, layout.SUMMARY)} present), skipped")
             continue
         print(f"fold {fold}: training into {run_dir}")
-        train_fold(cfg, shards_dir, fold, str(run_dir))
-    result = report.write_cv_report(run_dirs, Path(runs_root) / "cv", Path(runs_root) / "baseline")
+        train.train_fold(cfg, shards_dir, fold, run_dir)
+    result = report.write_cv_report(run_dirs, cv_dir, baseline_dir)
     folds_text = ", ".join(f"fold {k} {v['recording_lwlrap']:.4f}" for k, v in result["folds"].items())
     print(f"out-of-fold LWLRAP: recordings {result['recording_lwlrap']:.4f} over {result['num_recordings']} "
           f"({folds_text}), slices {result['overall_lwlrap']:.4f} over {result['num_examples']}")
@@ -77,20 +81,34 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
         print(f"baseline on the same folds: recordings {base['recording_lwlrap']:.4f}, slices {base['lwlrap']:.4f}"
               f" ({base['dir']})")
     else:
-        print(f"no baseline beside it: run `make baseline` (writes {Path(runs_root) / 'baseline'})")
-    print(f"report in {Path(runs_root) / 'cv'}")
+        print(f"no baseline beside it: run `make baseline` (writes {baseline_dir})")
+    print(f"report in {cv_dir}")
     return result
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    parser = checks.ArgumentParser(prog="python -m trainer.cv", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards")
+class _TrainOnlyFlag(argparse.Action):
+    """A trainer.train flag that makes no sense here (cv picks each fold's run dir): an error naming the flag."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        parser.error(f"{option_string} is a flag of trainer.train; trainer.cv trains --folds into "
+                     f"--runs_root/foldK (to retrain a complete fold, delete its run dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """trainer.train's parser (every training flag, the same help) with --folds/--runs_root for --fold/--run_dir."""
+    parser = checks.ArgumentParser(prog="python -m trainer.cv", description=__doc__.split("\n\n")[0],
+                                   parents=[train.build_parser()], conflict_handler="resolve")
+    # Re-declaring a flag replaces train's (conflict_handler="resolve"): not required, hidden, refused if given.
+    for flag in ("--fold", "--run_dir"):
+        parser.add_argument(flag, action=_TrainOnlyFlag, help=argparse.SUPPRESS)
+    parser.add_argument("--overwrite", action=_TrainOnlyFlag, nargs=0, help=argparse.SUPPRESS)
     parser.add_argument("--folds", type=int, nargs="+", required=True, help="folds to train and report")
     parser.add_argument("--runs_root", required=True, help="fold K trains into RUNS_ROOT/foldK")
-    parser.add_argument("--preset", default=config_lib.AUTO, choices=config_lib.PRESET_CHOICES, help="as trainer.train")
-    parser.add_argument("--config", dest="config_file", help="JSON file of config overrides")
-    config_lib.add_config_flags(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
+    args = build_parser().parse_args(argv)
     return args, config_lib.resolve_config(args.preset, args.config_file, args)
 
 

@@ -1,33 +1,39 @@
 """The shards a training run reads: manifest, fold split by slice kind, up-front checks.
 
 Training reads the shards of every fold but K (by slice kind: tp, fp, background), validation every
-shard of fold K (paths from OUT/manifest.json). Before anything is built, `prepare_fold` checks the
-manifest, every file's framing (a corrupt TFRecord is named) and the first record of each file
-(schema version, sample rate), and that the window fits the slices; each is a UserError with what
-exists. The tf.data graphs over these files are in trainer.inputs.
+shard of fold K (paths from OUT/manifest.json, read through trainer.fs as a typed
+pipeline.manifest.Manifest; example counts come from its counters, not from reading the shards).
+Before anything is built, `prepare_fold` checks the manifest, that every listed file exists and the
+first record of each file (framing and CRC, schema version, sample rate), and that the window fits
+the slices; each is a UserError with what exists. A file damaged further in is found where the data
+is read: on a tf.errors.DataLossError, `find_corrupt_shard` re-reads the files and names it. The
+tf.data graphs over these files are in trainer.inputs.
 
     from trainer import data
     fold_inputs = data.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
     fold_inputs.train_files_by_kind["tp"], fold_inputs.num_train_by_kind["fp"], fold_inputs.val_files
+    with data.naming_corrupt_shard(path):        # DataLossError -> ShardsError naming `path`
+        ...read path...
 """
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
-import os
 import re
-from typing import Any, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from pipeline import schema
 from pipeline.errors import UserError
-from trainer import mel
+from pipeline.manifest import MANIFEST_FILE, Manifest, ManifestError
+from trainer import fs, mel
 from trainer.config import TrainConfig
 
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_FILE
 NEGATIVE_KINDS = (schema.KIND_FP, schema.KIND_BACKGROUND)
 _READ_BUFFER = 8 << 20
 
@@ -38,17 +44,16 @@ class ShardsError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class ShardInfo:
-    """What the up-front pass learnt about one TFRecord file."""
+    """What the first record of one TFRecord file says."""
 
     path: str
-    num_records: int
     schema_version: int
     sample_rate: int
 
 
 @dataclasses.dataclass(frozen=True)
 class FoldInputs:
-    """The checked shard files of one cross-validation split."""
+    """The checked shard files of one cross-validation split (counts from the manifest)."""
 
     shards_dir: str
     fold: int
@@ -56,7 +61,7 @@ class FoldInputs:
     val_files: tuple[str, ...]  # every kind
     num_train: int
     num_val: int
-    manifest: dict[str, Any]
+    manifest: Manifest
     train_files_by_kind: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     num_train_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
 
@@ -70,80 +75,105 @@ def input_shape(cfg: TrainConfig) -> tuple[int, int, int]:
     return cfg.mel.n_mels, mel.num_frames(window_samples(cfg), cfg.mel), 1
 
 
+# ---- corrupt TFRecords: the one place their errors become messages ----
+
+def tf_error_reason(error: tf.errors.OpError) -> str:
+    """The gist of a TF error: "corrupted record at 12" without the op and function names around it."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", error.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:.*$", "", text).strip(" '") or type(error).__name__
+
+
+def corrupt_shard_error(path: str, error: tf.errors.OpError) -> ShardsError:
+    return ShardsError(f"shard {path} is corrupt ({tf_error_reason(error)}); re-run `make shards` or restore "
+                       f"the file")
+
+
+@contextlib.contextmanager
+def naming_corrupt_shard(path: str) -> Iterator[None]:
+    """Inside the block, a TFRecord framing/CRC or parse error while reading `path` is a ShardsError naming it."""
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise corrupt_shard_error(path, e) from e
+
+
 # ---- manifest and files ----
 
 def _listing(path: str) -> str:
     try:
-        names = sorted(tf.io.gfile.listdir(path))
+        names = fs.listdir(path)
     except tf.errors.OpError:
         return "(cannot list it)"
     return ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "(empty)"
 
 
-# What readers of the manifest (here, trainer.runs, trainer.recordings) rely on.
-MANIFEST_KEYS = ("schema_version", "num_classes", "sample_rate", "slice_seconds", "num_folds", "files", "counts")
-
-
-def read_manifest(shards_dir: str) -> dict[str, Any]:
-    """OUT/manifest.json of a finished shards job (its presence means the job finished)."""
-    if not tf.io.gfile.isdir(shards_dir):
+def read_manifest(shards_dir: str) -> Manifest:
+    """OUT/manifest.json of a finished shards job (its presence means the job finished), typed."""
+    shards_dir = str(shards_dir)
+    if not fs.isdir(shards_dir):
         raise ShardsError(f"shards dir {shards_dir} does not exist; build it with `make shards` "
                           f"(or pass --shards_dir of an existing one)")
-    path = os.path.join(shards_dir, MANIFEST)
-    if not tf.io.gfile.exists(path):
+    path = fs.join(shards_dir, MANIFEST)
+    if not fs.exists(path):
         raise ShardsError(f"{shards_dir} has no {MANIFEST}, so it is not a finished shards dir (it holds: "
                           f"{_listing(shards_dir)}); run `make shards` and wait for it to finish")
     try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            manifest = json.loads(f.read())
+        content = fs.read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ShardsError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(manifest, dict):
-        raise ShardsError(f"{path} must hold a JSON object, got {type(manifest).__name__}; re-run `make shards`")
-    schema.check_version(manifest.get("schema_version", -1), path)
-    missing = sorted(set(MANIFEST_KEYS) - set(manifest))
+    try:
+        return Manifest.from_dict(content, where=path)
+    except ManifestError as e:
+        raise ShardsError(str(e)) from e
+
+
+def absolute(shards_dir: str, relative: Sequence[str]) -> list[str]:
+    """Manifest paths (relative to OUT) -> paths under `shards_dir` (local or URL)."""
+    return [fs.join(shards_dir, p) for p in relative]
+
+
+def check_exist(paths: Sequence[str], shards_dir: str) -> None:
+    missing = fs.missing(paths)
     if missing:
-        raise ShardsError(f"{path} lacks {', '.join(missing)}; it was not written by a finished `make shards`")
-    return manifest
+        raise ShardsError(f"{len(missing)} shard file(s) listed in {fs.join(shards_dir, MANIFEST)} are missing, "
+                          f"e.g. {missing[0]}; re-run `make shards`")
 
 
-def fold_files(manifest: dict[str, Any], shards_dir: str, fold: int) -> tuple[list[str], list[str]]:
+def _fold_count(manifest: Manifest, fold: int, kind: str | None = None) -> int:
+    value = manifest.examples(fold, kind)
+    if value is None:
+        raise ShardsError(f"the manifest lacks the example count of fold {fold}{'' if kind is None else ' ' + kind}; "
+                          f"re-run `make shards`")
+    return value
+
+
+def fold_files(manifest: Manifest, shards_dir: str, fold: int) -> tuple[list[str], list[str]]:
     """(train files = every fold but `fold`, val files = `fold`), absolute, in manifest order."""
-    by_fold = manifest.get("files", {}).get("train", {})
-    with_shards = sorted(int(k) for k, v in by_fold.items() if v)
-    counts = manifest.get("counts", {}).get("train_examples_per_fold", {})
+    with_shards = manifest.folds_with_shards()
+    counts = manifest.counts.get("train_examples_per_fold", {})
     described = ", ".join(f"{k} ({counts.get(str(k), '?')} examples)" for k in with_shards) or "none"
-    if str(fold) not in by_fold:
-        raise ShardsError(f"unknown fold {fold}: {shards_dir} has folds 0..{len(by_fold) - 1}; "
+    if fold not in manifest.train:
+        raise ShardsError(f"unknown fold {fold}: {shards_dir} has folds 0..{len(manifest.train) - 1}; "
                           f"folds with shards: {described}")
-    if not by_fold[str(fold)]:
+    if not manifest.train_files(fold):
         raise ShardsError(f"{shards_dir} has no shard for fold {fold} (no examples fell into it); "
                           f"folds with shards: {described}")
-    train = [os.path.join(shards_dir, p) for k in sorted(by_fold, key=int) if k != str(fold)
-             for p in by_fold[k]]
+    train = absolute(shards_dir, [p for k in sorted(manifest.train) if k != fold for p in manifest.train_files(k)])
     if not train:
         raise ShardsError(f"{shards_dir} has no training shards outside fold {fold}; folds with shards: "
                           f"{described}")
-    val = [os.path.join(shards_dir, p) for p in by_fold[str(fold)]]
-    missing = [p for p in train + val if not tf.io.gfile.exists(p)]
-    if missing:
-        raise ShardsError(f"{len(missing)} shard file(s) listed in {shards_dir}/{MANIFEST} are missing, "
-                          f"e.g. {missing[0]}; re-run `make shards`")
+    val = absolute(shards_dir, manifest.train_files(fold))
+    check_exist(train + val, shards_dir)
     return train, val
 
 
-def train_files_by_kind(manifest: dict[str, Any], shards_dir: str, fold: int) -> dict[str, list[str]]:
+def train_files_by_kind(manifest: Manifest, shards_dir: str, fold: int) -> dict[str, list[str]]:
     """{slice kind: files of every fold but `fold`} from the manifest's train_by_kind lists."""
-    by_kind = manifest.get("files", {}).get("train_by_kind")
-    if not isinstance(by_kind, dict):
-        raise ShardsError(f"{shards_dir}/{MANIFEST} has no files.train_by_kind; re-run `make shards`")
-    return {kind: [os.path.join(shards_dir, p) for k in sorted(by_kind, key=int) if k != str(fold)
-                   for p in by_kind[k].get(kind, [])] for kind in schema.SLICE_KINDS}
-
-
-# Up-front scans keyed by (path, size, mtime): trainer.cv trains several folds in one process and
-# each file is read through once, not once per fold. A changed file is scanned again.
-_SCANNED: dict[tuple[str, int, int], ShardInfo] = {}
+    if not isinstance(manifest.raw.get("files", {}).get("train_by_kind"), dict):
+        raise ShardsError(f"{fs.join(shards_dir, MANIFEST)} has no files.train_by_kind; re-run `make shards`")
+    return {kind: absolute(shards_dir, [p for k in sorted(manifest.train_by_kind) if k != fold
+                                        for p in manifest.kind_files(k, kind)])
+            for kind in schema.SLICE_KINDS}
 
 
 def _first_record_fields(record: tf.Tensor) -> tuple[int, int]:
@@ -154,82 +184,68 @@ def _first_record_fields(record: tf.Tensor) -> tuple[int, int]:
     return int(parsed["schema_version"]), int(parsed["sample_rate"])
 
 
-def tf_error_reason(error: tf.errors.OpError) -> str:
-    """The gist of a TF error: "corrupted record at 12" without the op and function names around it."""
-    text = re.sub(r"\{\{[^}]*\}\}", "", error.message.splitlines()[0])
-    return re.sub(r"\s*\[Op:.*$", "", text).strip(" '") or type(error).__name__
+def first_record(path: str) -> ShardInfo:
+    """Reads only the first record of `path` (its framing and CRCs are checked): schema version, sample rate.
 
-
-def scan_shard(path: str, use_cache: bool = True) -> ShardInfo:
-    """Reads `path` through once (TFRecord length and CRC checks): record count and first record fields.
-
-    Raises ShardsError naming the file when it is corrupt, truncated or empty.
+    Raises ShardsError naming the file when that record is corrupt or the file holds none.
     """
-    stat = tf.io.gfile.stat(path)
-    key = (path, int(stat.length), int(stat.mtime_nsec))
-    if use_cache and key in _SCANNED:
-        return _SCANNED[key]
-    dataset = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER)
-    try:
-        first = next(iter(dataset.take(1)), None)
-        count = int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
-        version, rate = _first_record_fields(first) if first is not None else (-1, -1)
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-        raise ShardsError(f"shard {path} is corrupt ({tf_error_reason(e)}); re-run `make shards` or restore "
-                          f"the file") from e
-    if count == 0:
-        raise ShardsError(f"shard {path} holds no records; re-run `make shards`")
-    info = ShardInfo(path, count, version, rate)
-    _SCANNED[key] = info
-    return info
+    with naming_corrupt_shard(path):
+        first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+        if first is None:
+            raise ShardsError(f"shard {path} holds no records; re-run `make shards`")
+        return ShardInfo(path, *_first_record_fields(first))
 
 
-def scan_shards(paths: Sequence[str], use_cache: bool = True) -> list[ShardInfo]:
-    """scan_shard over many files, a few at a time (reads are I/O bound, gs:// especially)."""
+def first_records(paths: Sequence[str]) -> list[ShardInfo]:
+    """first_record of many files, a few at a time (reads are I/O bound, gs:// especially)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda p: scan_shard(p, use_cache), paths))
+        return list(pool.map(first_record, paths))
+
+
+def count_records(path: str) -> int:
+    """Reads `path` through (every record's length and CRC checked); ShardsError naming it when corrupt."""
+    with naming_corrupt_shard(path):
+        dataset = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER)
+        return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
 
 
 def find_corrupt_shard(paths: Sequence[str]) -> str | None:
-    """Re-reads every file (no cache) and returns the ShardsError message of the first bad one."""
+    """Re-reads every file in full and returns the ShardsError message of the first bad one (None if all read)."""
     for path in paths:
         try:
-            scan_shard(path, use_cache=False)
+            if count_records(path) == 0:
+                return f"shard {path} holds no records; re-run `make shards`"
         except ShardsError as e:
             return str(e)
     return None
 
 
-def check_compatible(manifest: dict[str, Any], infos: Sequence[ShardInfo], cfg: TrainConfig,
-                     shards_dir: str) -> None:
+def check_compatible(manifest: Manifest, infos: Sequence[ShardInfo], cfg: TrainConfig, shards_dir: str) -> None:
     """The shards must be of this schema version, sample rate and class count, with slices >= window."""
     for info in infos:
         schema.check_version(info.schema_version, f"shard {info.path}")
         if info.sample_rate != cfg.mel.sample_rate:
             raise ShardsError(f"shard {info.path} holds {info.sample_rate} Hz audio but the config reads "
                               f"{cfg.mel.sample_rate} Hz (--mel.sample_rate); use matching shards or config")
-    if int(manifest["num_classes"]) != cfg.num_classes:
-        raise ShardsError(f"{shards_dir} has {manifest['num_classes']} classes but the config has "
-                          f"num_classes={cfg.num_classes}; pass --num_classes {manifest['num_classes']}")
-    slice_seconds = float(manifest["slice_seconds"])
-    if cfg.window_seconds > slice_seconds:
-        raise ShardsError(f"window_seconds={cfg.window_seconds} is longer than the {slice_seconds} s slices of "
-                          f"{shards_dir}; pass --window_seconds {slice_seconds:g} or less, or re-shard with "
-                          f"--slice_seconds {cfg.window_seconds:g}")
+    if manifest.num_classes != cfg.num_classes:
+        raise ShardsError(f"{shards_dir} has {manifest.num_classes} classes but the config has "
+                          f"num_classes={cfg.num_classes}; pass --num_classes {manifest.num_classes}")
+    if cfg.window_seconds > manifest.slice_seconds:
+        raise ShardsError(f"window_seconds={cfg.window_seconds} is longer than the {manifest.slice_seconds} s "
+                          f"slices of {shards_dir}; pass --window_seconds {manifest.slice_seconds:g} or less, or "
+                          f"re-shard with --slice_seconds {cfg.window_seconds:g}")
 
 
 def prepare_fold(shards_dir: str, fold: int, cfg: TrainConfig) -> FoldInputs:
     """Finds and checks the shards of one split; every user mistake is a ShardsError/SchemaError."""
+    shards_dir = str(shards_dir)
     manifest = read_manifest(shards_dir)
     train, val = fold_files(manifest, shards_dir, fold)
     by_kind = train_files_by_kind(manifest, shards_dir, fold)
-    infos = scan_shards(train + val)
-    check_compatible(manifest, infos, cfg, shards_dir)
-    records = {i.path: i.num_records for i in infos}
-    n_train = sum(records[p] for p in train)
-    n_val = sum(records[p] for p in val)
-    n_by_kind = {kind: sum(records[p] for p in files) for kind, files in by_kind.items()}
+    check_compatible(manifest, first_records(train + val), cfg, shards_dir)
+    others = [k for k in sorted(manifest.train) if k != fold]
+    n_by_kind = {kind: sum(_fold_count(manifest, k, kind) for k in others) for kind in schema.SLICE_KINDS}
     if not by_kind[schema.KIND_TP]:
         raise ShardsError(f"{shards_dir} has no tp slices outside fold {fold}, so there is nothing to learn from")
-    return FoldInputs(shards_dir, fold, tuple(train), tuple(val), n_train, n_val, manifest,
-                      {k: tuple(v) for k, v in by_kind.items()}, n_by_kind)
+    return FoldInputs(shards_dir, fold, tuple(train), tuple(val), sum(_fold_count(manifest, k) for k in others),
+                      _fold_count(manifest, fold), manifest, {k: tuple(v) for k, v in by_kind.items()}, n_by_kind)

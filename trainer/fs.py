@@ -75,6 +75,24 @@ def size(path: str) -> int:
     return int(tf.io.gfile.stat(str(path)).length)
 
 
+def mtime_ns(path: str) -> int:
+    """Last modification time in nanoseconds (gs://: the object's update time)."""
+    return int(tf.io.gfile.stat(str(path)).mtime_nsec)
+
+
+def rename(src: str, dst: str, overwrite: bool = True) -> None:
+    """Moves `src` to `dst` (atomic on a local filesystem; a copy then delete on gs://)."""
+    tf.io.gfile.rename(str(src), str(dst), overwrite=overwrite)
+
+
+def with_suffix(path: str, suffix: str) -> str:
+    """`dir/name.csv` -> `dir/name<suffix>` (the last extension replaced; kept as given for a URL)."""
+    path = str(path)
+    stem, dot, ext = basename(path).rpartition(".")
+    name = stem if dot and stem else basename(path)
+    return join(dirname(path), name + suffix) if dirname(path) else name + suffix
+
+
 def remove(path: str) -> None:
     """Removes a file or a whole directory tree; nothing if absent."""
     path = str(path)

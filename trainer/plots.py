@@ -2,6 +2,7 @@
 
     from trainer import plots
     plots.plot_curves(history, "runs/demo/fold0/curves.png")   # history: rows of history.csv
+    plots.save_png(fig, "gs://bucket/runs/x.png")              # any figure, local or gs:// (trainer.fs)
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no display, no global figure state).
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from trainer import fs
 
 # (title, ((column, label), ...)) per panel, as history.csv names the columns.
 PANELS = (("loss", (("loss", "train"), ("val_loss", "validation"))),
@@ -24,10 +27,14 @@ def new_figure(width: float, height: float = 4.0) -> Figure:
     return fig
 
 
+def save_png(fig: Figure, path: str, dpi: int = 100) -> None:
+    """Writes `fig` as a PNG through trainer.fs (parent dirs made)."""
+    with fs.open_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
+
+
 def plot_curves(history: pd.DataFrame, path: str) -> None:
     """Writes a two-panel PNG of `history` (columns epoch (0-based), loss, val_loss, lwlrap, val_lwlrap, val_rec_lwlrap)."""
-    import tensorflow as tf  # gfile writes local and gs:// paths alike
-
     fig = new_figure(10.0)
     epochs = history["epoch"].to_numpy() + 1  # 1-based like Keras's progress output
     for ax, (title, columns) in zip(fig.subplots(1, 2), PANELS):
@@ -38,5 +45,4 @@ def plot_curves(history: pd.DataFrame, path: str) -> None:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    with tf.io.gfile.GFile(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+    save_png(fig, path)

@@ -2,15 +2,17 @@
 
 Each test recording is cut into windows of the run's training window (stride: --stride_seconds,
 default half a window; the last window ends at the recording's end; a recording shorter than a
-window is zero-padded to one). Each window goes through the run's own front end (trainer.mel.log_mel
-with the run's MelConfig from config.json) and its best.keras; a recording's score per species is
-the max over its windows, and several runs (e.g. the CV folds) are averaged: max, then mean.
+window is zero-padded to one). Each window is scored by the run's serving model (trainer.serving:
+waveform in, scores out, the run's own LogMel front end inside); a recording's score per species
+is the max over its windows, and several runs (e.g. the CV folds) are averaged: max, then mean.
+The test audio is read once per prediction: every model of the ensemble is loaded first and
+scores each group of recordings as it streams by.
 
 The output has the header recording_id,s0,...,s{C-1} and the rows of the shards'
 sample_submission.csv in its order (checked before writing). Next to it go <stem>.config.json (the
 resolved settings) and, when the shards hold test_truth.csv (the demo dataset does),
 <stem>.score.json with the LWLRAP of the submission over recordings. Each run also gets
-run_dir/serving.keras (waveform in, scores out; see trainer.serving) if it has none yet.
+run_dir/serving.keras if it has none yet. Every path may be local or gs:// (trainer.fs).
 
 Usage:
 
@@ -24,20 +26,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 from pipeline import checks
+from pipeline import manifest as shards_layout
 from pipeline.errors import UserError, run_main
-from trainer import data, mel, recordings, runs, serving, submission
+from pipeline.manifest import Manifest
+from trainer import data, fs, recordings, runs, serving, submission
 from trainer.windows import default_stride, seconds_to_samples, window_batches
-
-SAMPLE_SUBMISSION = "sample_submission.csv"
-TEST_TRUTH = "test_truth.csv"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,18 +45,6 @@ class PredictConfig:
 
     stride_seconds: float | None = None
     batch_size: int = 16  # windows per model call (a 10 s window is 1.9 MB of float32)
-
-
-def window_scorer(run: runs.Run, model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 [batch, window_samples] -> float32 [batch, num_classes]: the run's log_mel + best.keras."""
-    import tensorflow as tf
-
-    @tf.function(input_signature=[tf.TensorSpec([None, run.window_samples], tf.float32)])
-    def score(windows: tf.Tensor) -> tf.Tensor:
-        features = mel.log_mel(windows, run.config.mel)[..., tf.newaxis]  # [batch, n_mels, frames, 1]
-        return tf.cast(model(features, training=False), tf.float32)  # [batch, num_classes]
-
-    return lambda windows: score(tf.constant(windows, tf.float32)).numpy()
 
 
 def stride_samples(run: runs.Run, cfg: PredictConfig) -> int:
@@ -73,78 +60,112 @@ def stride_samples(run: runs.Run, cfg: PredictConfig) -> int:
     return stride
 
 
-def run_recording_scores(
-    run: runs.Run, model: Any, shards_dir: str | Path, manifest: dict[str, Any], recording_ids: Sequence[str],
-    cfg: PredictConfig,
-) -> np.ndarray:
-    """One run's scores of every test recording: float32 [R, C], rows in `recording_ids` order."""
-    score = window_scorer(run, model)
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """One run's serving model with its windowing: float32 [B, window] waveforms -> float32 [B, C]."""
 
-    def waveforms() -> Iterator[np.ndarray]:
-        for i, rec in enumerate(recordings.iter_test_recordings(shards_dir, manifest)):
-            if i >= len(recording_ids) or rec.recording_id != recording_ids[i]:
-                raise UserError(f"the test shards of {shards_dir} changed while predicting; run again")
-            yield rec.waveform
+    run: runs.Run
+    model: Any  # trainer.serving.build_serving_model
+    window: int
+    stride: int
 
-    window_scores, owners = [], []
-    for batch, owner in window_batches(waveforms(), run.window_samples, stride_samples(run, cfg), cfg.batch_size):
-        window_scores.append(score(batch))  # [batch, C]
-        owners.append(owner)
-    return submission.max_per_recording(np.concatenate(window_scores), np.concatenate(owners), len(recording_ids))
+    @classmethod
+    def load(cls, run: runs.Run, cfg: PredictConfig) -> "Scorer":
+        """Loads best.keras, wraps it into the serving model and exports serving.keras if missing or stale."""
+        trained = runs.load_model(run)
+        model = serving.build_serving_model(run, trained)
+        serving.export_serving(run, trained, serving=model)
+        return cls(run, model, run.window_samples, stride_samples(run, cfg))
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(windows, training=False), np.float32)
 
 
-def _side_path(output: Path, kind: str) -> Path:
-    return output.with_name(f"{output.stem}.{kind}.json")
+def _groups(recs: Iterator[recordings.Recording], min_samples: int) -> Iterator[list[recordings.Recording]]:
+    """Consecutive recordings grouped until a group holds `min_samples` samples (the last may hold fewer).
+
+    Every model scores a whole group before the next is read: the audio is read once, memory stays
+    at about one group, and model calls stay full however short the recordings are.
+    """
+    group: list[recordings.Recording] = []
+    total = 0
+    for rec in recs:
+        group.append(rec)
+        total += len(rec.waveform)
+        if total >= min_samples:
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
+
+
+def ensemble_recording_scores(scorers: Sequence[Scorer], shards_dir: str, manifest: Manifest,
+                              recording_ids: Sequence[str], batch_size: int) -> list[np.ndarray]:
+    """Per scorer, its scores of every test recording: float32 [R, C], rows in `recording_ids` order.
+
+    The test shards are streamed once for all scorers.
+    """
+    window_scores: list[list[np.ndarray]] = [[] for _ in scorers]
+    owners: list[list[np.ndarray]] = [[] for _ in scorers]
+    first = 0  # index of the group's first recording
+    group_samples = batch_size * max(s.window for s in scorers)
+    for group in _groups(recordings.iter_test_recordings(shards_dir, manifest), group_samples):
+        if [r.recording_id for r in group] != list(recording_ids[first:first + len(group)]):
+            raise UserError(f"the test shards of {shards_dir} changed while predicting; run again")
+        waves = [r.waveform for r in group]
+        for i, scorer in enumerate(scorers):
+            for batch, owner in window_batches(waves, scorer.window, scorer.stride, batch_size):
+                window_scores[i].append(scorer(batch))  # [batch, C]
+                owners[i].append(owner + first)
+        first += len(group)
+    return [submission.max_per_recording(np.concatenate(w), np.concatenate(o), len(recording_ids))
+            for w, o in zip(window_scores, owners)]
+
+
+def side_path(output: str, kind: str) -> str:
+    """<stem>.<kind>.json next to the submission `output`."""
+    return fs.with_suffix(output, f".{kind}.json")
 
 
 def predict(
-    run_dirs: Sequence[str | Path], shards_dir: str | Path, output: str | Path, cfg: PredictConfig = PredictConfig()
+    run_dirs: Sequence[str], shards_dir: str, output: str, cfg: PredictConfig = PredictConfig()
 ) -> dict[str, Any]:
     """Ensembles `run_dirs` over the test shards, writes the submission; returns a summary dict."""
-    shards_dir, output = Path(shards_dir), Path(output)
-    for path in (output, _side_path(output, "config"), _side_path(output, "score")):  # before any inference
-        checks.output_file("--output", str(path))
-    manifest = data.read_manifest(str(shards_dir))
+    shards_dir, output = str(shards_dir), str(output)
+    for path in (output, side_path(output, "config"), side_path(output, "score")):  # before any inference
+        checks.output_file("--output", path)
+    manifest = data.read_manifest(shards_dir)
     loaded = [runs.open_run(d) for d in run_dirs]  # configs only: every check before a model loads
     runs.check_ensemble(loaded)
     for run in loaded:
         runs.check_against_manifest(run, manifest, shards_dir)
         stride_samples(run, cfg)  # fail on a bad stride before any inference
-    sample_path = shards_dir / SAMPLE_SUBMISSION
-    if not sample_path.is_file():
-        raise UserError(f"{shards_dir} has no {SAMPLE_SUBMISSION} (the shards job copies it from the data dir)")
-    sample = submission.read_score_table(sample_path)
-    if len(sample.columns) - 1 != int(manifest["num_classes"]):
-        raise UserError(f"{sample_path} has {len(sample.columns) - 1} species columns but the shards have "
-                        f"{manifest['num_classes']} classes")
+    sample = submission.read_sample_submission(shards_dir, manifest.num_classes)
     recording_ids = recordings.list_test_ids(shards_dir, manifest)
     submission.check_test_recordings(recording_ids, sample, shards_dir, manifest)
 
-    per_run = []
-    for run in loaded:  # one model in memory at a time
-        model = runs.load_model(run)
-        serving.export_serving(run, model)
-        print(f"predicting {len(recording_ids)} recordings with {run.run_dir}")
-        per_run.append(run_recording_scores(run, model, shards_dir, manifest, recording_ids, cfg))
+    scorers = [Scorer.load(run, cfg) for run in loaded]  # every model in memory: the audio is read once
+    print(f"predicting {len(recording_ids)} recordings with {', '.join(r.run_dir for r in loaded)}")
+    per_run = ensemble_recording_scores(scorers, shards_dir, manifest, recording_ids, cfg.batch_size)
     table = submission.build_submission(recording_ids, submission.mean_over_runs(per_run), sample)
     submission.write_submission(table, output)
     print(f"wrote {output} ({len(table)} recordings, {len(loaded)} run(s) averaged)")
 
     summary: dict[str, Any] = {
-        "output": str(output), "shards_dir": str(shards_dir), "num_recordings": len(table),
-        "runs": [str(r.run_dir) for r in loaded],
-        "stride_samples": {str(r.run_dir): stride_samples(r, cfg) for r in loaded},
+        "output": output, "shards_dir": shards_dir, "num_recordings": len(table),
+        "runs": [r.run_dir for r in loaded],
+        "stride_samples": {s.run.run_dir: s.stride for s in scorers},
         "config": dataclasses.asdict(cfg),
     }
-    _side_path(output, "config").write_text(json.dumps(summary, indent=2) + "\n")
-    truth_path, score_path = shards_dir / TEST_TRUTH, _side_path(output, "score")
-    score_path.unlink(missing_ok=True)  # never leave the score of an earlier submission next to this one
-    if truth_path.is_file():
+    fs.write_json(side_path(output, "config"), summary)
+    truth_path, score_path = fs.join(shards_dir, shards_layout.TEST_TRUTH), side_path(output, "score")
+    fs.remove(score_path)  # never leave the score of an earlier submission next to this one
+    if fs.isfile(truth_path):
         summary["test_lwlrap"] = score_submission(table, truth_path, score_path)
     return summary
 
 
-def score_submission(table: pd.DataFrame, truth_path: Path, score_path: Path) -> float | None:
+def score_submission(table: pd.DataFrame, truth_path: str, score_path: str) -> float | None:
     """LWLRAP of the submission over recordings vs test_truth.csv; printed and written to score_path.
 
     None (and a printed note) when the truth has no positive label, so LWLRAP is undefined.
@@ -157,9 +178,8 @@ def score_submission(table: pd.DataFrame, truth_path: Path, score_path: Path) ->
     except LwlrapError as e:
         print(f"not scored against {truth_path}: {e}")
         return None
-    score_path.write_text(json.dumps(
-        {"lwlrap": value, "num_recordings": len(table), "truth": str(truth_path)}, indent=2) + "\n")
-    print(f"test LWLRAP vs {truth_path.name}: {value:.4f} (written to {score_path})")
+    fs.write_json(score_path, {"lwlrap": value, "num_recordings": len(table), "truth": truth_path})
+    print(f"test LWLRAP vs {fs.basename(truth_path)}: {value:.4f} (written to {score_path})")
     return value
 
 
@@ -183,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     run_dirs = args.run_dir or runs.complete_runs_under(args.runs_root)
     if args.runs_root:
-        print(f"ensembling the complete runs under {args.runs_root}: {', '.join(d.name for d in run_dirs)}")
+        print(f"ensembling the complete runs under {args.runs_root}: {', '.join(map(fs.basename, run_dirs))}")
     return predict(run_dirs, args.shards_dir, args.output, PredictConfig(args.stride_seconds, args.batch_size))
 
 

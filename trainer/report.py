@@ -19,8 +19,6 @@ folds stand beside the model's. Writes into OUT (runs_root/cv by trainer.cv):
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,33 +26,30 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from pipeline.errors import UserError
-from trainer import baseline, plots
+from trainer import baseline, columns, fs, plots
+from trainer import run_layout as layout
 from trainer.lwlrap import lwlrap, per_class_lwlrap, recording_max
-from trainer.train import HISTORY, MONITOR, SUMMARY, VAL_PREDICTIONS, read_history
 
-
-def label_columns(table: pd.DataFrame, prefix: str) -> list[str]:
-    """y0..y{C-1} or s0..s{C-1} in class order (by the number after the prefix)."""
-    cols = [c for c in table.columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
-    return sorted(cols, key=lambda c: int(c[len(prefix):]))
+CURVE = "val_rec_lwlrap"  # the history.csv column plotted per fold
+OOF_FILE, REPORT_FILE, PER_CLASS_PNG, CURVES_PNG = "oof.csv", "report.json", "per_class.png", "curves.png"
 
 
 def truth_and_scores(oof: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """OOF table -> (labels [N, C], scores [N, C]) as float64."""
-    ys, ss = label_columns(oof, "y"), label_columns(oof, "s")
+    ys, ss = columns.find(oof.columns, columns.LABEL), columns.find(oof.columns, columns.SCORE)
     if not ys or len(ys) != len(ss):
         raise UserError(f"OOF table needs y0..y{{C-1}} and s0..s{{C-1}} columns, got {list(oof.columns)}")
     return oof[ys].to_numpy(np.float64), oof[ss].to_numpy(np.float64)
 
 
-def read_oof(run_dirs: Mapping[int, str | Path]) -> pd.DataFrame:
+def read_oof(run_dirs: Mapping[int, str]) -> pd.DataFrame:
     """Concatenates val_predictions.csv of each fold's run dir (fold order)."""
     tables = []
     for fold, run_dir in sorted(run_dirs.items()):
-        path = Path(run_dir) / VAL_PREDICTIONS
-        if not path.is_file():
+        path = layout.path(str(run_dir), layout.VAL_PREDICTIONS)
+        if not fs.isfile(path):
             raise UserError(f"{path} not found; fold {fold} did not finish (re-run `make cv` to resume it)")
-        table = pd.read_csv(path, dtype={"recording_id": str})
+        table = fs.read_csv(path, dtype={columns.ID: str})
         if not (table["fold"] == fold).all():
             raise UserError(f"{path} holds slices of folds {sorted(table['fold'].unique())}, expected only {fold}")
         tables.append(table)
@@ -76,32 +71,32 @@ def _levels(rows: pd.DataFrame) -> dict[str, float | None]:
     return out
 
 
-def _fold_entry(fold_rows: pd.DataFrame, run_dir: Path) -> dict[str, Any]:
-    entry: dict[str, Any] = {"run_dir": str(run_dir), "num_examples": len(fold_rows),
+def _fold_entry(fold_rows: pd.DataFrame, run_dir: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"run_dir": run_dir, "num_examples": len(fold_rows),
                              "num_recordings": int(fold_rows["recording_id"].nunique()), **_levels(fold_rows)}
-    summary_path = run_dir / SUMMARY
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
+    summary_path = layout.path(run_dir, layout.SUMMARY)
+    if fs.isfile(summary_path):
+        summary = fs.read_json(summary_path)
         entry.update({k: summary[k] for k in ("monitor", "best_epoch", "epochs_run", "elapsed_seconds")
                       if k in summary})
     return entry
 
 
-def baseline_beside(baseline_dir: Path | None, folds: list[int]) -> dict[str, Any] | None:
+def baseline_beside(baseline_dir: str | None, folds: list[int]) -> dict[str, Any] | None:
     """The baseline's OOF LWLRAP on the same folds (from its oof.csv), or None when it was not run."""
-    if baseline_dir is None or not (baseline_dir / baseline.OOF_FILE).is_file():
+    if baseline_dir is None or not fs.isfile(fs.join(baseline_dir, baseline.OOF_FILE)):
         return None
-    table = pd.read_csv(baseline_dir / baseline.OOF_FILE, dtype={"recording_id": str})
+    table = fs.read_csv(fs.join(baseline_dir, baseline.OOF_FILE), dtype={columns.ID: str})
     table = table[table["fold"].isin(folds)]
     if table.empty:
         return None
     saved = baseline.load_report(baseline_dir) or {}
-    return {"dir": str(baseline_dir), "folds": {str(k): _levels(table[table["fold"] == k]) for k in folds},
+    return {"dir": baseline_dir, "folds": {str(k): _levels(table[table["fold"] == k]) for k in folds},
             **_levels(table), "test_lwlrap": saved.get("test_lwlrap")}
 
 
-def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str | Path],
-              baseline_dir: Path | None = None) -> dict[str, Any]:
+def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str],
+              baseline_dir: str | None = None) -> dict[str, Any]:
     """LWLRAP over all OOF recordings and slices, per fold (with the run's summary) and per class."""
     truth, scores = truth_and_scores(oof)
     per_class, weight = per_class_lwlrap(truth, scores)
@@ -113,7 +108,7 @@ def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str | Path],
         "overall_lwlrap": levels["lwlrap"],  # slices
         "num_examples": len(oof),
         "num_recordings": int(oof["recording_id"].nunique()),
-        "folds": {str(fold): _fold_entry(oof[oof["fold"] == fold], Path(run_dir))
+        "folds": {str(fold): _fold_entry(oof[oof["fold"] == fold], str(run_dir))
                   for fold, run_dir in sorted(run_dirs.items())},
         "per_class": [
             {"class": k, "recording_lwlrap": float(rec_per_class[k]), "recording_weight": float(rec_weight[k]),
@@ -125,7 +120,7 @@ def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str | Path],
     }
 
 
-def plot_per_class(report: dict[str, Any], path: Path) -> None:
+def plot_per_class(report: dict[str, Any], path: str) -> None:
     """Bars of per-class LWLRAP; classes without positives (LWLRAP undefined) are left empty."""
     rows = report["per_class"]
     fig = plots.new_figure(max(6.0, 0.35 * len(rows)))
@@ -142,34 +137,34 @@ def plot_per_class(report: dict[str, Any], path: Path) -> None:
     ax.set(xlabel="species id", ylabel="out-of-fold recording LWLRAP", ylim=(0.0, 1.0),
            title=f"Per-class LWLRAP over {report['num_recordings']} out-of-fold recordings")
     ax.legend(loc="lower right")
-    fig.savefig(path, dpi=100)
+    plots.save_png(fig, path)
 
 
-def plot_curves(run_dirs: Mapping[int, str | Path], path: Path) -> None:
+def plot_curves(run_dirs: Mapping[int, str], path: str) -> None:
     """Validation recording LWLRAP per epoch (1-based), one line per fold, from each run's history.csv."""
     fig = plots.new_figure(6.0)
     ax = fig.subplots()
     for fold, run_dir in sorted(run_dirs.items()):
-        history = read_history(str(run_dir))
+        history = layout.read_history(str(run_dir), CURVE)
         if history.empty:
-            raise UserError(f"{Path(run_dir) / HISTORY} is missing or empty; fold {fold} did not finish")
-        ax.plot(history["epoch"] + 1, history[MONITOR], marker="o", label=f"fold {fold}")
+            raise UserError(f"{layout.path(str(run_dir), layout.HISTORY)} is missing or empty; fold {fold} did "
+                            f"not finish")
+        ax.plot(history["epoch"] + 1, history[CURVE], marker="o", label=f"fold {fold}")
     ax.set(xlabel="epoch", ylabel="validation recording LWLRAP", title="Validation recording LWLRAP per epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=100)
+    plots.save_png(fig, path)
 
 
-def write_cv_report(run_dirs: Mapping[int, str | Path], out_dir: str | Path,
-                    baseline_dir: str | Path | None = None) -> dict[str, Any]:
+def write_cv_report(run_dirs: Mapping[int, str], out_dir: str, baseline_dir: str | None = None) -> dict[str, Any]:
     """Writes oof.csv, report.json, per_class.png and curves.png into `out_dir`; returns the report."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = str(out_dir)
+    fs.makedirs(out_dir)
     oof = read_oof(run_dirs)
-    oof.to_csv(out_dir / "oof.csv", index=False)
-    result = cv_report(oof, run_dirs, None if baseline_dir is None else Path(baseline_dir))
-    (out_dir / "report.json").write_text(json.dumps(result, indent=2) + "\n")
-    plot_per_class(result, out_dir / "per_class.png")
-    plot_curves(run_dirs, out_dir / "curves.png")
+    fs.write_csv(oof, fs.join(out_dir, OOF_FILE))
+    result = cv_report(oof, run_dirs, None if baseline_dir is None else str(baseline_dir))
+    fs.write_json(fs.join(out_dir, REPORT_FILE), result)
+    plot_per_class(result, fs.join(out_dir, PER_CLASS_PNG))
+    plot_curves(run_dirs, fs.join(out_dir, CURVES_PNG))
     return result

@@ -17,8 +17,11 @@ trainer.report and trainer.inspect. Inference modules import names from here, ne
 
     from trainer import run_layout as layout
     layout.path(run_dir, layout.SUMMARY)
+    history = layout.read_history(run_dir)      # pandas, one row per epoch
 """
 from __future__ import annotations
+
+import pandas as pd
 
 from trainer import fs
 
@@ -51,3 +54,15 @@ def is_complete(run_dir: str) -> bool:
 
 def has_config(run_dir: str) -> bool:
     return fs.exists(path(run_dir, CONFIG))
+
+
+def read_history(run_dir: str, monitor: str = "val_rec_lwlrap") -> pd.DataFrame:
+    """history.csv as Keras's CSVLogger writes it (empty, with `epoch` and `monitor` columns, if absent).
+
+    An epoch logged twice (a kill between callbacks) keeps its last row.
+    """
+    history_path = fs.join(run_dir, HISTORY)
+    if not fs.exists(history_path):
+        return pd.DataFrame({"epoch": [], monitor: []})
+    history = fs.read_csv(history_path)
+    return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)

@@ -2,7 +2,7 @@
 
 A run dir is complete when summary.json exists (trainer.train writes it last); its model is
 best.keras (input [batch, n_mels, frames, 1], output [batch, num_classes]) and its resolved
-TrainConfig is config.json.
+TrainConfig is config.json (file names: trainer.run_layout). Run dirs may be local or gs:// (trainer.fs).
 
     from trainer import runs
     run_dirs = runs.complete_runs_under("runs/demo")    # every complete sub-dir (summary.json) of the root
@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline.errors import UserError
-from trainer import data
-from trainer.config import CONFIG_FILE, TrainConfig, load_run_config
-from trainer.train import BEST_MODEL, SUMMARY
+from pipeline.manifest import Manifest
+from trainer import data, fs
+from trainer import run_layout as layout
+from trainer.config import TrainConfig, load_run_config
 
 log = logging.getLogger("trainer.runs")
+
+is_complete = layout.is_complete
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A finished run dir and its resolved config (the model is loaded separately, when needed)."""
+    """A finished run dir (local path or URL) and its resolved config (the model is loaded separately)."""
 
-    run_dir: Path
+    run_dir: str
     config: TrainConfig
 
     @property
@@ -36,45 +38,44 @@ class Run:
         """Training window length in samples (what one window of inference holds)."""
         return data.window_samples(self.config)
 
+    def path(self, name: str) -> str:
+        """run_dir/name (names from trainer.run_layout)."""
+        return layout.path(self.run_dir, name)
 
-def is_complete(run_dir: str | Path) -> bool:
-    """True once trainer.train has written summary.json (it does so last)."""
-    return (Path(run_dir) / SUMMARY).is_file()
 
-
-def complete_runs_under(runs_root: str | Path) -> list[Path]:
+def complete_runs_under(runs_root: str) -> list[str]:
     """Every direct sub-dir of `runs_root` holding a complete run, sorted by name."""
-    root = Path(runs_root)
-    if not root.is_dir():
+    root = str(runs_root)
+    if not fs.isdir(root):
         raise UserError(f"runs root {root} does not exist; train first (`make cv` or `make train`)")
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir())
+    subdirs = fs.subdirs(root)
     found = [d for d in subdirs if is_complete(d)]
     if not found:
-        raise UserError(f"no complete run dir (one with {SUMMARY}) under {root}; train first (`make cv`)")
-    unfinished = [d.name for d in subdirs if (d / CONFIG_FILE).is_file() and not is_complete(d)]
+        raise UserError(f"no complete run dir (one with {layout.SUMMARY}) under {root}; train first (`make cv`)")
+    unfinished = [fs.basename(d) for d in subdirs if layout.has_config(d) and not is_complete(d)]
     if unfinished:
         # Not an error (a finished subset can be ensembled), but never silent.
         log.warning("left out of the ensemble, training not finished: %s", ", ".join(unfinished))
     return found
 
 
-def open_run(run_dir: str | Path) -> Run:
+def open_run(run_dir: str) -> Run:
     """A finished run's dir and config.json, without loading its model (cheap: checks come first)."""
-    run_dir = Path(run_dir)
-    for name in (SUMMARY, BEST_MODEL, CONFIG_FILE):
-        if not (run_dir / name).is_file():
+    run_dir = str(run_dir)
+    for name in (layout.SUMMARY, layout.BEST_MODEL, layout.CONFIG):
+        if not fs.isfile(layout.path(run_dir, name)):
             raise UserError(
                 f"run dir {run_dir} has no {name}: not a finished training run "
                 f"(train or resume it with `make train RUN_DIR={run_dir}`)"
             )
-    return Run(run_dir, load_run_config(str(run_dir)))
+    return Run(run_dir, load_run_config(run_dir))
 
 
 def load_model(run: Run) -> Any:
     """The run's best.keras ([batch, n_mels, frames, 1] -> [batch, num_classes]), checked against its config."""
     import keras
 
-    path = run.run_dir / BEST_MODEL
+    path = run.path(layout.BEST_MODEL)
     try:
         model = keras.models.load_model(path, compile=False)
     except (ValueError, OSError) as e:
@@ -92,16 +93,16 @@ def check_ensemble(runs: Sequence[Run]) -> int:
     """Runs can be averaged when they score the same species; returns that num_classes."""
     by_classes: dict[int, list[str]] = {}
     for run in runs:
-        by_classes.setdefault(int(run.config.num_classes), []).append(str(run.run_dir))
+        by_classes.setdefault(int(run.config.num_classes), []).append(run.run_dir)
     if len(by_classes) != 1:
         detail = "; ".join(f"{n} classes: {', '.join(dirs)}" for n, dirs in sorted(by_classes.items()))
         raise UserError(f"runs with different num_classes cannot be ensembled ({detail})")
     return next(iter(by_classes))
 
 
-def check_against_manifest(run: Run, manifest: dict[str, Any], shards_dir: str | Path) -> None:
+def check_against_manifest(run: Run, manifest: Manifest, shards_dir: str) -> None:
     """The run must read audio at the shards' sample rate and score the shards' species."""
-    rate, classes = int(manifest["sample_rate"]), int(manifest["num_classes"])
+    rate, classes = manifest.sample_rate, manifest.num_classes
     if int(run.config.mel.sample_rate) != rate:
         raise UserError(
             f"{run.run_dir} was trained at {run.config.mel.sample_rate} Hz but {shards_dir} holds "

@@ -19,15 +19,14 @@ and saves it as run_dir/serving.keras. Loading needs only Keras plus the registe
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
-from trainer import mel
+from trainer import fs, mel
+from trainer import run_layout as layout
 from trainer.runs import Run
-from trainer.train import BEST_MODEL
 
-SERVING_MODEL = "serving.keras"
+SERVING_MODEL = layout.SERVING_MODEL
 
 
 def build_serving_model(run: Run, model: Any) -> Any:
@@ -43,26 +42,27 @@ def build_serving_model(run: Run, model: Any) -> Any:
     return keras.Model(waveform, scores, name="serving")
 
 
-def export_serving(run: Run, model: Any, overwrite: bool = False) -> Path:
+def export_serving(run: Run, model: Any, overwrite: bool = False, serving: Any = None) -> str:
     """Writes run_dir/serving.keras unless an export newer than best.keras exists; returns its path.
 
-    The age check matters because retraining a run dir (trainer.train --overwrite) replaces
-    best.keras but leaves other files alone.
+    `serving` is build_serving_model(run, model) when the caller built it already. The age check
+    matters because retraining a run dir (trainer.train --overwrite) replaces best.keras but leaves
+    other files alone.
     """
-    path = run.run_dir / SERVING_MODEL
-    stale = not path.is_file() or path.stat().st_mtime_ns < (run.run_dir / BEST_MODEL).stat().st_mtime_ns
+    path = run.path(SERVING_MODEL)
+    stale = not fs.isfile(path) or fs.mtime_ns(path) < fs.mtime_ns(run.path(layout.BEST_MODEL))
     if overwrite or stale:
-        tmp = path.with_name(path.stem + ".tmp.keras")
-        build_serving_model(run, model).save(tmp)
-        tmp.replace(path)  # a cut-off export never leaves a half-written serving.keras behind
+        tmp = run.path("serving.tmp.keras")
+        (serving if serving is not None else build_serving_model(run, model)).save(tmp)
+        fs.rename(tmp, path)  # a cut-off export never leaves a half-written serving.keras behind
     return path
 
 
-def load_serving(run_dir: str | Path) -> Any:
+def load_serving(run_dir: str) -> Any:
     """Loads run_dir/serving.keras (the LogMel layer is registered by importing trainer.mel)."""
     import keras
 
-    path = Path(run_dir) / SERVING_MODEL
-    if not path.is_file():
+    path = layout.path(str(run_dir), SERVING_MODEL)
+    if not fs.isfile(path):
         raise UserError(f"{path} not found; `make predict` exports it for each run")
     return keras.models.load_model(path, compile=False)

@@ -8,30 +8,27 @@ sample_submission.csv, in its order; `check_submission` enforces that before any
     from trainer import submission
     rec = submission.max_per_recording(window_scores, owner, num_recordings)   # [R, C]
     ens = submission.mean_over_runs([rec_run1, rec_run2])                       # [R, C]
-    sample = submission.read_score_table("shards/sample_submission.csv")
+    sample = submission.read_sample_submission("data/shards/demo", num_classes=24)   # local or gs://
     table = submission.build_submission(recording_ids, ens, sample)
 """
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from pipeline import manifest as shards_layout
 from pipeline.errors import UserError
-
-ID_COLUMN = "recording_id"
+from pipeline.manifest import Manifest
+from trainer import fs
+from trainer.columns import ID as ID_COLUMN
+from trainer.columns import score_columns
 
 
 class SubmissionError(UserError):
     """Scores that do not make a valid submission (missing/extra recordings, wrong header, ...)."""
-
-
-def score_columns(num_classes: int) -> list[str]:
-    """["s0", ..., "s{C-1}"], the species columns of the RFCX submission."""
-    return [f"s{k}" for k in range(num_classes)]
 
 
 def _names(ids: Sequence[str], limit: int = 5) -> str:
@@ -71,16 +68,16 @@ def mean_over_runs(run_scores: Sequence[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack([np.asarray(s, dtype=np.float32) for s in run_scores]), axis=0)
 
 
-def read_score_table(path: str | Path) -> pd.DataFrame:
+def read_score_table(path: str) -> pd.DataFrame:
     """Reads a table shaped like sample_submission.csv (also test_truth.csv, a submission).
 
     Checks the header is recording_id,s0..s{C-1} and that no recording is listed twice.
     """
-    path = Path(path)
-    if not path.is_file():
+    path = str(path)
+    if not fs.isfile(path):
         raise SubmissionError(f"{path} not found")
     try:
-        sample = pd.read_csv(path, dtype={ID_COLUMN: str})
+        sample = fs.read_csv(path, dtype={ID_COLUMN: str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise SubmissionError(f"{path} is not a readable CSV: {e}") from e
     num_classes = len(sample.columns) - 1
@@ -90,6 +87,19 @@ def read_score_table(path: str | Path) -> pd.DataFrame:
     duplicated = sample[ID_COLUMN][sample[ID_COLUMN].duplicated()].unique().tolist()
     if duplicated:
         raise SubmissionError(f"{path} lists recordings more than once: {_names(duplicated)}")
+    return sample
+
+
+def read_sample_submission(shards_dir: str, num_classes: int) -> pd.DataFrame:
+    """The shards dir's sample_submission.csv (copied there by the shards job), with `num_classes` species."""
+    path = fs.join(str(shards_dir), shards_layout.SAMPLE_SUBMISSION)
+    if not fs.isfile(path):
+        raise UserError(f"{shards_dir} has no {shards_layout.SAMPLE_SUBMISSION} (the shards job copies it from "
+                        f"the data dir)")
+    sample = read_score_table(path)
+    if len(sample.columns) - 1 != num_classes:
+        raise UserError(f"{path} has {len(sample.columns) - 1} species columns but the shards have "
+                        f"{num_classes} classes")
     return sample
 
 
@@ -113,13 +123,13 @@ def check_recordings(
         )
 
 
-def check_test_recordings(recording_ids: Sequence[str], sample: pd.DataFrame, shards_dir: Any,
-                          manifest: dict) -> None:
+def check_test_recordings(recording_ids: Sequence[str], sample: pd.DataFrame, shards_dir: str,
+                          manifest: Manifest) -> None:
     """check_recordings for the test shards of `shards_dir`, naming the test files the shards job rejected."""
     try:
         check_recordings(recording_ids, sample, f"the test shards of {shards_dir}")
     except SubmissionError as e:
-        rejected = manifest.get("counts", {}).get("test_rejected", 0)
+        rejected = manifest.test_rejected
         hint = f" ({rejected} test file(s) were rejected by the shards job, see rejected/)" if rejected else ""
         raise SubmissionError(f"{e}{hint}") from e
 
@@ -159,12 +169,10 @@ def check_submission(table: pd.DataFrame, sample: pd.DataFrame) -> None:
         raise SubmissionError(f"non-finite scores for: {_names(table[ID_COLUMN][bad].tolist())}")
 
 
-def write_submission(table: pd.DataFrame, path: str | Path) -> Path:
+def write_submission(table: pd.DataFrame, path: str) -> str:
     """Writes the table as CSV (parent dirs created) and returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
-    return path
+    fs.write_csv(table, str(path))
+    return str(path)
 
 
 def align_truth(table: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
