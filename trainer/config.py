@@ -26,6 +26,7 @@ from typing import Any, Literal, Mapping
 
 from pipeline.errors import UserError
 from trainer import choices, fs, run_layout
+from trainer import strategy as strategy_lib
 from trainer.augment import AugmentConfig
 from trainer.mel import MelConfig
 
@@ -100,7 +101,7 @@ class TrainConfig:
     shuffle_buffer: int = 64  # serialized slices (~1 MB each at full size) shuffled after interleaving
     seed: int = 0
     deterministic: bool = True  # reproducible element order; False lets tf.data reorder for speed
-    strategy: Literal["auto", "default", "mirrored", "tpu"] = "auto"
+    strategy: strategy_lib.Name = "auto"
     tpu: str = ""  # TPU name or "local" (TPU VM); auto uses the TPU only when this is set
     mixed_precision: bool = False  # float16 on GPU, bfloat16 on TPU/CPU; the outputs stay float32
     verbose: Literal[0, 1, 2] = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
