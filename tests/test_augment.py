@@ -1,4 +1,4 @@
-"""Tests of trainer.augment and trainer.waveform_augment: each transform against its formula or a measurement, and the chain.
+"""trainer.waveform_augment and trainer.augment: each transform against its formula or a measurement; the chain.
 
 Audio is plain numpy (seeded noise, sines, zeros) of 1 s at 48 kHz or shorter, to stay fast.
 """

@@ -157,7 +157,8 @@ def test_choice_fields_are_literals_whose_values_are_the_flag_choices():
     actions = {a.dest: a for a in train.build_parser()._actions}
     for name, values in fields.items():
         assert tuple(actions[name].choices) == values, name
-    assert config.PRESET_CHOICES == ("auto", *fields["from_preset"]) and set(config.PRESETS) == set(fields["from_preset"])
+    assert config.PRESET_CHOICES == ("auto", *fields["from_preset"])
+    assert set(config.PRESETS) == set(fields["from_preset"])
 
 
 @pytest.mark.parametrize("flag, value", [("--monitor", "lwlrap"), ("--mel.scaling", "log"), ("--verbose", "3"),

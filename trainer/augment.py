@@ -35,8 +35,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from trainer import choices
-from trainer.waveform_augment import (  # noqa: F401 (the transforms, importable from here too)
-    VOLUME_MODES,
+from trainer.waveform_augment import (
     AugmentError,
     Compose,
     GaussianNoiseSNR,
@@ -53,7 +52,6 @@ from trainer.waveform_augment import (  # noqa: F401 (the transforms, importable
     check_nonnegative,
     check_probability,
     check_range,
-    noise_bank,
 )
 
 
