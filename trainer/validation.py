@@ -20,6 +20,7 @@ are collected as the batches go by, so every score row belongs to the slice it s
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterator, Sequence
 
 import keras
@@ -64,19 +65,20 @@ class RecordingValidation(keras.callbacks.Callback):
         super().__init__()
         self.num_classes = cfg.num_classes
         self.batches = inputs.eval_dataset(files, cfg, batch_size, num_examples)
+        self.steps = math.ceil(num_examples / batch_size)  # batches per pass, the last one partial
         self.meta: dict[str, np.ndarray] = {}
 
     def predict(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(metadata columns, scores float64 [N, C]) of one pass over the validation slices, row for row."""
         columns: dict[str, list[np.ndarray]] = {k: [] for k in inputs.META_KEYS + ("offset", "y")}
 
-        def features() -> Iterator[np.ndarray]:  # each batch's metadata is kept as its features go to predict
+        def features() -> Iterator[tuple[np.ndarray]]:  # each batch's metadata is kept as its features go to predict
             for batch in self.batches.as_numpy_iterator():
                 for key, values in columns.items():
                     values.append(batch[key])
                 yield (batch["x"],)  # (inputs,): x [B, n_mels, frames, 1]
 
-        scores = np.asarray(self.model.predict(features(), verbose=0), np.float64)  # [N, C]
+        scores = np.asarray(self.model.predict(features(), steps=self.steps, verbose=0), np.float64)  # [N, C]
         meta = {k: np.concatenate(v) for k, v in columns.items()}
         for key in ("recording_id", "kind"):
             meta[key] = np.array([r.decode() for r in meta[key]], dtype=object)
