@@ -28,12 +28,12 @@ its augmentation, SpecAugment, mixup, input scaling and tp/negative draws):
 * pipeline_augmented_fresh_noise: the recipe with fresh noise per window (as the seed drew it)
   instead of cuts of the per-process noise banks (augment.AugmentConfig.noise_bank_seconds); only
   when the recipe adds noise.
-* pipeline_augmented_vocoder_pitch: the recipe with the waveform pitch shift
-  (augment.vocoder_pitch_shift) instead of the mel-stage one; only when the recipe shifts pitch.
+* pipeline_augmented_waveform_pitch: the recipe with the waveform pitch shift
+  (librosa.effects.pitch_shift) instead of the mel-stage one; only when the recipe shifts pitch.
 * cpu_ms_per_window: CPU time (one thread) of each augmentation and of the recipe's numpy chain,
   and per example (all TF threads, batched) of the TF log-mel, of the extra cost of its
   pitch-shifted form (+-5 semitones), and of the recipe's SpecAugment masks and mixup when on, for one window;
-  librosa.effects.pitch_shift and vocoder_pitch_shift among them.
+  librosa.effects.pitch_shift among them.
 
 Each variant is timed --repeats times, the variants taking turns, and the median is reported
 (every value is kept in the JSON, with the skipped variants and why). Targets: pipeline_augmented
@@ -163,7 +163,7 @@ def time_pipeline(fold: data.FoldInputs, cfg: config.TrainConfig, batch_size: in
 def pipeline_variants(cfg: config.TrainConfig) -> tuple[dict[str, config.TrainConfig], dict[str, str]]:
     """({variant: config} to time, {variant: why skipped}) for the recipe `cfg`.
 
-    The fresh-noise and vocoder variants change one piece of the recipe, so they are timed only
+    The fresh-noise and waveform-pitch variants change one piece of the recipe, so they are timed only
     when the recipe has that piece; without augmentation at all only the ceiling remains.
     """
     a = cfg.augment
@@ -182,12 +182,12 @@ def pipeline_variants(cfg: config.TrainConfig) -> tuple[dict[str, config.TrainCo
     else:
         variants["pipeline_augmented_fresh_noise"] = with_augment(noise_bank_seconds=0.0)
     if not (a.pitch_shift_p > 0 and a.pitch_shift_max_steps > 0):
-        skipped["pipeline_augmented_vocoder_pitch"] = "the recipe does not shift pitch"
+        skipped["pipeline_augmented_waveform_pitch"] = "the recipe does not shift pitch"
     elif a.pitch_shift_method != "mel":
-        skipped["pipeline_augmented_vocoder_pitch"] = (f"the recipe already shifts pitch on the waveform "
-                                                       f"({a.pitch_shift_method})")
+        skipped["pipeline_augmented_waveform_pitch"] = (f"the recipe already shifts pitch on the waveform "
+                                                        f"({a.pitch_shift_method})")
     else:
-        variants["pipeline_augmented_vocoder_pitch"] = with_augment(pitch_shift_method="vocoder")
+        variants["pipeline_augmented_waveform_pitch"] = with_augment(pitch_shift_method="librosa")
     return variants, skipped
 
 
@@ -233,7 +233,6 @@ def time_costs(files: Sequence[str], cfg: config.TrainConfig, batch_size: int, c
         "volume_sine": augment.VolumeControl(),
     }
     costs = {name: _cpu_ms(lambda i, t=t: t(y, np.random.default_rng(i)), calls) for name, t in pieces.items()}
-    costs["pitch_shift_vocoder"] = _cpu_ms(lambda i: augment.vocoder_pitch_shift(y, steps[i % 10]), calls)
     costs["pitch_shift_librosa"] = _cpu_ms(
         lambda i: librosa.effects.pitch_shift(y, sr=sr, n_steps=steps[i % 10]), max(1, calls // 2)
     )

@@ -79,17 +79,17 @@ def test_input_variants_follow_the_recipe():
     variants, skipped = bench_input.pipeline_variants(
         _recipe(noise_p=0.5, noise_bank_seconds=60.0, pitch_shift_p=0.5, pitch_shift_method="mel"))
     assert set(variants) == {"pipeline_ceiling", "pipeline_augmented", "pipeline_augmented_fresh_noise",
-                             "pipeline_augmented_vocoder_pitch"} and not skipped
+                             "pipeline_augmented_waveform_pitch"} and not skipped
     assert not variants["pipeline_ceiling"].augment.enabled
     assert variants["pipeline_augmented_fresh_noise"].augment.noise_bank_seconds == 0.0
-    assert variants["pipeline_augmented_vocoder_pitch"].augment.pitch_shift_method == "vocoder"
-    assert variants["pipeline_augmented_vocoder_pitch"].augment.noise_p == 0.5  # the rest of the recipe kept
+    assert variants["pipeline_augmented_waveform_pitch"].augment.pitch_shift_method == "librosa"
+    assert variants["pipeline_augmented_waveform_pitch"].augment.noise_p == 0.5  # the rest of the recipe kept
 
     _, skipped = bench_input.pipeline_variants(_recipe(pitch_shift_p=0.0, noise_bank_seconds=0.0))
-    assert set(skipped) == {"pipeline_augmented_fresh_noise", "pipeline_augmented_vocoder_pitch"}
+    assert set(skipped) == {"pipeline_augmented_fresh_noise", "pipeline_augmented_waveform_pitch"}
     _, skipped = bench_input.pipeline_variants(_recipe(gaussian_noise=False, pink_noise=False,
-                                                       pitch_shift_method="vocoder"))
-    assert set(skipped) == {"pipeline_augmented_fresh_noise", "pipeline_augmented_vocoder_pitch"}
+                                                       pitch_shift_method="librosa"))
+    assert set(skipped) == {"pipeline_augmented_fresh_noise", "pipeline_augmented_waveform_pitch"}
     variants, skipped = bench_input.pipeline_variants(_recipe(enabled=False))
     assert set(variants) == {"pipeline_ceiling"} and set(skipped) == {"pipeline_augmented"}
 

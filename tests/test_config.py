@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 
 import pytest
 
@@ -137,3 +138,46 @@ def test_config_file_that_is_a_directory_or_not_text_is_a_config_error(tmp_path)
     binary.write_bytes(b"\xff\xfe\x00\x81 not utf-8")
     with pytest.raises(ConfigError, match="not valid JSON"):
         config.read_config_file(str(binary))
+
+
+def _literal_fields() -> dict[str, tuple]:
+    """{dotted flag name: choices} of every Literal-typed config field, read from the annotations."""
+    hints = {"": typing.get_type_hints(TrainConfig), "mel.": typing.get_type_hints(MelConfig),
+             "augment.": typing.get_type_hints(AugmentConfig)}
+    return {prefix + name: typing.get_args(tp) for prefix, types in hints.items() for name, tp in types.items()
+            if typing.get_origin(tp) is typing.Literal}
+
+
+def test_choice_fields_are_literals_whose_values_are_the_flag_choices():
+    fields = _literal_fields()
+    # The settings with a fixed set of values are all Literal fields (so checked in one place).
+    assert {"loss", "monitor", "optimizer", "lr_schedule", "strategy", "from_preset", "verbose", "mel.scaling",
+            "augment.noise_snr_reference", "augment.pitch_shift_method", "augment.time_shift_padding",
+            "augment.volume_mode"} <= set(fields)
+    actions = {a.dest: a for a in train.build_parser()._actions}
+    for name, values in fields.items():
+        assert tuple(actions[name].choices) == values, name
+    assert config.PRESET_CHOICES == ("auto", *fields["from_preset"])
+    assert set(config.PRESETS) == set(fields["from_preset"])
+
+
+@pytest.mark.parametrize("flag, value", [("--monitor", "lwlrap"), ("--mel.scaling", "log"), ("--verbose", "3"),
+                                         ("--augment.volume_mode", "square"), ("--strategy", "gpu"),
+                                         ("--augment.pitch_shift_method", "vocoder")])
+def test_a_bad_choice_flag_is_one_error_line_naming_the_choices(capsys, tmp_path, flag, value):
+    with pytest.raises(SystemExit) as e:
+        run_main(train.main, ["--shards_dir", str(tmp_path), "--fold", "0", "--run_dir", str(tmp_path / "r"),
+                              flag, value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "invalid choice" in lines[0] and value in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("section, key, value", [("", "verbose", 3), ("", "strategy", "gpu"), ("mel", "scaling", "log"),
+                                                 ("augment", "time_shift_padding", "reflect")])
+def test_a_bad_choice_in_a_config_file_names_the_field_and_its_choices(section, key, value):
+    overrides = {section: {key: value}} if section else {key: value}
+    with pytest.raises(ConfigError) as e:
+        config.apply_overrides(TrainConfig(), overrides)
+    assert f"{key}={value!r} is not one of [" in str(e.value)

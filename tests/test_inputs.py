@@ -64,13 +64,16 @@ def test_validation_is_every_slice_of_fold_k_centred_on_its_event(shards):
     assert background["kind"] == b"background" and int(background["offset"]) == (SLICE - WINDOW) // 2
     np.testing.assert_allclose(background["y"], _y({}, {sf.BACKGROUND_SPECIES}, 0.3), atol=1e-7)
 
-    x, y = next(iter(inputs.eval_dataset(fold.val_files, cfg, batch_size=8, num_examples=fold.num_val)))
-    assert x.shape == (6, N_MELS, FRAMES, 1) and y.shape == (6, 2 * C)
-    meta = inputs.eval_metadata(fold.val_files, cfg)
-    assert list(meta["recording_id"]) == [ex["recording_id"].decode() for ex in examples]
-    assert list(meta["kind"]) == [ex["kind"].decode() for ex in examples]
-    np.testing.assert_array_equal(meta["y"], y.numpy())  # same order as the batches
-    np.testing.assert_array_equal(meta["offset"], [ex["offset"] for ex in examples])
+    # The batches carry each slice's metadata with its features, in the same file order.
+    batches = list(inputs.eval_dataset(fold.val_files, cfg, batch_size=4, num_examples=fold.num_val)
+                   .as_numpy_iterator())
+    assert [len(b["x"]) for b in batches] == [4, 2]  # the last batch partial
+    batch = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    assert batch["x"].shape == (6, N_MELS, FRAMES, 1) and batch["y"].shape == (6, 2 * C)
+    for key in inputs.META_KEYS + ("offset", "y"):
+        np.testing.assert_array_equal(batch[key], [ex[key] for ex in examples], err_msg=key)
+    for i, ex in enumerate(examples):  # the features are those of the example's own window
+        np.testing.assert_allclose(batch["x"][i], inputs.features(ex["waveform"], cfg).numpy(), atol=1e-6)
 
 
 def test_labels_are_multi_hot_over_every_tp_box_in_the_window(tmp_path):
@@ -245,7 +248,8 @@ def test_centred_validation_window_inside_a_longer_event_is_positive_with_min_ov
     other = sf.train_example("o", 1, species=1, t_min=0.5, t_max=0.7, audio=sf.ramp(SLICE), sample_rate=RATE)
     shards = sf.write_shards(str(tmp_path), {0: examples, 1: [other]}, sample_rate=RATE)
     cfg = small_config(min_box_overlap=1.0)
-    meta = inputs.eval_metadata(data.prepare_fold(shards, 0, cfg).val_files, cfg)
+    examples = list(inputs.eval_examples(data.prepare_fold(shards, 0, cfg).val_files, cfg).as_numpy_iterator())
+    meta = {"y": np.stack([ex["y"] for ex in examples])}
     assert len(meta["y"]) == len(events)
     np.testing.assert_array_equal(meta["y"][:, 4], 1.0)
     np.testing.assert_array_equal(meta["y"][:, C + 4], 1.0)

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import h5py
 import keras
 import numpy as np
 import pandas as pd
@@ -74,7 +75,8 @@ def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_pa
     fold = data.prepare_fold(tiny_shards, 0, killed_cfg)
     validator = validation.RecordingValidation(fold.val_files, killed_cfg, batch_size=8, num_examples=fold.num_val)
     validator.set_model(keras.saving.load_model(os.path.join(run_dir, "best.keras"), compile=False))
-    rescored = validation.metrics(validator.meta["recording_id"], validator.meta["y"], validator.score(), 24)
+    meta, scores = validator.predict()
+    rescored = validation.metrics(meta["recording_id"], meta["y"], scores, 24)
     assert rescored["val_loss"] == pytest.approx(_history(run_dir)["val_loss"][0], rel=1e-4)
 
     # Same command (only the strategy differs: this process has one CPU device) -> resumes at epoch 2.
@@ -125,7 +127,10 @@ def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_pa
     best = keras.saving.load_model(os.path.join(run_dir, "best.keras"), compile=False)
     frames = 1 + int(round(cfg.window_seconds * cfg.mel.sample_rate)) // cfg.mel.hop_length
     assert best.input_shape == (None, cfg.mel.n_mels, frames, 1) and best.output_shape == (None, 24)
-    assert os.path.isfile(os.path.join(run_dir, "checkpoints", "last.keras"))
+    last = os.path.join(run_dir, "checkpoints", "last.weights.h5")
+    with h5py.File(last, "r") as f:
+        assert "optimizer" not in f and "layers" in f  # weights only; the optimizer state was in backup/
+    best.load_weights(last)  # fits the run's architecture
     assert any(name.startswith("events.out.tfevents") for _, _, names in os.walk(os.path.join(run_dir, "logs"))
                for name in names)
     with open(os.path.join(run_dir, "curves.png"), "rb") as f:
@@ -148,3 +153,58 @@ def test_damaged_backup_metadata_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--overwrite"):
         train.prepare_run_dir(str(tmp_path / "run"), RECIPE, overwrite=False)
     assert train.prepare_run_dir(str(tmp_path / "run"), RECIPE, overwrite=True) == 0
+
+
+# Monitored values of an early-stopped run (patience 3, mode max): best at epoch 1, then three epochs
+# without improvement, so an uninterrupted run stops after epoch 4 (0-based).
+SCRIPTED_MONITOR = [0.5, 0.6, 0.55, 0.58, 0.59, 0.7, 0.8, 0.9]
+
+
+class ScriptMonitor(keras.callbacks.Callback):
+    """Puts SCRIPTED_MONITOR[epoch] into the epoch's logs as "val_score" (first, as the validation does)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_score"] = SCRIPTED_MONITOR[epoch]
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("interrupted")
+
+
+def _fit_small(run_dir: str, initial_epoch: int, extra: list) -> keras.callbacks.History:
+    """A Dense model fitted with the callbacks of trainer.train that carry a run across an interruption."""
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    net.compile(optimizer="adam", loss="mse")
+    history = train.read_history(run_dir, "val_score")
+    past = list(history.loc[history["epoch"] < initial_epoch, "val_score"])
+    callbacks = [ScriptMonitor(), keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+                 train.ResumableEarlyStopping(past, monitor="val_score", mode="max", patience=3),
+                 keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False), *extra]
+    return net.fit(np.ones((4, 3)), np.zeros(4), epochs=len(SCRIPTED_MONITOR), verbose=0, callbacks=callbacks)
+
+
+def test_early_stopping_patience_counts_across_an_interruption(tmp_path):
+    run_dir = str(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_small(run_dir, 0, [InterruptAfter(2)])
+    initial_epoch = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"]
+    assert initial_epoch == 3
+    resumed = _fit_small(run_dir, initial_epoch, [])
+    # Epochs 3 and 4 run, and the patience count of epochs 2-4 stops the run as if never interrupted;
+    # a count restarted at the resumption would have run on to epoch 6.
+    assert resumed.epoch == [3, 4]
+    assert list(train.read_history(run_dir, "val_score")["epoch"]) == [0, 1, 2, 3, 4]
+
+
+def test_resumable_early_stopping_replays_the_past_epochs():
+    stopping = train.ResumableEarlyStopping([0.5, 0.6, 0.55], monitor="val_score", mode="max", patience=3)
+    stopping.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stopping.on_train_begin()
+    assert (stopping.wait, stopping.best, stopping.best_epoch) == (1, 0.6, 1)

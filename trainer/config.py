@@ -21,20 +21,26 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import typing
 from typing import Any, Literal, Mapping
 
 from pipeline.errors import UserError
+from trainer import choices, fs, run_layout
+from trainer import strategy as strategy_lib
 from trainer.augment import AugmentConfig
 from trainer.mel import MelConfig
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = run_layout.CONFIG
+# Settings that may change between an interrupted run and its resumption (trainer.train): how the
+# run is executed or logged, and how many epochs it runs; not what an epoch learns.
 RESUMABLE_FIELDS = frozenset({"epochs", "verbose", "strategy", "tpu"})
 # The augmentation chain of the recipe: the seed's pieces at half the probability and no pitch shift
 # (a shift of a few semitones moves a species into its neighbour's band); mixup and SpecAugment off.
 # Measured on the demo at the cpu preset (README); every piece stays a flag.
 RECIPE_AUGMENT = {"noise_p": 0.5, "pitch_shift_p": 0.0, "time_shift_p": 0.5, "volume_p": 0.5}
+
+
+Preset = Literal["full", "cpu", "tiny"]
 
 
 class ConfigError(UserError):
@@ -74,7 +80,7 @@ class TrainConfig:
     freq_channel: bool = True
     band_norm: bool = True
     monitor: Literal["val_rec_lwlrap", "val_lwlrap", "val_loss"] = "val_rec_lwlrap"
-    from_preset: str = "full"  # the preset this config started from (recorded; `--preset` sets it)
+    from_preset: Preset = "full"  # the preset this config started from (recorded; `--preset` sets it)
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
     learning_rate: float = 1e-3
     lr_schedule: Literal["constant", "cosine", "exponential"] = "cosine"
@@ -95,13 +101,13 @@ class TrainConfig:
     shuffle_buffer: int = 64  # serialized slices (~1 MB each at full size) shuffled after interleaving
     seed: int = 0
     deterministic: bool = True  # reproducible element order; False lets tf.data reorder for speed
-    strategy: Literal["auto", "default", "mirrored", "tpu"] = "auto"
+    strategy: strategy_lib.Name = "auto"
     tpu: str = ""  # TPU name or "local" (TPU VM); auto uses the TPU only when this is set
     mixed_precision: bool = False  # float16 on GPU, bfloat16 on TPU/CPU; the outputs stay float32
-    verbose: int = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
+    verbose: Literal[0, 1, 2] = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        choices.check(self, ConfigError)
         positive = {"window_seconds": self.window_seconds, "num_classes": self.num_classes,
                     "epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
                     "dense_units": self.dense_units, "shuffle_buffer": self.shuffle_buffer}
@@ -126,8 +132,6 @@ class TrainConfig:
             bad.append(f"lr_decay_rate={self.lr_decay_rate} (must be in (0, 1])")
         if not 0 <= self.seed < 2**32:  # numpy's and Keras' seed range
             bad.append(f"seed={self.seed} (must be in [0, 2**32))")
-        if self.verbose not in (0, 1, 2):
-            bad.append(f"verbose={self.verbose} (must be 0, 1 or 2)")
         if bad:
             raise ConfigError("invalid training config: " + "; ".join(bad))
 
@@ -144,7 +148,7 @@ PRESETS: dict[str, dict[str, Any]] = {
              "mel": {"n_fft": 1024, "hop_length": 1024, "n_mels": 32}},
 }
 AUTO = "auto"
-PRESET_CHOICES = (AUTO, *PRESETS)
+PRESET_CHOICES = (AUTO, *choices.of(Preset))
 
 
 def resolve_preset(name: str, tpu: str = "") -> tuple[str, str]:
@@ -166,13 +170,6 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _check_choices(cfg: Any) -> None:
-    for f in dataclasses.fields(cfg):
-        tp = _field_types(type(cfg))[f.name]
-        if typing.get_origin(tp) is Literal and getattr(cfg, f.name) not in typing.get_args(tp):
-            raise ConfigError(f"{f.name}={getattr(cfg, f.name)!r} is not one of {list(typing.get_args(tp))}")
-
-
 # Bounds of settings whose absurd values would otherwise fail deep inside TensorFlow or numpy
 # (int64 overflow, exhausted memory, a division by zero) instead of here: (low or None, high).
 # Other lower bounds and cross-field rules live in each config class's __post_init__.
@@ -190,11 +187,14 @@ LIMITS: dict[str, tuple[float | None, float]] = {
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """A JSON value checked against a scalar field type (int, float, str, bool or a Literal of them)."""
-    if typing.get_origin(tp) is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{key}={value!r} is not one of {list(typing.get_args(tp))}")
-        return value
+    """A JSON value checked against a scalar field type (int, float, str, bool or a Literal of them).
+
+    A Literal's value is checked for its type here and for being one of the choices by the config
+    class (trainer.choices), when apply_overrides builds it.
+    """
+    values = choices.of(tp)
+    if values is not None:
+        tp = type(values[0])
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -259,15 +259,14 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
 
 def read_config_file(path: str) -> dict[str, Any]:
     """The JSON object in `path`, or ConfigError saying why not."""
-    import tensorflow as tf  # gfile reads local and gs:// paths alike
+    import tensorflow as tf  # for its error type: fs reads through tf.io.gfile
 
-    if not tf.io.gfile.exists(path):
+    if not fs.exists(path):
         raise ConfigError(f"config file {path} does not exist")
-    if tf.io.gfile.isdir(path):
+    if fs.isdir(path):
         raise ConfigError(f"config file {path} is a directory; pass the JSON file (e.g. RUN_DIR/config.json)")
     try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            data = json.loads(f.read())
+        data = fs.read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid JSON text: {e}") from e
     except tf.errors.OpError as e:
@@ -278,15 +277,12 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str) -> None:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
+    fs.write_json(path, config_to_dict(cfg))
 
 
 def load_run_config(run_dir: str) -> TrainConfig:
     """The resolved TrainConfig a run saved as run_dir/config.json."""
-    path = os.path.join(str(run_dir), CONFIG_FILE)
+    path = run_layout.path(str(run_dir), run_layout.CONFIG)
     try:
         return config_from_dict(read_config_file(path))
     except ConfigError as e:
@@ -314,8 +310,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": f"default (full preset): {default!r}"}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(tp) is Literal:
-            kwargs["choices"] = typing.get_args(tp)
+        elif choices.of(tp) is not None:
+            kwargs["choices"] = choices.of(tp)
+            kwargs["type"] = type(choices.of(tp)[0])  # "1" -> 1 for an int choice
         else:
             kwargs["type"] = tp
             kwargs["metavar"] = tp.__name__.upper()

@@ -15,13 +15,13 @@ Training (all epochs as one stream of steps_per_epoch x epochs batches):
 f is `negative_fraction`: each batch holds on average that share of negative slices (fp boxes and
 background), drawn independently of how many there are. Validation: every slice of the fold in file
 order, a window centred on the event (background: the slice centre), no augmentation, the last
-partial batch kept; `eval_metadata` gives each slice's recording id, kind and targets in the same
-order (for the recording-level metric).
+partial batch kept; each batch carries its slices' recording id, kind, targets and crop offset
+with the features (for the recording-level metric and val_predictions.csv).
 
     from trainer import data, inputs
     fold_inputs = data.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, global_batch=32, steps_per_epoch=40)
-    val = inputs.eval_dataset(fold_inputs.val_files, cfg, batch_size=32)   # (x, y)
+    val = inputs.eval_dataset(fold_inputs.val_files, cfg, batch_size=32)   # {"x", "y", "offset", META_KEYS}
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from pipeline import schema
+from pipeline import crop, schema
 from trainer import augment, mel, spec_augment, targets
 from trainer.config import TrainConfig
 from trainer.data import NEGATIVE_KINDS, window_samples
@@ -57,18 +57,19 @@ def crop_offset(num_samples: tf.Tensor, window: int, event_start: tf.Tensor, eve
                 seed: tf.Tensor | None, min_overlap: float = 1.0) -> tf.Tensor:
     """First sample (int64 scalar) of a `window`-sample crop of a slice of `num_samples` samples.
 
-    event_start/end are the event's bounds in samples (float). Without a seed the window is centred
-    on the event; with a [2] stateless seed it is drawn uniformly (both bounds inclusive) among the
-    offsets whose window holds at least `min_overlap` of the event (of the window, when the event is
-    longer): with 1.0 the whole event, or a window inside a longer event. Offsets are clipped to the
-    slice; a slice shorter than the window gives 0 (padded later).
+    event_start/end are the event's bounds in samples (float), clipped to the slice first. Without a
+    seed the window is centred on the event and clamped into the slice: the rule the pipeline cuts
+    slices by (pipeline.crop.slice_bounds, called here). With a [2] stateless seed it is drawn
+    uniformly (both bounds inclusive) among the offsets whose window holds at least `min_overlap`
+    of the event (of the window, when the event is longer): with 1.0 the whole event, or a window
+    inside a longer event. A slice shorter than the window gives 0 (padded later).
     """
     n = tf.cast(num_samples, tf.float64)
     last = tf.maximum(n - window, 0.0)
     start = tf.clip_by_value(tf.cast(event_start, tf.float64), 0.0, n)
     end = tf.clip_by_value(tf.cast(event_end, tf.float64), start, n)
     if seed is None:
-        return tf.cast(tf.clip_by_value(tf.round((start + end - window) / 2.0), 0.0, last), tf.int64)
+        return _centred_offset(num_samples, window, start, end)
     # Window [o, o + w) shares min(end, o + w) - max(start, o) with the event; that is >= need for
     # start + need - w <= o <= end - need (need <= both lengths, so the range is never empty).
     need = min_overlap * tf.minimum(end - start, float(window))
@@ -76,6 +77,18 @@ def crop_offset(num_samples: tf.Tensor, window: int, event_start: tf.Tensor, eve
     hi = tf.clip_by_value(tf.math.floor(end - need), lo, last)
     lo, hi = tf.cast(lo, tf.int64), tf.cast(hi, tf.int64)
     return tf.random.stateless_uniform([], seed, minval=lo, maxval=hi + 1, dtype=tf.int64)
+
+
+def _centred_offset(num_samples: tf.Tensor, window: int, start: tf.Tensor, end: tf.Tensor) -> tf.Tensor:
+    """int64 [] start of the window centred on [start, end] samples: pipeline.crop.slice_bounds' rule.
+
+    slice_bounds takes times in seconds and a sample rate; with times in samples the rate is 1.
+    """
+    def first_sample(n: np.int64, t0: np.float64, t1: np.float64) -> np.int64:
+        return np.int64(crop.slice_bounds(float(t0), float(t1), 1, window, int(n))[0])
+
+    offset = tf.numpy_function(first_sample, [tf.cast(num_samples, tf.int64), start, end], tf.int64, stateful=False)
+    return tf.ensure_shape(offset, [])
 
 
 def crop_window(waveform: tf.Tensor, offset: tf.Tensor, window: int) -> tf.Tensor:
@@ -240,30 +253,24 @@ def eval_examples(files: Sequence[str], cfg: TrainConfig) -> tf.data.Dataset:
 
 def eval_dataset(files: Sequence[str], cfg: TrainConfig, batch_size: int,
                  num_examples: int | None = None) -> tf.data.Dataset:
-    """(x [B, n_mels, frames, 1], y [B, 2C]) validation batches, in file order, the last one partial.
+    """Validation batches in file order, the last one partial, each example with its metadata.
 
-    With `num_examples` (from prepare_fold) the dataset's length is known, so Keras knows the
-    number of validation steps instead of discovering it by running out of data.
+    Each batch is {"x": [B, n_mels, frames, 1], "y": [B, 2C], "offset": [B] crop start, META_KEYS: [B]},
+    so scores and the slices they belong to come from one pass (trainer.validation). With
+    `num_examples` (from prepare_fold) the dataset's length is known, so its end is not discovered
+    by running out of data.
     """
     examples = eval_examples(files, cfg)
     if num_examples is not None:
         examples = examples.apply(tf.data.experimental.assert_cardinality(num_examples))
+
+    def with_features(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = {k: ex[k] for k in META_KEYS + ("y", "offset")}
+        out["x"] = features(ex["waveform"], cfg)  # [n_mels, frames, 1]
+        return out
+
     return (examples
-            .map(lambda ex: (features(ex["waveform"], cfg), ex["y"]), num_parallel_calls=AUTOTUNE,
-                 deterministic=True)
-            .batch(batch_size)  # [B, n_mels, frames, 1], [B, 2C]
+            .map(with_features, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size)
             .prefetch(AUTOTUNE)
             .with_options(_input_options()))
-
-
-def eval_metadata(files: Sequence[str], cfg: TrainConfig) -> dict[str, np.ndarray]:
-    """META_KEYS columns, "offset" and targets "y" [N, 2C] of the validation examples in eval_dataset's order."""
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in META_KEYS + ("offset", "y")}
-    meta = eval_examples(files, cfg).map(lambda ex: {k: ex[k] for k in columns}).batch(1024)
-    for batch in meta.as_numpy_iterator():
-        for k in columns:
-            columns[k].append(batch[k])
-    out = {k: np.concatenate(v) for k, v in columns.items()}
-    for key in ("recording_id", "kind"):
-        out[key] = np.array([r.decode() for r in out[key]], dtype=object)
-    return out

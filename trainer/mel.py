@@ -15,7 +15,10 @@ with W_r the linear operator that stretches the power spectrum by r (`spectrum_w
 M_r for every integer n in [-max_steps, max_steps] are one precomputed constant
 [2*max_steps+1, n_mels, bins] and each example picks its own by index (`pitch_steps`), so the
 shift costs a gather instead of a waveform pitch shifter. `pitch_steps=None` (the default, and
-what inference uses) is the plain bank: exactly the computation without augmentation.
+what inference uses) is the plain bank: exactly the computation without augmentation. This
+augmentation lives here rather than in trainer.augment because it is a change of the filter bank:
+it needs the STFT bins and the bank's constants and runs inside the TF front end; trainer.augment
+only draws the steps (`Augmentation`), with the rest of the chain.
 
 This is ``librosa.feature.melspectrogram`` (librosa 0.11 defaults: center=True, pad_mode="constant",
 window="hann") followed by ``librosa.power_to_db(S, ref=1.0, amin, top_db)``; `librosa_log_mel` is
@@ -49,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.errors import UserError
+from trainer import choices
 
 
 class MelConfigError(UserError, ValueError):
@@ -91,8 +95,7 @@ class MelConfig:
         if self.n_mels > self.n_fft // 2 + 1:  # a band needs an FFT bin; more bands are empty filters
             raise MelConfigError(f"n_mels={self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins of "
                                  f"n_fft={self.n_fft}")
-        if self.scaling not in ("minmax", "db"):
-            raise MelConfigError(f"scaling must be 'minmax' or 'db', got {self.scaling!r}")
+        choices.check(self, MelConfigError)
         for name in ("power", "top_db", "amin", "db_scale"):
             if not getattr(self, name) > 0:
                 raise MelConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")

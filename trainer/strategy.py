@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Literal
 
 import keras
 import tensorflow as tf
 
 from pipeline.errors import UserError
+from trainer import choices
+
+# The values of --strategy (TrainConfig.strategy): see the module docstring.
+Name = Literal["auto", "default", "mirrored", "tpu"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,7 @@ def resolve(name: str, tpu: str = "") -> Placement:
     if name == "default":
         return _default()
     if name != "auto":
-        raise UserError(f"unknown strategy {name!r}; choose auto, default, mirrored or tpu")
+        raise UserError(f"unknown strategy {name!r}; choose one of {list(choices.of(Name))}")
     if tpu:
         try:
             return Placement(_tpu_strategy(tpu), "tpu", "tpu")

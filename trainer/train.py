@@ -12,8 +12,10 @@ see trainer.inputs) and validates on every slice of fold K after each epoch (tra
 Settings: preset < --config JSON < flags (see trainer.config). run_dir receives:
 
     config.json          the resolved TrainConfig (written first; `--config` it to reproduce the run)
-    backup/              BackupAndRestore state while training; run the same command again to resume
-    checkpoints/last.keras  the model after the latest epoch
+    backup/              BackupAndRestore state (weights and optimizer state, epochs done) while
+                         training; run the same command again to resume
+    checkpoints/last.weights.h5  the weights after the latest epoch (no optimizer state; load them with
+                         `net.load_weights(path)` into trainer.model.build_model's architecture)
     best.keras           the model of the best epoch by --monitor (input [B, n_mels, frames, 1])
     history.csv          one row per epoch (0-based `epoch`): loss, lwlrap, val_loss, val_lwlrap, val_rec_lwlrap
     logs/                TensorBoard logs (`tensorboard --logdir run_dir/logs`)
@@ -23,6 +25,10 @@ Settings: preset < --config JSON < flags (see trainer.config). run_dir receives:
     summary.json         written last (its presence = the run is complete): fold, monitor, best_epoch
                          (1-based), val_rec_lwlrap / val_lwlrap / val_loss of best.keras, epochs_run,
                          example counts per kind, elapsed_seconds, strategy, preset, ...
+
+The names are trainer.run_layout's. A resumed run continues the early-stopping patience count of
+the interrupted one (ResumableEarlyStopping). Settings that may differ on resumption:
+trainer.config.RESUMABLE_FIELDS.
 
 A finished run_dir is refused unless --overwrite. Bad input (missing shards, unknown fold, other
 schema version, corrupt shard, unknown config key, window longer than the slices) ends with one
@@ -36,7 +42,6 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import time
 from typing import Any, Sequence
 
@@ -48,50 +53,25 @@ import tensorflow as tf
 from pipeline import checks, schema
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
-from trainer import data, inputs, model, plots, strategy, validation
+from trainer import data, fs, inputs, model, plots, strategy, validation
+from trainer import run_layout as layout
 from trainer.config import TrainConfig
+# Names other modules still import from here; trainer.run_layout is where they live.
+from trainer.run_layout import BACKUP, BEST_MODEL, CURVES, HISTORY, LOGS, SUMMARY, VAL_PREDICTIONS  # noqa: F401
 
 log = logging.getLogger("trainer.train")
 
-BEST_MODEL = "best.keras"
-LAST_MODEL = os.path.join("checkpoints", "last.keras")
-HISTORY = "history.csv"
-VAL_PREDICTIONS = "val_predictions.csv"
-CURVES = "curves.png"
-SUMMARY = "summary.json"
-LOGS = "logs"
-BACKUP = "backup"
 MONITOR = "val_rec_lwlrap"  # the default of TrainConfig.monitor
-# Outputs of an earlier attempt that a fresh start (nothing to resume) or --overwrite removes.
-_OUTPUTS = (SUMMARY, BEST_MODEL, "checkpoints", HISTORY, VAL_PREDICTIONS, CURVES, LOGS, BACKUP)
-# Settings that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = frozenset({"epochs", "verbose", "strategy", "tpu"})
-
-
-def _path(run_dir: str, name: str) -> str:
-    return os.path.join(run_dir, name)
-
-
-def _remove(path: str) -> None:
-    if tf.io.gfile.isdir(path):
-        tf.io.gfile.rmtree(path)
-    elif tf.io.gfile.exists(path):
-        tf.io.gfile.remove(path)
-
-
-def _write_text(path: str, text: str) -> None:
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(text)
+_BACKUP_METADATA = "training_metadata.json"  # BackupAndRestore's: {"epoch": epochs finished, "batch": ...}
 
 
 def _backup_epoch(run_dir: str) -> int | None:
     """Epochs finished by an interrupted run (from BackupAndRestore's metadata), None if none."""
-    meta = _path(run_dir, os.path.join(BACKUP, "training_metadata.json"))
-    if not tf.io.gfile.exists(meta):
+    meta = layout.path(run_dir, fs.join(layout.BACKUP, _BACKUP_METADATA))
+    if not fs.exists(meta):
         return None
     try:
-        with tf.io.gfile.GFile(meta, "r") as f:
-            return int(json.loads(f.read())["epoch"])
+        return int(fs.read_json(meta)["epoch"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"{meta} is damaged ({e!r}), so the interrupted run cannot resume; pass --overwrite "
                         f"to start {run_dir} over") from e
@@ -99,20 +79,20 @@ def _backup_epoch(run_dir: str) -> int | None:
 
 def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
     """Makes run_dir ready and returns the epoch training starts at (> 0 when resuming)."""
-    tf.io.gfile.makedirs(run_dir)
-    if tf.io.gfile.exists(_path(run_dir, SUMMARY)) and not overwrite:
-        raise UserError(f"{run_dir} already holds a finished run ({SUMMARY}); pass --overwrite to train it "
+    fs.makedirs(run_dir)
+    if layout.is_complete(run_dir) and not overwrite:
+        raise UserError(f"{run_dir} already holds a finished run ({layout.SUMMARY}); pass --overwrite to train it "
                         f"again or choose another --run_dir")
     resume_at = None if overwrite else _backup_epoch(run_dir)
-    if resume_at is not None and tf.io.gfile.exists(_path(run_dir, config_lib.CONFIG_FILE)):
+    if resume_at is not None and layout.has_config(run_dir):
         differences = config_lib.config_differences(config_lib.load_run_config(run_dir), cfg,
-                                                    ignore=_RESUMABLE_CHANGES)
+                                                    ignore=config_lib.RESUMABLE_FIELDS)
         if differences:
             raise UserError(f"{run_dir} holds an interrupted run with another config ({'; '.join(differences[:5])})"
                             f"; repeat its command to resume it, or pass --overwrite to start over")
     if resume_at is None:
-        for name in _OUTPUTS:
-            _remove(_path(run_dir, name))
+        for name in layout.TRAINING_OUTPUTS:
+            fs.remove(layout.path(run_dir, name))
         return 0
     log.info("resuming the interrupted run in %s after epoch %d", run_dir, resume_at)
     return resume_at
@@ -131,36 +111,72 @@ def best_row(history: pd.DataFrame, monitor: str) -> pd.Series:
 
 def read_history(run_dir: str, monitor: str = MONITOR) -> pd.DataFrame:
     """history.csv as written by CSVLogger; an epoch logged twice (a kill between callbacks) keeps its last row."""
-    path = _path(run_dir, HISTORY)
-    if not tf.io.gfile.exists(path):
+    path = layout.path(run_dir, HISTORY)
+    if not fs.exists(path):
         return pd.DataFrame({"epoch": [], monitor: []})
-    with tf.io.gfile.GFile(path, "r") as f:
-        history = pd.read_csv(f)
+    history = fs.read_csv(path)
     return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
-def _callbacks(run_dir: str, cfg: TrainConfig, best_so_far: float | None,
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose patience counts the epochs of the interrupted run it resumes.
+
+    `past` holds the monitored value of every epoch finished before the resumption (history.csv
+    up to initial_epoch), oldest first. At train begin they are replayed through EarlyStopping's own
+    on_epoch_end, so wait, best and best_epoch are what an uninterrupted run would hold.
+    """
+
+    def __init__(self, past: Sequence[float] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.past = [float(v) for v in past]
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        for epoch, value in enumerate(self.past):
+            self.on_epoch_end(epoch, {self.monitor: value})
+
+
+class LastWeights(keras.callbacks.Callback):
+    """Writes the model's weights (no optimizer state: BackupAndRestore keeps that) after every epoch.
+
+    Load them into the run's architecture: `net = model.build_model(cfg, shape, ...); net.load_weights(path)`.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # objects_to_skip: keras.saving.save_weights' way to leave out a part of the model's state.
+        keras.saving.save_weights(self.model, self.path, overwrite=True, objects_to_skip=[self.model.optimizer])
+
+
+def _callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
                validator: validation.RecordingValidation) -> list[keras.callbacks.Callback]:
-    tf.io.gfile.makedirs(_path(run_dir, "checkpoints"))
+    """The run's callbacks; `history` = the epochs finished before this invocation (empty unless resuming)."""
+    fs.makedirs(layout.path(run_dir, layout.CHECKPOINTS))
     mode = monitor_mode(cfg.monitor)
+    best_so_far = None if history.empty else best_row(history, cfg.monitor)[cfg.monitor]
     callbacks = [
         validator,  # first: it puts val_loss, val_lwlrap and val_rec_lwlrap into the logs the others read
         # Before BackupAndRestore: a kill between the two then duplicates a history row (dropped on
         # reading) rather than losing one.
-        keras.callbacks.CSVLogger(_path(run_dir, HISTORY), append=True),
+        keras.callbacks.CSVLogger(layout.path(run_dir, HISTORY), append=True),
         # A resumed run must beat the best epoch of before the interruption to replace best.keras.
-        keras.callbacks.ModelCheckpoint(_path(run_dir, BEST_MODEL), monitor=cfg.monitor, mode=mode,
-                                        save_best_only=True, initial_value_threshold=best_so_far,
+        keras.callbacks.ModelCheckpoint(layout.path(run_dir, BEST_MODEL), monitor=cfg.monitor, mode=mode,
+                                        save_best_only=True,
+                                        initial_value_threshold=None if pd.isna(best_so_far) else float(best_so_far),
                                         verbose=min(cfg.verbose, 1)),
-        keras.callbacks.ModelCheckpoint(_path(run_dir, LAST_MODEL)),
-        keras.callbacks.TensorBoard(_path(run_dir, LOGS)),
+        LastWeights(layout.path(run_dir, layout.LAST_WEIGHTS)),
+        keras.callbacks.TensorBoard(layout.path(run_dir, LOGS)),
     ]
     if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.patience,
-                                                       verbose=min(cfg.verbose, 1)))
+        callbacks.append(ResumableEarlyStopping(list(history[cfg.monitor]), monitor=cfg.monitor, mode=mode,
+                                                patience=cfg.patience, verbose=min(cfg.verbose, 1)))
     # Kept after fit (deleted by us just before summary.json), so a kill after the last epoch
-    # resumes into zero epochs and only redoes the predictions.
-    callbacks.append(keras.callbacks.BackupAndRestore(_path(run_dir, BACKUP), delete_checkpoint=False))
+    # resumes into zero epochs and only redoes the predictions. It saves the weights and the
+    # optimizer state (model.save_weights), which resuming needs.
+    callbacks.append(keras.callbacks.BackupAndRestore(layout.path(run_dir, BACKUP), delete_checkpoint=False))
     return callbacks
 
 
@@ -219,27 +235,29 @@ def band_statistics(fold_inputs: data.FoldInputs, cfg: TrainConfig, batching: Ba
 
 
 def write_results(net: keras.Model, validator: validation.RecordingValidation, cfg: TrainConfig,
-                  run_dir: str) -> tuple[pd.DataFrame, dict[str, float]]:
-    """val_predictions.csv (scored by the best epoch's weights) and curves.png; returns (history, metrics)."""
+                  run_dir: str) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
+    """val_predictions.csv (scored by the best epoch's weights) and curves.png.
+
+    Returns (history, metrics of the best weights, the validation slices' metadata columns).
+    """
     history = read_history(run_dir, cfg.monitor)
-    if history.empty or not tf.io.gfile.exists(_path(run_dir, BEST_MODEL)):
+    if history.empty or not fs.exists(layout.path(run_dir, BEST_MODEL)):
         raise RuntimeError(f"training of {run_dir} ended without a history or {BEST_MODEL}")
-    net.load_weights(_path(run_dir, BEST_MODEL))  # the best epoch's weights (same architecture)
+    net.load_weights(layout.path(run_dir, BEST_MODEL))  # the best epoch's weights (same architecture)
     validator.set_model(net)
-    scores = validator.score()
-    table = validation.prediction_table(validator.meta, scores, cfg.num_classes)
-    with tf.io.gfile.GFile(_path(run_dir, VAL_PREDICTIONS), "w") as f:
-        table.to_csv(f, index=False)
-    plots.plot_curves(history, _path(run_dir, CURVES))
-    return history, validation.metrics(validator.meta["recording_id"], validator.meta["y"], scores, cfg.num_classes)
+    meta, scores = validator.predict()
+    table = validation.prediction_table(meta, scores, cfg.num_classes)
+    fs.write_csv(table, layout.path(run_dir, VAL_PREDICTIONS))
+    plots.plot_curves(history, layout.path(run_dir, CURVES))
+    return history, validation.metrics(meta["recording_id"], meta["y"], scores, cfg.num_classes), meta
 
 
 def _fit(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_dir: str, initial_epoch: int,
          batching: Batching, validator: validation.RecordingValidation,
          extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
     history = read_history(run_dir, cfg.monitor)
-    best_so_far = best_row(history, cfg.monitor)[cfg.monitor] if initial_epoch and not history.empty else None
-    callbacks = _callbacks(run_dir, cfg, None if pd.isna(best_so_far) else float(best_so_far), validator)
+    # Rows of epochs the backup does not hold (a kill between CSVLogger and BackupAndRestore) are redone.
+    callbacks = _callbacks(run_dir, cfg, history[history["epoch"] < initial_epoch], validator)
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
                                  batching.steps_per_epoch, initial_epoch)
     try:
@@ -269,7 +287,7 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     batching = plan_batches(fold_inputs, cfg, placement.num_replicas)
     initial_epoch = prepare_run_dir(run_dir, cfg, overwrite)
-    config_lib.save_config(cfg, _path(run_dir, config_lib.CONFIG_FILE))
+    config_lib.save_config(cfg, layout.path(run_dir, layout.CONFIG))
     previous_policy = keras.mixed_precision.global_policy()
     try:
         return _train(cfg, fold_inputs, placement, batching, run_dir, initial_epoch, callbacks, started)
@@ -296,9 +314,9 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
     validator = validation.RecordingValidation(fold_inputs.val_files, cfg, batching.eval_batch, fold_inputs.num_val)
     _fit(net, fold_inputs, cfg, run_dir, initial_epoch, batching, validator, callbacks)
 
-    history, final = write_results(net, validator, cfg, run_dir)
+    history, final, val_meta = write_results(net, validator, cfg, run_dir)
     best = best_row(history, cfg.monitor)
-    kinds = sorted(set(validator.meta["kind"]))
+    kinds = sorted(set(val_meta["kind"]))
     summary = {
         "fold": fold,
         "monitor": cfg.monitor,
@@ -311,8 +329,8 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
         "num_train_examples": fold_inputs.num_train,
         "num_train_examples_by_kind": fold_inputs.num_train_by_kind,
         "num_val_examples": fold_inputs.num_val,
-        "num_val_examples_by_kind": {k: int(np.sum(validator.meta["kind"] == k)) for k in kinds},
-        "num_val_recordings": int(len(set(validator.meta["recording_id"]))),
+        "num_val_examples_by_kind": {k: int(np.sum(val_meta["kind"] == k)) for k in kinds},
+        "num_val_recordings": int(len(set(val_meta["recording_id"]))),
         "resumed_from_epoch": initial_epoch,
         "elapsed_seconds": round(time.monotonic() - started, 3),  # of the invocation that finished the run
         "steps_per_epoch": batching.steps_per_epoch,
@@ -324,8 +342,8 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
         "input_shape": list(shape),
         "shards_dir": fold_inputs.shards_dir,
     }
-    _remove(_path(run_dir, BACKUP))
-    _write_text(_path(run_dir, SUMMARY), json.dumps(summary, indent=2) + "\n")  # last: the run is complete
+    fs.remove(layout.path(run_dir, BACKUP))
+    fs.write_json(layout.path(run_dir, SUMMARY), summary)  # last: the run is complete
     log.info("fold %d: val recording LWLRAP %.4f, slice LWLRAP %.4f (best epoch %d of %d by %s); wrote %s", fold,
              summary["val_rec_lwlrap"], summary["val_lwlrap"], summary["best_epoch"], summary["epochs_run"],
              cfg.monitor, run_dir)

@@ -9,15 +9,19 @@ callbacks read them:
 * `val_rec_lwlrap`: each validation recording scored per species by the max over its slices, against
   the species with a tp box in it: the RFCX metric on what the shards hold. The default `--monitor`.
 
-The slices' metadata and targets are read once; each epoch runs one `model.predict` over the features.
+Each epoch makes one pass over the validation batches (trainer.inputs.eval_dataset): one
+`model.predict` over their features, while the metadata and targets that travel with each batch
+are collected as the batches go by, so every score row belongs to the slice it sits next to.
 
     callback = RecordingValidation(fold_inputs.val_files, cfg, batch_size=32, num_examples=n)
     net.fit(train, epochs=..., callbacks=[callback, checkpoint, ...])   # first, so the others see its logs
-    table = prediction_table(callback.meta, scores, cfg.num_classes)     # val_predictions.csv
+    meta, scores = callback.predict()                                    # or after fit, with the best weights
+    table = prediction_table(meta, scores, cfg.num_classes)              # val_predictions.csv
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -52,25 +56,41 @@ def metrics(recording_ids: np.ndarray, y: np.ndarray, scores: np.ndarray, num_cl
 
 
 class RecordingValidation(keras.callbacks.Callback):
-    """Adds val_loss, val_lwlrap and val_rec_lwlrap to every epoch's logs (see the module docstring)."""
+    """Adds val_loss, val_lwlrap and val_rec_lwlrap to every epoch's logs (see the module docstring).
+
+    `meta` holds the columns of the latest pass (recording_id, kind, ..., offset, y [N, 2C]).
+    """
 
     def __init__(self, files: Sequence[str], cfg: TrainConfig, batch_size: int, num_examples: int) -> None:
         super().__init__()
         self.num_classes = cfg.num_classes
-        self.meta = inputs.eval_metadata(files, cfg)  # recording_id, kind, ..., y [N, 2C]
-        self.features = inputs.eval_dataset(files, cfg, batch_size, num_examples).map(lambda x, y: x)
-        self.last_scores: np.ndarray | None = None
+        self.batches = inputs.eval_dataset(files, cfg, batch_size, num_examples)
+        self.steps = math.ceil(num_examples / batch_size)  # batches per pass, the last one partial
+        self.meta: dict[str, np.ndarray] = {}
 
-    def score(self) -> np.ndarray:
-        scores = np.asarray(self.model.predict(self.features, verbose=0), np.float64)  # [N, C]
-        if scores.shape[0] != self.meta["y"].shape[0]:  # both read the files in the same fixed order
-            raise RuntimeError(f"{scores.shape[0]} scores for {self.meta['y'].shape[0]} validation slices")
-        return scores
+    def predict(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(metadata columns, scores float64 [N, C]) of one pass over the validation slices, row for row."""
+        columns: dict[str, list[np.ndarray]] = {k: [] for k in inputs.META_KEYS + ("offset", "y")}
+
+        def features() -> Iterator[tuple[np.ndarray]]:  # each batch's metadata is kept as its features go to predict
+            for batch in self.batches.as_numpy_iterator():
+                for key, values in columns.items():
+                    values.append(batch[key])
+                yield (batch["x"],)  # (inputs,): x [B, n_mels, frames, 1]
+
+        scores = np.asarray(self.model.predict(features(), steps=self.steps, verbose=0), np.float64)  # [N, C]
+        meta = {k: np.concatenate(v) for k, v in columns.items()}
+        for key in ("recording_id", "kind"):
+            meta[key] = np.array([r.decode() for r in meta[key]], dtype=object)
+        if scores.shape[0] != meta["y"].shape[0]:
+            raise RuntimeError(f"{scores.shape[0]} scores for {meta['y'].shape[0]} validation slices")
+        self.meta = meta
+        return meta, scores
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.last_scores = self.score()
+        meta, scores = self.predict()
         if logs is not None:
-            logs.update(metrics(self.meta["recording_id"], self.meta["y"], self.last_scores, self.num_classes))
+            logs.update(metrics(meta["recording_id"], meta["y"], scores, self.num_classes))
 
 
 def prediction_table(meta: dict[str, np.ndarray], scores: np.ndarray, num_classes: int) -> pd.DataFrame:
