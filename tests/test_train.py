@@ -21,6 +21,7 @@ import pytest
 from pipeline.errors import UserError
 from tests.recipe_config import as_config_file_content, recipe_config
 from trainer import config, data, train, validation
+from trainer import run_layout as layout
 from trainer.lwlrap import lwlrap, recording_lwlrap
 
 # Runs in a fresh interpreter: logical devices must be configured before TensorFlow initialises.
@@ -182,7 +183,7 @@ def _fit_small(run_dir: str, initial_epoch: int, extra: list) -> keras.callbacks
     keras.utils.set_random_seed(0)
     net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     net.compile(optimizer="adam", loss="mse")
-    history = train.read_history(run_dir, "val_score")
+    history = layout.read_history(run_dir, "val_score")
     past = list(history.loc[history["epoch"] < initial_epoch, "val_score"])
     callbacks = [ScriptMonitor(), keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
                  train.ResumableEarlyStopping(past, monitor="val_score", mode="max", patience=3),
@@ -200,7 +201,7 @@ def test_early_stopping_patience_counts_across_an_interruption(tmp_path):
     # Epochs 3 and 4 run, and the patience count of epochs 2-4 stops the run as if never interrupted;
     # a count restarted at the resumption would have run on to epoch 6.
     assert resumed.epoch == [3, 4]
-    assert list(train.read_history(run_dir, "val_score")["epoch"]) == [0, 1, 2, 3, 4]
+    assert list(layout.read_history(run_dir, "val_score")["epoch"]) == [0, 1, 2, 3, 4]
 
 
 def test_resumable_early_stopping_replays_the_past_epochs():

@@ -109,15 +109,6 @@ def best_row(history: pd.DataFrame, monitor: str) -> pd.Series:
     return history.loc[values.idxmin() if monitor_mode(monitor) == "min" else values.idxmax()]
 
 
-def read_history(run_dir: str, monitor: str = MONITOR) -> pd.DataFrame:
-    """history.csv as written by CSVLogger; an epoch logged twice (a kill between callbacks) keeps its last row."""
-    path = layout.path(run_dir, HISTORY)
-    if not fs.exists(path):
-        return pd.DataFrame({"epoch": [], monitor: []})
-    history = fs.read_csv(path)
-    return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
-
-
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping whose patience counts the epochs of the interrupted run it resumes.
 
@@ -240,7 +231,7 @@ def write_results(net: keras.Model, validator: validation.RecordingValidation, c
 
     Returns (history, metrics of the best weights, the validation slices' metadata columns).
     """
-    history = read_history(run_dir, cfg.monitor)
+    history = layout.read_history(run_dir, cfg.monitor)
     if history.empty or not fs.exists(layout.path(run_dir, BEST_MODEL)):
         raise RuntimeError(f"training of {run_dir} ended without a history or {BEST_MODEL}")
     net.load_weights(layout.path(run_dir, BEST_MODEL))  # the best epoch's weights (same architecture)
@@ -255,7 +246,7 @@ def write_results(net: keras.Model, validator: validation.RecordingValidation, c
 def _fit(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_dir: str, initial_epoch: int,
          batching: Batching, validator: validation.RecordingValidation,
          extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
-    history = read_history(run_dir, cfg.monitor)
+    history = layout.read_history(run_dir, cfg.monitor)
     # Rows of epochs the backup does not hold (a kill between CSVLogger and BackupAndRestore) are redone.
     callbacks = _callbacks(run_dir, cfg, history[history["epoch"] < initial_epoch], validator)
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
