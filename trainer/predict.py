@@ -33,7 +33,7 @@ import pandas as pd
 
 from pipeline import checks
 from pipeline.errors import UserError, run_main
-from trainer import data, mel, recordings, runs, serving, submission
+from trainer import data, mel, progress, recordings, runs, serving, submission, timelines
 from trainer.windows import default_stride, seconds_to_samples, window_batches
 
 SAMPLE_SUBMISSION = "sample_submission.csv"
@@ -81,7 +81,8 @@ def run_recording_scores(
     score = window_scorer(run, model)
 
     def waveforms() -> Iterator[np.ndarray]:
-        for i, rec in enumerate(recordings.iter_test_recordings(shards_dir, manifest)):
+        test = recordings.iter_test_recordings(shards_dir, manifest)
+        for i, rec in enumerate(progress.over(test, f"predicting with {run.run_dir}", len(recording_ids))):
             if i >= len(recording_ids) or rec.recording_id != recording_ids[i]:
                 raise UserError(f"the test shards of {shards_dir} changed while predicting; run again")
             yield rec.waveform
@@ -172,6 +173,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="submission CSV to write")
     parser.add_argument("--stride_seconds", type=float, default=None, help="default: half of each run's window")
     parser.add_argument("--batch_size", type=int, default=PredictConfig.batch_size, help="windows per model call")
+    parser.add_argument("--plot_dir", help="also write detection timelines (trainer.timelines) here")
+    parser.add_argument("--plot_recordings", type=timelines.parse_selection, default=timelines.DEFAULT_RECORDINGS,
+                        help="with --plot_dir: the first N of sample_submission.csv, or comma-separated ids")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch_size must be >= 1")
@@ -184,7 +188,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_dirs = args.run_dir or runs.complete_runs_under(args.runs_root)
     if args.runs_root:
         print(f"ensembling the complete runs under {args.runs_root}: {', '.join(d.name for d in run_dirs)}")
-    return predict(run_dirs, args.shards_dir, args.output, PredictConfig(args.stride_seconds, args.batch_size))
+    cfg = PredictConfig(args.stride_seconds, args.batch_size)
+    result = predict(run_dirs, args.shards_dir, args.output, cfg)
+    if args.plot_dir:  # detection timelines of a few recordings, the windows scored as above
+        timelines.write_timelines(args.plot_dir, run_dirs, args.shards_dir, args.plot_recordings, window_scorer,
+                                  lambda run: stride_samples(run, cfg), cfg.batch_size)
+    return result
 
 
 if __name__ == "__main__":
