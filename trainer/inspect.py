@@ -176,10 +176,11 @@ def draw_panel(ax: Any, image: np.ndarray, boxes: Sequence[Box], mel_cfg: MelCon
     ax.set_title(title, fontsize=7)
 
 
-def plot_examples(examples: Sequence[Example], mel_cfg: MelConfig, path: str, augmented: bool) -> None:
+def plot_examples(examples: Sequence[Example], mel_cfg: MelConfig, path: str, augmented: bool,
+                  dpi: int = 80) -> None:
     """The grid PNG: a panel per example (two side by side when the unaugmented copy is there)."""
     per_example = 2 if any(ex.plain is not None for ex in examples) else 1
-    cols = max(1, min(len(examples), 8 // per_example if per_example == 2 else 4))
+    cols = max(1, min(len(examples), 4 // per_example))  # four panels a row
     rows = max(1, math.ceil(len(examples) / cols))
     fig = plots.new_figure(3.2 * cols * per_example, 2.4 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols * per_example, squeeze=False)).reshape(rows, cols * per_example)
@@ -197,7 +198,7 @@ def plot_examples(examples: Sequence[Example], mel_cfg: MelConfig, path: str, au
                  f"fp boxes {COLOUR_NAMES[FP_COLOUR]}; "
                  f"x: seconds in the window, y: mel band in Hz)", fontsize=9)
     with fs.open_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=80)
+        fig.savefig(f, format="png", dpi=dpi)
 
 
 # ---- command line ----
@@ -227,9 +228,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainCon
                         help="show the examples augmented, as trained (default) or not")
     parser.add_argument("--unaugmented_beside", action="store_true",
                         help="show each example again without augmentation to its right")
+    parser.add_argument("--dpi", type=int, default=80, help="resolution of the PNG (pixels per inch)")
     config_lib.add_config_flags(parser)
     args = parser.parse_args(argv)
     checks.number("--n", args.n, 1, 256)
+    checks.number("--dpi", args.dpi, 20, 400)
     if args.run_dir:
         cfg = config_lib.apply_overrides(config_lib.load_run_config(args.run_dir), config_lib.flag_overrides(args))
     else:
@@ -244,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     files_by_kind = fold_files_by_kind(args.shards_dir, args.fold, cfg)
     examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside)
     path = fs.join(out_dir, EXAMPLES_PNG)
-    plot_examples(examples, cfg.mel, path, args.augmentation)
+    plot_examples(examples, cfg.mel, path, args.augmentation, args.dpi)
     print(f"wrote {path} ({len(examples)} examples of the training stream without fold {args.fold}, "
           f"{'augmented' if args.augmentation else 'not augmented'})")
     return path
