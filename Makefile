@@ -35,13 +35,18 @@ OUT ?= $(RUNS_ROOT)/submission.csv
 BASELINE_DIR ?= $(RUNS_ROOT)/baseline
 ARGS ?=
 BENCH_ARGS ?=
+# ---- pictures (trainer.inspect, trainer.timelines) ----
+N ?= 16
+INSPECT_DIR ?= $(RUNS_ROOT)/inspect
+PLOTS ?=
+PLOT_DIR ?= $(RUNS_ROOT)/timelines
 
 # ---- Dataflow ----
 PROJECT ?=
 REGION ?=
 BUCKET ?=
 
-.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict test bench clean
+.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict inspect test bench clean
 
 help:
 	@echo "make shards [DATA_DIR=dir] [OUTPUT_DIR=dir] [RUNNER=DirectRunner] [BEAM_ARGS='...'] [SHARDS_ARGS='--overwrite ...']"
@@ -49,7 +54,8 @@ help:
 	@echo "make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--epochs 3 --preset tiny ...']"
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
 	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
-	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv]"
+	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)]"
+	@echo "make inspect [SHARDS=dir] [FOLD=0] [N=16] [INSPECT_DIR=runs/<shards>/inspect] [ARGS='--unaugmented_beside ...']"
 	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...']"
 	@echo "make test | make clean"
 
@@ -99,7 +105,12 @@ baseline: $(STAMP) $(DEMO_DEP)
 
 predict: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.predict --shards_dir $(SHARDS) --output $(OUT) \
-		$(if $(strip $(RUNS)),$(foreach r,$(RUNS),--run_dir $(r)),--runs_root $(RUNS_ROOT)) $(ARGS)
+		$(if $(strip $(RUNS)),$(foreach r,$(RUNS),--run_dir $(r)),--runs_root $(RUNS_ROOT)) \
+		$(if $(filter 1,$(PLOTS)),--plot_dir $(PLOT_DIR)) $(ARGS)
+
+# A grid of training examples as the trainer feeds them, with their tp/fp boxes (no model needed).
+inspect: $(STAMP) $(DEMO_DEP)
+	$(PY) -m trainer.inspect --shards_dir $(SHARDS) --fold $(FOLD) --n $(N) --out_dir $(INSPECT_DIR) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

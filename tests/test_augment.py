@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from trainer import augment, waveform_augment
+from trainer import waveform_augment
 from trainer.augment import AugmentConfig, Augmentation, augment_with_seed, build_augmentation
 from trainer.waveform_augment import (
     Compose,

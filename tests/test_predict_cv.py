@@ -90,7 +90,7 @@ def copy_run(src: Path, dst: Path, **config_changes) -> Path:
 
 def test_cv_writes_oof_report_and_plots(cv_root):
     out = cv_root / "cv"
-    for name in ("oof.csv", "report.json", "per_class.png", "curves.png"):
+    for name in ("oof.csv", "report.json", "per_class.png", "curves.png", "confusion.png", "report.md"):
         assert (out / name).stat().st_size > 0, name
     for png in ("per_class.png", "curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

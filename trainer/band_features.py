@@ -19,7 +19,6 @@ samples (trainer.windows). Reading streams one record at a time and keeps only t
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -29,27 +28,13 @@ from pipeline import schema
 from pipeline.errors import UserError
 from pipeline.manifest import Manifest
 from trainer import data, mel, recordings
+from trainer.progress import Progress
 from trainer.windows import window_batches
 
 STATISTICS = ("mean", "max", "std")
 # The train features the baseline reads (a subset of the shared spec: the box lists are skipped).
 _TRAIN_KEYS = ("schema_version", "sample_rate", "recording_id", "audio", "kind", "row_index", "slice_start",
                "fold", "event/t_min", "event/t_max", "labels", "label_known")
-
-
-class Progress:
-    """Prints `what: done/total` at most every `every_seconds` (and once at the end), for long reads."""
-
-    def __init__(self, what: str, total: int | None, every_seconds: float = 10.0) -> None:
-        self.what, self.total, self.every = what, total, every_seconds
-        self.start = self.last = time.monotonic()
-
-    def update(self, done: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if final or now - self.last >= self.every:
-            self.last = now
-            total = "" if self.total is None else f"/{self.total}"
-            print(f"{self.what}: {done}{total} ({now - self.start:.0f} s)", flush=True)
 
 
 class BandStats:
@@ -150,7 +135,7 @@ def read_train_slices(files_by_fold: Mapping[int, Sequence[str]], num_classes: i
                                              "slice_start")}
     features: list[np.ndarray] = []
     pending: list[np.ndarray] = []
-    progress = Progress("reading training slices", total)
+    progress = Progress("reading training slices", total, unit="slices")
 
     def flush() -> None:
         features.append(stats(np.stack(pending)))

@@ -208,6 +208,27 @@ def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig,
         seed=seed + 4)
 
 
+def train_element_fn(cfg: TrainConfig, augmented: bool = True) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+    """(draw index, serialized slice) -> window_example's dict plus "x" [n_mels, frames, 1]: one training element.
+
+    The crop is seeded by (cfg.seed, index) whether or not `augmented`, so an element without
+    augmentation (trainer.inspect shows both) is the same window as the one the trainer is fed.
+    """
+    augment_fn, max_pitch_steps = _augment_fn(cfg)
+
+    def element(index: tf.Tensor, record: tf.Tensor) -> dict[str, tf.Tensor]:
+        seed = element_seed(cfg, index)
+        ex = window_example(record, cfg, tf.random.experimental.stateless_fold_in(seed, 0))
+        if not augmented:
+            return {**ex, "x": features(ex["waveform"], cfg)}
+        # [window], [] semitones or None
+        waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1))
+        x = features(waveform, cfg, steps, max_pitch_steps)  # [n_mels, frames, 1]
+        return {**ex, "x": spec_augment.mask(x, cfg.augment, tf.random.experimental.stateless_fold_in(seed, 2))}
+
+    return element
+
+
 def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, global_batch: int,
                   steps_per_epoch: int, initial_epoch: int = 0) -> tf.data.Dataset:
     """(x [B, n_mels, frames, 1], y [B, 2C]) batches of epochs initial_epoch .. cfg.epochs - 1 as one stream.
@@ -215,18 +236,13 @@ def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, 
     Each element's randomness (crop, augmentation, masks) comes from a stateless seed of (cfg.seed,
     draw index), and mixup's from (cfg.seed, batch index), so parallel map calls share no RNG state.
     """
-    augment_fn, max_pitch_steps = _augment_fn(cfg)
+    element = train_element_fn(cfg)
     first = initial_epoch * steps_per_epoch * global_batch
     total = (cfg.epochs - initial_epoch) * steps_per_epoch * global_batch
 
     def example(index: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        seed = element_seed(cfg, index)
-        ex = window_example(record, cfg, tf.random.experimental.stateless_fold_in(seed, 0))
-        # [window], [] semitones or None
-        waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1))
-        x = features(waveform, cfg, steps, max_pitch_steps)  # [n_mels, frames, 1]
-        x = spec_augment.mask(x, cfg.augment, tf.random.experimental.stateless_fold_in(seed, 2))
-        return x, ex["y"]  # [n_mels, frames, 1], [2C]
+        ex = element(index, record)
+        return ex["x"], ex["y"]  # [n_mels, frames, 1], [2C]
 
     def mixup(batch_index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = batch

@@ -35,7 +35,7 @@ from pipeline import checks
 from pipeline import manifest as shards_layout
 from pipeline.errors import UserError, run_main
 from pipeline.manifest import Manifest
-from trainer import data, fs, recordings, runs, serving, submission
+from trainer import data, fs, progress, recordings, runs, serving, submission, timelines
 from trainer.windows import default_stride, seconds_to_samples, window_batches
 
 
@@ -109,7 +109,10 @@ def ensemble_recording_scores(scorers: Sequence[Scorer], shards_dir: str, manife
     owners: list[list[np.ndarray]] = [[] for _ in scorers]
     first = 0  # index of the group's first recording
     group_samples = batch_size * max(s.window for s in scorers)
-    for group in _groups(recordings.iter_test_recordings(shards_dir, manifest), group_samples):
+    runs_text = ", ".join(fs.basename(s.run.run_dir) for s in scorers)
+    test = progress.over(recordings.iter_test_recordings(shards_dir, manifest), f"predicting with {runs_text}",
+                         len(recording_ids))
+    for group in _groups(test, group_samples):
         if [r.recording_id for r in group] != list(recording_ids[first:first + len(group)]):
             raise UserError(f"the test shards of {shards_dir} changed while predicting; run again")
         waves = [r.waveform for r in group]
@@ -192,6 +195,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="submission CSV to write")
     parser.add_argument("--stride_seconds", type=float, default=None, help="default: half of each run's window")
     parser.add_argument("--batch_size", type=int, default=PredictConfig.batch_size, help="windows per model call")
+    parser.add_argument("--plot_dir", help="also write detection timelines (trainer.timelines) here")
+    parser.add_argument("--plot_recordings", type=timelines.parse_selection, default=timelines.DEFAULT_RECORDINGS,
+                        help="with --plot_dir: the first N of sample_submission.csv, or comma-separated ids")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch_size must be >= 1")
@@ -204,7 +210,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_dirs = args.run_dir or runs.complete_runs_under(args.runs_root)
     if args.runs_root:
         print(f"ensembling the complete runs under {args.runs_root}: {', '.join(map(fs.basename, run_dirs))}")
-    return predict(run_dirs, args.shards_dir, args.output, PredictConfig(args.stride_seconds, args.batch_size))
+    cfg = PredictConfig(args.stride_seconds, args.batch_size)
+    result = predict(run_dirs, args.shards_dir, args.output, cfg)
+    if args.plot_dir:  # detection timelines of a few recordings, scored by the same serving models and windows
+        scorers = [Scorer.load(runs.open_run(d), cfg) for d in run_dirs]
+        timelines.write_timelines(args.plot_dir, scorers, args.shards_dir, args.plot_recordings, cfg.batch_size)
+    return result
 
 
 if __name__ == "__main__":
