@@ -29,6 +29,7 @@ retrying google.auth.default() for ~30 s. Nothing leaves 127.0.0.1; GCE metadata
 from __future__ import annotations
 
 import datetime
+import importlib
 import importlib.util
 import json
 import os
@@ -69,6 +70,17 @@ def fake_gcs_server_binary() -> str:
     if not os.access(path, os.X_OK):
         raise EmulatorError(f"no executable fake-gcs-server binary for {system}/{arch} at {path}")
     return path
+
+
+def check_gcs_clients() -> None:
+    """EmulatorError unless Beam's gs:// filesystem (apache-beam[gcp]) and `cryptography` are installed."""
+    for module, package in (("apache_beam.io.gcp.gcsfilesystem", "apache-beam[gcp]"),
+                            ("cryptography.x509", "cryptography")):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise EmulatorError(f"{package} is not installed ({e}); it is a dev dependency: "
+                                f"run `pip install -e '.[dev]'` (or `make test`, which does)") from e
 
 
 def _free_port() -> int:

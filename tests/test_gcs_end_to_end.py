@@ -14,12 +14,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest import TINY_NUM_FOLDS, TINY_SLICE_SECONDS
-from tests.gcs_emulator import EmulatorError, GcsEmulator
+from tests.gcs_emulator import EmulatorError, GcsEmulator, check_gcs_clients
+from tests.recipe_config import as_config_file_content, recipe_config
+from trainer import run_layout
 
 BUCKET = "rfcx-e2e"
 DATA = f"gs://{BUCKET}/data"
@@ -35,6 +40,7 @@ def gcs(tmp_path_factory, tiny_dataset):
     saved = dict(os.environ)
     emulator = GcsEmulator(workdir)
     try:
+        check_gcs_clients()
         emulator.start()
     except EmulatorError as e:
         emulator.stop()
@@ -97,3 +103,61 @@ def test_shards_job_reads_and_writes_gs(gcs, gs_shards, tiny_shards):
         _records([os.path.join(tiny_shards, f) for f in local.train_files(0)])
     # TF's hard-coded Google endpoints were served through the test proxy, i.e. by the emulator.
     assert {"www.googleapis.com", "storage.googleapis.com"} <= gcs.tunnelled_hosts
+
+
+# The tiny preset with every recipe setting explicit (tests/recipe_config.py): one epoch of 2 steps.
+RECIPE = recipe_config({"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "verbose": 0})
+RUN = f"gs://{BUCKET}/runs/fold0"
+SUBMISSION = f"gs://{BUCKET}/runs/submission.csv"
+
+
+@pytest.fixture(scope="module")
+def gs_run(gcs, gs_shards, tmp_path_factory) -> subprocess.CompletedProcess:
+    """trainer.train's CLI in a fresh interpreter (the emulator's environment passed on), run dir on gs://."""
+    settings = tmp_path_factory.mktemp("gcs_settings") / "recipe.json"
+    settings.write_text(json.dumps(as_config_file_content(RECIPE)))
+    return subprocess.run([sys.executable, "-m", "trainer.train", "--shards_dir", gs_shards, "--fold", "0",
+                           "--run_dir", RUN, "--preset", "tiny", "--config", str(settings)],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=600)
+
+
+# Until trainer.train writes history.csv through trainer.fs: keras.callbacks.CSVLogger on a gs:// path opens a
+# tf.io.gfile.GFile, and its on_train_end reads `.closed`, which GFile lacks (AttributeError), after the epoch.
+TRAIN_ON_GS_FAILS = pytest.mark.xfail(
+    strict=True, reason="trainer.train._callbacks: keras.callbacks.CSVLogger(gs://.../history.csv).on_train_end "
+                        "raises AttributeError: 'GFile' object has no attribute 'closed'")
+
+
+@TRAIN_ON_GS_FAILS
+def test_train_writes_its_run_dir_on_gs(gcs, gs_run):
+    assert gs_run.returncode == 0, gs_run.stderr[-4000:]
+    objects = set(gcs.list_objects(RUN))
+    for name in (run_layout.CONFIG, run_layout.BEST_MODEL, run_layout.HISTORY, run_layout.SERVING_MODEL,
+                 run_layout.VAL_PREDICTIONS, run_layout.SUMMARY):
+        assert f"{RUN}/{name}" in objects, name
+    summary = json.loads(gcs.read_bytes(f"{RUN}/{run_layout.SUMMARY}"))
+    assert summary["epochs_run"] == 1 and summary["fold"] == 0
+    history = pd.read_csv(io.BytesIO(gcs.read_bytes(f"{RUN}/{run_layout.HISTORY}")))
+    assert list(history["epoch"]) == [0]
+
+
+# Needs the finished gs:// run above; and, tried on a local run uploaded to the bucket, trainer.predict.predict
+# wraps the paths in pathlib.Path, which turns gs://b into gs:/b: ShardsError "shards dir gs:/... does not
+# exist" (trainer.runs.is_complete / complete_runs_under use Path too, for --runs_root).
+PREDICT_ON_GS_FAILS = pytest.mark.xfail(
+    strict=True, reason="needs trainer.train's gs:// run (see above); trainer.predict.predict: Path(shards_dir) "
+                        "makes gs:// gs:/ -> ShardsError 'shards dir gs:/rfcx-e2e/shards does not exist'")
+
+
+@PREDICT_ON_GS_FAILS
+def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards, tiny_dataset):
+    from trainer import predict
+
+    assert gs_run.returncode == 0, "trainer.train on gs:// failed (see test_train_writes_its_run_dir_on_gs)"
+    predict.main(["--run_dir", RUN, "--shards_dir", gs_shards, "--output", SUBMISSION])
+    submission = pd.read_csv(io.BytesIO(gcs.read_bytes(SUBMISSION)))
+    sample = pd.read_csv(os.path.join(tiny_dataset, "sample_submission.csv"))
+    assert list(submission.columns) == list(sample.columns)
+    assert sorted(submission["recording_id"]) == sorted(sample["recording_id"])
+    scores = submission.drop(columns="recording_id").to_numpy()
+    assert np.isfinite(scores).all() and scores.std() > 0
