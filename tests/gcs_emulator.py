@@ -28,6 +28,7 @@ retrying google.auth.default() for ~30 s. Nothing leaves 127.0.0.1; GCE metadata
 """
 from __future__ import annotations
 
+import ctypes
 import datetime
 import importlib
 import importlib.util
@@ -36,6 +37,7 @@ import os
 import platform
 import re
 import select
+import signal
 import http.client
 import http.server
 import socket
@@ -81,6 +83,12 @@ def check_gcs_clients() -> None:
         except ImportError as e:
             raise EmulatorError(f"{package} is not installed ({e}); it is a dev dependency: "
                                 f"run `pip install -e '.[dev]'` (or `make test`, which does)") from e
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: on Linux the child gets SIGTERM when the test process dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -295,7 +303,8 @@ class ProxyProcess:
     def __init__(self, target_port: int, cert_file: str, key_file: str, log_file: str, timeout_s: float = 30.0):
         self.log_file = log_file
         self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(target_port), cert_file,
-                                         key_file, log_file], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                         key_file, log_file], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        preexec_fn=_die_with_parent)
         ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
         ports = self.process.stdout.readline().decode(errors="replace").split() if ready else []
         if len(ports) != 2 or not all(p.isdigit() for p in ports):
@@ -363,7 +372,7 @@ class GcsEmulator:
         self.process = subprocess.Popen(
             [binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port), "-backend", "memory",
              "-external-url", f"https://{GOOGLE_HOSTS[0]}", "-public-host", GOOGLE_HOSTS[1], "-log-level", "warn"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self._wait_ready()
         self.proxy = ProxyProcess(self.port, cert, key, os.path.join(self.workdir, "proxy.log"))
 
