@@ -115,14 +115,21 @@ RUN = f"gs://{BUCKET}/runs/fold0"
 SUBMISSION = f"gs://{BUCKET}/runs/submission.csv"
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 @pytest.fixture(scope="module")
-def gs_run(gcs, gs_shards, tmp_path_factory) -> subprocess.CompletedProcess:
-    """trainer.train's CLI in a fresh interpreter (the emulator's environment passed on), run dir on gs://."""
+def gs_run(gcs, gs_shards, tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
+    """trainer.train's CLI in a fresh interpreter (the emulator's environment passed on), run dir on gs://;
+    (the finished process, its working dir: empty, unless a gs:// path was taken for a local one)."""
     settings = tmp_path_factory.mktemp("gcs_settings") / "recipe.json"
     settings.write_text(json.dumps(as_config_file_content(RECIPE)))
-    return subprocess.run([sys.executable, "-m", "trainer.train", "--shards_dir", gs_shards, "--fold", "0",
+    cwd = str(tmp_path_factory.mktemp("train_cwd"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "trainer.train", "--shards_dir", gs_shards, "--fold", "0",
                            "--run_dir", RUN, "--preset", "tiny", "--config", str(settings)],
-                          capture_output=True, text=True, env=dict(os.environ), timeout=600)
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return done, cwd
 
 
 # Until trainer.train writes history.csv through trainer.fs: keras.callbacks.CSVLogger on a gs:// path opens a
@@ -134,7 +141,9 @@ TRAIN_ON_GS_FAILS = pytest.mark.xfail(
 
 @TRAIN_ON_GS_FAILS
 def test_train_writes_its_run_dir_on_gs(gcs, gs_run):
-    assert gs_run.returncode == 0, gs_run.stderr[-4000:]
+    done, cwd = gs_run
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert os.listdir(cwd) == []  # `Path("gs://b/x")` would have written ./gs:/b/x
     objects = set(gcs.list_objects(RUN))
     for name in (run_layout.CONFIG, run_layout.BEST_MODEL, run_layout.HISTORY, run_layout.SERVING_MODEL,
                  run_layout.VAL_PREDICTIONS, run_layout.SUMMARY):
@@ -154,17 +163,35 @@ PREDICT_ON_GS_FAILS = pytest.mark.xfail(
 
 
 @PREDICT_ON_GS_FAILS
-def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards, tiny_dataset):
+def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards, tiny_dataset, tiny_shards,
+                                                          tmp_path, monkeypatch):
     from trainer import predict
 
-    assert gs_run.returncode == 0, "trainer.train on gs:// failed (see test_train_writes_its_run_dir_on_gs)"
+    assert gs_run[0].returncode == 0, "trainer.train on gs:// failed (see test_train_writes_its_run_dir_on_gs)"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     predict.main(["--run_dir", RUN, "--shards_dir", gs_shards, "--output", SUBMISSION])
+    assert os.listdir(cwd) == []  # nothing written to a local "gs:" dir
     submission = pd.read_csv(io.BytesIO(gcs.read_bytes(SUBMISSION)))
     sample = pd.read_csv(os.path.join(tiny_dataset, "sample_submission.csv"))
     assert list(submission.columns) == list(sample.columns)
     assert sorted(submission["recording_id"]) == sorted(sample["recording_id"])
     scores = submission.drop(columns="recording_id").to_numpy()
     assert np.isfinite(scores).all() and scores.std() > 0
+
+    # The same run copied out of the bucket and predicted on the local shards (same examples, first test)
+    # gives the same submission. Training-resume state is not needed for inference.
+    local_run = tmp_path / "run"
+    for url in gcs.list_objects(RUN):
+        relative = url[len(RUN) + 1:]
+        if relative.split("/", 1)[0] not in (run_layout.BACKUP, run_layout.CHECKPOINTS, run_layout.LOGS):
+            (local_run / relative).parent.mkdir(parents=True, exist_ok=True)
+            (local_run / relative).write_bytes(gcs.read_bytes(url))
+    predict.main(["--run_dir", str(local_run), "--shards_dir", tiny_shards, "--output", str(tmp_path / "local.csv")])
+    local = pd.read_csv(tmp_path / "local.csv")
+    pd.testing.assert_frame_equal(submission.sort_values("recording_id").reset_index(drop=True),
+                                  local.sort_values("recording_id").reset_index(drop=True), atol=1e-6)
 
 
 def _connect(port: int, host: str) -> bytes:
