@@ -38,7 +38,8 @@ def add_batch_content_ids(body: bytes, content_type: str) -> bytes:
     pieces = body.split(delimiter)
     for i in range(1, len(pieces)):
         part = pieces[i]
-        if part.startswith(b"--") or b"content-id:" in part.split(b"\n\n", 1)[0].lower():
+        headers = re.split(rb"\r?\n\r?\n", part.lstrip(b"\r\n"), maxsplit=1)[0]
+        if part.startswith(b"--") or b"content-id:" in headers.lower():
             continue  # the closing delimiter, or a part that has one
         newline = b"\r\n" if part.startswith(b"\r\n") else b"\n"
         pieces[i] = newline + b"Content-ID: <part-%d>" % i + part
