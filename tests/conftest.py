@@ -11,6 +11,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No test may reach a GCE metadata server (Beam's GCS IO asks google-auth for credentials, and google-auth
+# reads these at import): the check is off, and any lookup would go to a closed loopback port.
+os.environ.setdefault("NO_GCE_CHECK", "true")
+os.environ.setdefault("GCE_METADATA_HOST", "127.0.0.1:9")
+os.environ.setdefault("GCE_METADATA_IP", "127.0.0.1:9")
 
 import pytest  # noqa: E402
 
