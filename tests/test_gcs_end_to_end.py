@@ -132,20 +132,12 @@ def gs_run(gcs, gs_shards, tmp_path_factory) -> tuple[subprocess.CompletedProces
     return done, cwd
 
 
-# Until trainer.train writes history.csv through trainer.fs: keras.callbacks.CSVLogger on a gs:// path opens a
-# tf.io.gfile.GFile, and its on_train_end reads `.closed`, which GFile lacks (AttributeError), after the epoch.
-TRAIN_ON_GS_FAILS = pytest.mark.xfail(
-    strict=True, reason="trainer.train._callbacks: keras.callbacks.CSVLogger(gs://.../history.csv).on_train_end "
-                        "raises AttributeError: 'GFile' object has no attribute 'closed'")
-
-
-@TRAIN_ON_GS_FAILS
 def test_train_writes_its_run_dir_on_gs(gcs, gs_run):
     done, cwd = gs_run
     assert done.returncode == 0, done.stderr[-4000:]
     assert os.listdir(cwd) == []  # `Path("gs://b/x")` would have written ./gs:/b/x
     objects = set(gcs.list_objects(RUN))
-    for name in (run_layout.CONFIG, run_layout.BEST_MODEL, run_layout.HISTORY, run_layout.SERVING_MODEL,
+    for name in (run_layout.CONFIG, run_layout.BEST_MODEL, run_layout.HISTORY,
                  run_layout.VAL_PREDICTIONS, run_layout.SUMMARY):
         assert f"{RUN}/{name}" in objects, name
     summary = json.loads(gcs.read_bytes(f"{RUN}/{run_layout.SUMMARY}"))
@@ -154,15 +146,6 @@ def test_train_writes_its_run_dir_on_gs(gcs, gs_run):
     assert list(history["epoch"]) == [0]
 
 
-# Needs the finished gs:// run above; and, tried on a local run uploaded to the bucket, trainer.predict.predict
-# wraps the paths in pathlib.Path, which turns gs://b into gs:/b: ShardsError "shards dir gs:/... does not
-# exist" (trainer.runs.is_complete / complete_runs_under use Path too, for --runs_root).
-PREDICT_ON_GS_FAILS = pytest.mark.xfail(
-    strict=True, reason="needs trainer.train's gs:// run (see above); trainer.predict.predict: Path(shards_dir) "
-                        "makes gs:// gs:/ -> ShardsError 'shards dir gs:/rfcx-e2e/shards does not exist'")
-
-
-@PREDICT_ON_GS_FAILS
 def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards, tiny_dataset, tiny_shards,
                                                           tmp_path, monkeypatch):
     from trainer import predict
@@ -173,6 +156,7 @@ def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards
     monkeypatch.chdir(cwd)
     predict.main(["--run_dir", RUN, "--shards_dir", gs_shards, "--output", SUBMISSION])
     assert os.listdir(cwd) == []  # nothing written to a local "gs:" dir
+    assert f"{RUN}/{run_layout.SERVING_MODEL}" in set(gcs.list_objects(RUN))  # predict exported what it scored with
     submission = pd.read_csv(io.BytesIO(gcs.read_bytes(SUBMISSION)))
     sample = pd.read_csv(os.path.join(tiny_dataset, "sample_submission.csv"))
     assert list(submission.columns) == list(sample.columns)

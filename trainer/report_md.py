@@ -5,7 +5,7 @@ folds), per fold, per class. Numbers are the report's own, to 4 decimals; an und
 positive label) is "n/a", a baseline figure that does not exist is "".
 
     from trainer import report_md
-    text = report_md.cv_report_markdown(json.load(open("runs/demo/cv/report.json")))
+    text = report_md.cv_report_markdown(fs.read_json("runs/demo/cv/report.json"))
     report_md.write_cv_report_md("runs/demo/cv", result)     # -> runs/demo/cv/report.md (trainer.cv does this)
 """
 from __future__ import annotations

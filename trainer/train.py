@@ -127,6 +127,18 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.on_epoch_end(epoch, {self.monitor: value})
 
 
+class HistoryLogger(keras.callbacks.CSVLogger):
+    """CSVLogger that also closes a gs:// file: Keras' on_train_end asks the file for `.closed`, which
+    tf.io.gfile's GFile (what Keras opens for a remote path) lacks, so the run would end in an AttributeError.
+    """
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.csv_file is not None:
+            self.csv_file.close()
+            self.csv_file = None
+        self.writer = None
+
+
 class LastWeights(keras.callbacks.Callback):
     """Writes the model's weights (no optimizer state: BackupAndRestore keeps that) after every epoch.
 
@@ -152,7 +164,7 @@ def _callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
         validator,  # first: it puts val_loss, val_lwlrap and val_rec_lwlrap into the logs the others read
         # Before BackupAndRestore: a kill between the two then duplicates a history row (dropped on
         # reading) rather than losing one.
-        keras.callbacks.CSVLogger(layout.path(run_dir, HISTORY), append=True),
+        HistoryLogger(layout.path(run_dir, HISTORY), append=True),
         # A resumed run must beat the best epoch of before the interruption to replace best.keras.
         keras.callbacks.ModelCheckpoint(layout.path(run_dir, BEST_MODEL), monitor=cfg.monitor, mode=mode,
                                         save_best_only=True,
