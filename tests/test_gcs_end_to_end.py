@@ -169,6 +169,8 @@ def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards
     local_run = tmp_path / "run"
     for url in gcs.list_objects(RUN):
         relative = url[len(RUN) + 1:]
+        if relative.endswith("/") or not relative:
+            continue  # a directory marker (gfile.makedirs on GCS writes "dir/" objects)
         if relative.split("/", 1)[0] not in (run_layout.BACKUP, run_layout.CHECKPOINTS, run_layout.LOGS):
             (local_run / relative).parent.mkdir(parents=True, exist_ok=True)
             (local_run / relative).write_bytes(gcs.read_bytes(url))
