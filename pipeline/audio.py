@@ -26,7 +26,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from pipeline import flac_stream
+from pipeline import flac_stream, schema
 
 # Failure reasons (also used as dead-letter reasons and counter names).
 EMPTY_FILE = "empty_file"
@@ -129,7 +129,7 @@ def _blocks(f: sf.SoundFile, dtype: str, max_seconds: float):
 
 def to_pcm16(y: np.ndarray) -> tuple[np.ndarray, int]:
     """float [n] in [-1, 1) -> (int16 [n], number of samples clipped to the int16 range)."""
-    scaled = np.round(np.asarray(y, dtype=np.float64) * 32768.0)
+    scaled = np.round(np.asarray(y, dtype=np.float64) * schema.PCM16_SCALE)
     clipped = int(np.count_nonzero((scaled > 32767) | (scaled < -32768)))
     return np.clip(scaled, -32768, 32767).astype(np.int16), clipped
 

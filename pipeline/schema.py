@@ -205,16 +205,24 @@ def test_parse_spec():
     return _parse_spec(TEST_FIELDS, None)
 
 
+PCM16_SCALE = 32768.0  # int16 full scale: stored sample / PCM16_SCALE is the waveform in [-1, 1)
+
+
 def pcm16_to_float(audio_bytes):
     """TF: int16 PCM bytes (scalar string tensor) -> float32 [num_samples] in [-1, 1)."""
     import tensorflow as tf
 
-    return tf.cast(tf.io.decode_raw(audio_bytes, tf.int16, little_endian=True), tf.float32) / 32768.0
+    return tf.cast(tf.io.decode_raw(audio_bytes, tf.int16, little_endian=True), tf.float32) / PCM16_SCALE
 
 
 def pcm16_to_numpy(audio_bytes: bytes) -> np.ndarray:
     """Numpy twin of `pcm16_to_float`'s decode: bytes -> int16 [num_samples]."""
     return np.frombuffer(audio_bytes, dtype="<i2")
+
+
+def pcm16_to_float_numpy(audio_bytes: bytes) -> np.ndarray:
+    """Numpy twin of `pcm16_to_float`: bytes -> float32 [num_samples] in [-1, 1)."""
+    return pcm16_to_numpy(audio_bytes).astype(np.float32) / np.float32(PCM16_SCALE)
 
 
 def pcm16_to_bytes(samples_int16: np.ndarray) -> bytes:

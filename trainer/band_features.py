@@ -152,7 +152,7 @@ def read_train_slices(files_by_fold: Mapping[int, Sequence[str]], num_classes: i
                 if int(r["fold"]) != fold:
                     raise UserError(f"train example {rec_id} in {path} is of fold {int(r['fold'])} but the manifest "
                                     f"lists the file under fold {fold}; re-run `make shards`")
-                audio = schema.pcm16_to_numpy(r["audio"]).astype(np.float32) / 32768.0  # as pcm16_to_float
+                audio = schema.pcm16_to_float_numpy(r["audio"])
                 kind = r["kind"].decode()
                 centre = slice_centre(kind, len(audio), float(r["event/t_min"]), float(r["event/t_max"]), sample_rate)
                 pending.append(centred_window(audio, stats.window, centre))

@@ -75,6 +75,5 @@ def iter_test_recordings(shards_dir: str, manifest: Manifest) -> Iterator[Record
                 f"test example {recording_id} has sample rate {int(r['sample_rate'])} Hz, the "
                 f"manifest says {expected_rate} Hz; re-run `make shards`"
             )
-        pcm = schema.pcm16_to_numpy(r["audio"])
-        # int16 -> float32 in [-1, 1): the same scaling as schema.pcm16_to_float in training.
-        yield Recording(recording_id, pcm.astype(np.float32) / 32768.0, expected_rate)
+        # int16 -> float32 in [-1, 1): the scaling of schema.pcm16_to_float in training.
+        yield Recording(recording_id, schema.pcm16_to_float_numpy(r["audio"]), expected_rate)
