@@ -41,9 +41,9 @@ def test_over_yields_everything_and_ends_with_a_final_line():
 
 
 def test_durations_read_as_minutes_and_hours():
-    assert progress.format_duration(59.4) == "59 s"
-    assert progress.format_duration(185) == "3 min 05 s"
-    assert progress.format_duration(3720) == "1 h 02 min"
+    assert progress.duration(59.4) == "59 s"
+    assert progress.duration(185) == "3 min 05 s"
+    assert progress.duration(7320) == "2 h 02 min"
 
 
 def test_baseline_test_pass_logs_progress(tiny_shards, capsys):

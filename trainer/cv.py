@@ -111,8 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    args = build_parser().parse_args(argv)
-    return args, config_lib.resolve_config(args.preset, args.config_file, args)
+    return train.parse_args(argv, build_parser())
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -17,18 +17,10 @@ import sys
 import time
 from typing import IO, Callable, Iterable, Iterator, TypeVar
 
+from pipeline.progress import duration  # one formatting of durations for the job's and the trainer's lines
+
 T = TypeVar("T")
 DEFAULT_EVERY_SECONDS = 10.0
-
-
-def format_duration(seconds: float) -> str:
-    """12 s, 3 min 05 s, 1 h 02 min."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def progress_line(what: str, done: int, total: int | None, elapsed: float, unit: str = "recordings") -> str:
@@ -38,9 +30,9 @@ def progress_line(what: str, done: int, total: int | None, elapsed: float, unit:
     if done > 0 and elapsed > 0:
         rate = done / elapsed
         parts.append(f"{rate:.3g}/s")
-    parts.append(f"{format_duration(elapsed)} elapsed")
+    parts.append(f"{duration(elapsed)} elapsed")
     if total is not None and done > 0 and elapsed > 0 and done < total:
-        parts.append(f"ETA {format_duration((total - done) * elapsed / done)}")
+        parts.append(f"ETA {duration((total - done) * elapsed / done)}")
     return ", ".join(parts)
 
 

@@ -367,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    args = build_parser().parse_args(argv)
+def parse_args(argv: Sequence[str] | None,
+               parser: argparse.ArgumentParser | None = None) -> tuple[argparse.Namespace, TrainConfig]:
+    """Flags (of `parser`, default this module's) and the TrainConfig they resolve to (preset < --config < flags)."""
+    args = (parser or build_parser()).parse_args(argv)
     return args, config_lib.resolve_config(args.preset, args.config_file, args)
 
 
