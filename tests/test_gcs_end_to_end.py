@@ -191,3 +191,19 @@ def test_proxy_tunnels_only_the_google_hosts(gcs):
     port = int(os.environ["https_proxy"].rsplit(":", 1)[1])
     assert b" 200 " in _connect(port, "storage.googleapis.com")
     assert b" 403 " in _connect(port, "example.com")
+
+
+def test_output_lock_on_gs_is_exclusive_and_released(gcs):
+    """pipeline.outlock on gs:// (google-cloud-storage, if_generation_match=0): a second holder is refused."""
+    from pipeline import outlock
+    from pipeline.errors import UserError
+
+    out = f"gs://{BUCKET}/locked-out"
+    lock_url = f"{out}/{outlock.LOCK_NAME}"
+    with outlock.held(out, overwrite=False):
+        assert lock_url in set(gcs.list_objects(out))
+        with pytest.raises(UserError, match="in use by another run"):
+            outlock.acquire(out, overwrite=False)
+        with pytest.raises(UserError, match="in use by another run"):  # --overwrite never breaks a live lock
+            outlock.acquire(out, overwrite=True)
+    assert lock_url not in set(gcs.list_objects(out))
