@@ -162,8 +162,8 @@ class _NoiseSNR(RandomTransform):
         (the usual power SNR: the noise's RMS is the signal's RMS / 10^(snr/20)).
       bank_seconds: 0 = fresh noise per call (the seed's way). > 0 = a cut at a random offset,
         with a random sign, of a bank of max(bank_seconds * sample_rate, n) samples of the same
-        noise made once per process (`noise_bank`): ~0.4 ms per 10 s window at 48 kHz instead of
-        ~5 ms (white) or ~25 ms (pink). The trade-off: windows share bank material (a 60 s bank
+        noise made once per process (`noise_bank`): a copy instead of generating noise per window
+        (costs in the README's benchmark table). The trade-off: windows share bank material (a 60 s bank
         holds 50 s of distinct 10 s offsets, each with either sign), so the noise varies less
         between windows than fresh draws; its distribution, spectrum and SNR are the same.
       sample_rate: Hz, to convert bank_seconds.
