@@ -104,3 +104,11 @@ def test_predict_plot_dir_plots_the_scored_windows_and_logs_progress(untrained_r
     for tl in result.values():
         np.testing.assert_allclose(tl.scores.max(axis=0), submitted.loc[tl.recording_id].to_numpy(), atol=1e-5)
         assert tl.true_species is not None  # the demo shards hold test_truth.csv
+
+
+def test_unknown_plot_recording_fails_before_any_inference(untrained_run, tiny_shards, tmp_path):
+    out = tmp_path / "sub.csv"
+    with pytest.raises(UserError, match="not in sample_submission.csv"):
+        predict.main(["--run_dir", untrained_run, "--shards_dir", tiny_shards, "--output", str(out),
+                      "--plot_dir", str(tmp_path / "plots"), "--plot_recordings", "no_such_recording"])
+    assert not out.exists() and not (tmp_path / "plots").exists()

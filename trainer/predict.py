@@ -131,9 +131,14 @@ def side_path(output: str, kind: str) -> str:
 
 
 def predict(
-    run_dirs: Sequence[str], shards_dir: str, output: str, cfg: PredictConfig = PredictConfig()
+    run_dirs: Sequence[str], shards_dir: str, output: str, cfg: PredictConfig = PredictConfig(),
+    plot_dir: str | None = None, plot_recordings: int | tuple[str, ...] = int(timelines.DEFAULT_RECORDINGS),
 ) -> dict[str, Any]:
-    """Ensembles `run_dirs` over the test shards, writes the submission; returns a summary dict."""
+    """Ensembles `run_dirs` over the test shards, writes the submission; returns a summary dict.
+
+    With `plot_dir`, also the detection timelines of `plot_recordings` (trainer.timelines), scored
+    by the same models and windows.
+    """
     shards_dir, output = str(shards_dir), str(output)
     for path in (output, side_path(output, "config"), side_path(output, "score")):  # before any inference
         checks.output_file("--output", path)
@@ -146,6 +151,8 @@ def predict(
     sample = submission.read_sample_submission(shards_dir, manifest.num_classes)
     recording_ids = recordings.list_test_ids(shards_dir, manifest)
     submission.check_test_recordings(recording_ids, sample, shards_dir, manifest)
+    if plot_dir:
+        timelines.select_ids(sample[submission.ID_COLUMN].tolist(), plot_recordings)  # unknown ids: before inference
 
     scorers = [Scorer.load(run, cfg) for run in loaded]  # every model in memory: the audio is read once
     print(f"predicting {len(recording_ids)} recordings with {', '.join(r.run_dir for r in loaded)}")
@@ -165,6 +172,8 @@ def predict(
     fs.remove(score_path)  # never leave the score of an earlier submission next to this one
     if fs.isfile(truth_path):
         summary["test_lwlrap"] = score_submission(table, truth_path, score_path)
+    if plot_dir:
+        timelines.write_timelines(plot_dir, scorers, shards_dir, plot_recordings, cfg.batch_size)
     return summary
 
 
@@ -210,12 +219,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_dirs = args.run_dir or runs.complete_runs_under(args.runs_root)
     if args.runs_root:
         print(f"ensembling the complete runs under {args.runs_root}: {', '.join(map(fs.basename, run_dirs))}")
-    cfg = PredictConfig(args.stride_seconds, args.batch_size)
-    result = predict(run_dirs, args.shards_dir, args.output, cfg)
-    if args.plot_dir:  # detection timelines of a few recordings, scored by the same serving models and windows
-        scorers = [Scorer.load(runs.open_run(d), cfg) for d in run_dirs]
-        timelines.write_timelines(args.plot_dir, scorers, args.shards_dir, args.plot_recordings, cfg.batch_size)
-    return result
+    return predict(run_dirs, args.shards_dir, args.output, PredictConfig(args.stride_seconds, args.batch_size),
+                   args.plot_dir, args.plot_recordings)
 
 
 if __name__ == "__main__":
