@@ -220,6 +220,20 @@ def find_corrupt_shard(paths: Sequence[str]) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def naming_a_corrupt_shard_of(paths: Sequence[str]) -> Iterator[None]:
+    """Inside the block, a DataLossError while reading any of `paths` is a ShardsError naming the bad file.
+
+    The up-front check reads only each file's first record, so damage further in shows up when the
+    data is read; only then are the files re-read in full to find which one it is.
+    """
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        bad = find_corrupt_shard(paths)
+        raise ShardsError(bad or f"a shard became unreadable while reading it ({tf_error_reason(e)})") from e
+
+
 def check_compatible(manifest: Manifest, infos: Sequence[ShardInfo], cfg: TrainConfig, shards_dir: str) -> None:
     """The shards must be of this schema version, sample rate and class count, with slices >= window."""
     for info in infos:

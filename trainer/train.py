@@ -48,7 +48,6 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from pipeline import checks, schema
 from pipeline.errors import UserError, run_main
@@ -263,14 +262,8 @@ def _fit(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_d
     callbacks = _callbacks(run_dir, cfg, history[history["epoch"] < initial_epoch], validator)
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
                                  batching.steps_per_epoch, initial_epoch)
-    try:
-        net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
-                callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
-    except tf.errors.DataLossError as e:
-        # The up-front scan passed, so a file changed since; name it (a full re-read, on this error only).
-        bad = data.find_corrupt_shard(fold_inputs.train_files + fold_inputs.val_files)
-        raise data.ShardsError(bad or f"a shard became unreadable during training "
-                               f"({data.tf_error_reason(e)})") from e
+    net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
+            callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
 
 
 def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, overwrite: bool = False,
@@ -310,14 +303,16 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
              fold_inputs.num_val, shape, placement.name, placement.num_replicas, batching.global_batch,
              batching.steps_per_epoch, precision)
 
-    band_stats = band_statistics(fold_inputs, cfg, batching) if cfg.band_norm else None
-    with placement.strategy.scope():
-        net = model.build_model(cfg, shape, band_stats)
-        model.compile_model(net, cfg, batching.steps_per_epoch)
-    validator = validation.RecordingValidation(fold_inputs.val_files, cfg, batching.eval_batch, fold_inputs.num_val)
-    _fit(net, fold_inputs, cfg, run_dir, initial_epoch, batching, validator, callbacks)
-
-    history, final, val_meta = write_results(net, validator, cfg, run_dir)
+    # Every read of the shards below: a file damaged past its first record is named, not a traceback.
+    with data.naming_a_corrupt_shard_of(fold_inputs.train_files + fold_inputs.val_files):
+        band_stats = band_statistics(fold_inputs, cfg, batching) if cfg.band_norm else None
+        with placement.strategy.scope():
+            net = model.build_model(cfg, shape, band_stats)
+            model.compile_model(net, cfg, batching.steps_per_epoch)
+        validator = validation.RecordingValidation(fold_inputs.val_files, cfg, batching.eval_batch,
+                                                   fold_inputs.num_val)
+        _fit(net, fold_inputs, cfg, run_dir, initial_epoch, batching, validator, callbacks)
+        history, final, val_meta = write_results(net, validator, cfg, run_dir)
     best = best_row(history, cfg.monitor)
     kinds = sorted(set(val_meta["kind"]))
     summary = {
