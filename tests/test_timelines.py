@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -112,3 +114,17 @@ def test_unknown_plot_recording_fails_before_any_inference(untrained_run, tiny_s
         predict.main(["--run_dir", untrained_run, "--shards_dir", tiny_shards, "--output", str(out),
                       "--plot_dir", str(tmp_path / "plots"), "--plot_recordings", "no_such_recording"])
     assert not out.exists() and not (tmp_path / "plots").exists()
+
+
+def test_predict_and_load_serving_work_in_a_fresh_interpreter(untrained_run, tiny_shards, tmp_path):
+    """A new process has imported none of the project's custom layers: loading must register them itself."""
+    out = tmp_path / "fresh.csv"
+    done = subprocess.run([sys.executable, "-m", "trainer.predict", "--run_dir", untrained_run, "--shards_dir",
+                           tiny_shards, "--output", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(pd.read_csv(out)) == len(pd.read_csv(f"{tiny_shards}/sample_submission.csv"))
+    code = ("import sys; from trainer import serving; m = serving.load_serving(sys.argv[1]); "
+            "print(m.output_shape)")
+    done = subprocess.run([sys.executable, "-c", code, untrained_run], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("24)")

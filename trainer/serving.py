@@ -8,8 +8,8 @@ MelConfig, so it computes exactly trainer.mel.log_mel) and the trained model int
       -> LogMel  -> [batch, n_mels, frames, 1]
       -> best.keras -> scores [batch, num_classes]
 
-and saves it as run_dir/serving.keras. Loading needs only Keras plus the registered LogMel layer
-(`import trainer.mel`), which `load_serving` does.
+and saves it as run_dir/serving.keras. Loading needs only Keras plus the project's registered layers
+(trainer.mel's LogMel, trainer.model's FrequencyChannel), which `load_serving` imports.
 
     from trainer import runs, serving
     run = runs.open_run("runs/demo/fold0")
@@ -59,8 +59,10 @@ def export_serving(run: Run, model: Any, overwrite: bool = False, serving: Any =
 
 
 def load_serving(run_dir: str) -> Any:
-    """Loads run_dir/serving.keras (the LogMel layer is registered by importing trainer.mel)."""
+    """Loads run_dir/serving.keras (its custom layers: trainer.mel's LogMel, trainer.model's, registered here)."""
     import keras
+
+    from trainer import model as _layers  # noqa: F401  registers FrequencyChannel (trainer.mel: LogMel)
 
     path = layout.path(str(run_dir), SERVING_MODEL)
     if not fs.isfile(path):
