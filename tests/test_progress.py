@@ -56,3 +56,12 @@ def test_baseline_test_pass_logs_progress(tiny_shards, capsys):
     log = capsys.readouterr().out
     assert f"reading test recordings: {len(ids)}/{len(ids)} recordings, " in log
     assert "/s, " in log  # the rate
+
+
+def test_the_final_line_is_not_repeated_when_the_last_count_was_just_printed():
+    clock, out = FakeClock(), io.StringIO()
+    line = progress.Progress("scoring", total=2, every_seconds=10.0, stream=out, clock=clock)
+    clock.now = 111.0
+    line.update(2)  # due by the interval
+    line.update(2, final=True)
+    assert out.getvalue().splitlines() == ["scoring: 2/2 recordings, 0.182/s, 11 s elapsed"]

@@ -78,7 +78,8 @@ class Scorer:
         return cls(run, model, run.window_samples, stride_samples(run, cfg))
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(windows, training=False), np.float32)
+        # predict_on_batch runs Keras' compiled predict function (a traced graph), not op-by-op eager calls.
+        return np.asarray(self.model.predict_on_batch(windows), np.float32)
 
 
 def _groups(recs: Iterator[recordings.Recording], min_samples: int) -> Iterator[list[recordings.Recording]]:

@@ -45,11 +45,12 @@ class Progress:
         self.what, self.total, self.every, self.unit = what, total, every_seconds, unit
         self.stream, self.clock = stream, clock
         self.start = self.last = clock()
+        self.printed: int | None = None  # the count of the last line printed
 
     def update(self, done: int, final: bool = False) -> None:
         now = self.clock()
-        if final or now - self.last >= self.every:
-            self.last = now
+        if (final and done != self.printed) or now - self.last >= self.every:
+            self.last, self.printed = now, done
             print(progress_line(self.what, done, self.total, now - self.start, self.unit),
                   file=self.stream or sys.stdout, flush=True)
 
