@@ -209,3 +209,14 @@ def test_resumable_early_stopping_replays_the_past_epochs():
     stopping.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
     stopping.on_train_begin()
     assert (stopping.wait, stopping.best, stopping.best_epoch) == (1, 0.6, 1)
+
+
+def test_a_run_that_had_stopped_early_is_not_trained_further_on_resume():
+    net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    # best 0.6 at epoch 1, then 3 epochs without improvement: patience 3 was reached before the kill.
+    stopped = train.ResumableEarlyStopping([0.5, 0.6, 0.55, 0.58, 0.59], monitor="val_score", mode="max",
+                                           patience=3)
+    assert stopped.stopped_before(net)
+    assert not net.stop_training  # left for fit to decide, were it called
+    going = train.ResumableEarlyStopping([0.5, 0.6, 0.55, 0.58], monitor="val_score", mode="max", patience=3)
+    assert not going.stopped_before(net)

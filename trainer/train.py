@@ -55,12 +55,10 @@ from trainer import config as config_lib
 from trainer import data, fs, inputs, model, plots, strategy, validation
 from trainer import run_layout as layout
 from trainer.config import TrainConfig
-# Names other modules still import from here; trainer.run_layout is where they live.
-from trainer.run_layout import BACKUP, BEST_MODEL, CURVES, HISTORY, LOGS, SUMMARY, VAL_PREDICTIONS  # noqa: F401
+from trainer.run_layout import BACKUP, BEST_MODEL, CURVES, HISTORY, LOGS, SUMMARY, VAL_PREDICTIONS
 
 log = logging.getLogger("trainer.train")
 
-MONITOR = "val_rec_lwlrap"  # the default of TrainConfig.monitor
 _BACKUP_METADATA = "training_metadata.json"  # BackupAndRestore's: {"epoch": epochs finished, "batch": ...}
 
 
@@ -124,6 +122,17 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         super().on_train_begin(logs)
         for epoch, value in enumerate(self.past):
             self.on_epoch_end(epoch, {self.monitor: value})
+
+    def stopped_before(self, net: keras.Model) -> bool:
+        """True when the replayed epochs already reach `patience`: the interrupted run had stopped early.
+
+        Keras' fit checks stop_training only after a step, so such a run must not call fit at all.
+        """
+        self.set_model(net)
+        self.on_train_begin()
+        stopped = bool(net.stop_training)
+        net.stop_training = False
+        return stopped
 
 
 class HistoryLogger(keras.callbacks.CSVLogger):
@@ -260,6 +269,11 @@ def _fit(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_d
     history = layout.read_history(run_dir, cfg.monitor)
     # Rows of epochs the backup does not hold (a kill between CSVLogger and BackupAndRestore) are redone.
     callbacks = _callbacks(run_dir, cfg, history[history["epoch"] < initial_epoch], validator)
+    early = [c for c in callbacks if isinstance(c, ResumableEarlyStopping)]
+    if initial_epoch and early and early[0].stopped_before(net):
+        log.info("early stopping had ended %s after epoch %d before it was interrupted; not training further",
+                 run_dir, initial_epoch)
+        return
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
                                  batching.steps_per_epoch, initial_epoch)
     net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
