@@ -101,3 +101,11 @@ def test_cv_takes_every_training_flag_and_refuses_the_single_run_ones():
     for flag in (["--fold", "1"], ["--run_dir", "x"], ["--overwrite"]):
         with pytest.raises(UserError, match=f"{flag[0]} is a flag of trainer.train"):
             cv.parse_args(["--shards_dir", "s", "--folds", "0", "--runs_root", "r", *flag])
+
+
+def test_path_helpers_keep_roots_and_urls():
+    assert fs.dirname("/x.csv") == "/" and fs.with_suffix("/x.csv", ".config.json") == "/x.config.json"
+    assert fs.dirname("x.csv") == "" and fs.with_suffix("x.csv", ".score.json") == "x.score.json"
+    assert fs.dirname("gs://b/runs/x.csv") == "gs://b/runs"
+    assert fs.with_suffix("gs://b/runs/sub.csv", ".config.json") == "gs://b/runs/sub.config.json"
+    assert fs.join("gs://b", "runs", "fold0") == "gs://b/runs/fold0"

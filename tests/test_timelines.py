@@ -128,3 +128,12 @@ def test_predict_and_load_serving_work_in_a_fresh_interpreter(untrained_run, tin
     done = subprocess.run([sys.executable, "-c", code, untrained_run], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("24)")
+
+
+def test_a_plot_dir_that_is_a_file_is_refused_before_inference(untrained_run, tiny_shards, tmp_path):
+    blocker = tmp_path / "plots"
+    blocker.write_text("not a directory")
+    with pytest.raises(UserError, match="--plot_dir .* is a file"):
+        predict.main(["--run_dir", untrained_run, "--shards_dir", tiny_shards, "--output", str(tmp_path / "s.csv"),
+                      "--plot_dir", str(blocker)])
+    assert not (tmp_path / "s.csv").exists()

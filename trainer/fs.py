@@ -32,13 +32,11 @@ def basename(path: str) -> str:
 
 
 def dirname(path: str) -> str:
-    """The parent of `path` ("" for a bare name); `gs://b/x` -> `gs://b`."""
+    """The parent of `path` ("" for a bare name, "/" for a file in the root); `gs://b/x` -> `gs://b`."""
     path = str(path).rstrip("/")
-    return path.rsplit("/", 1)[0] if "/" in path else ""
-
-
-def is_remote(path: str) -> bool:
-    return "://" in str(path)
+    if "/" not in path:
+        return ""
+    return path.rsplit("/", 1)[0] or "/"
 
 
 def exists(path: str) -> bool:

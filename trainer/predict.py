@@ -143,6 +143,8 @@ def predict(
     shards_dir, output = str(shards_dir), str(output)
     for path in (output, side_path(output, "config"), side_path(output, "score")):  # before any inference
         checks.output_file("--output", path)
+    if plot_dir:
+        checks.output_dir("--plot_dir", plot_dir)
     manifest = data.read_manifest(shards_dir)
     loaded = [runs.open_run(d) for d in run_dirs]  # configs only: every check before a model loads
     runs.check_ensemble(loaded)
