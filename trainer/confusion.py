@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import fs, plots
+from trainer.report import OOF_FILE as OOF_CSV  # written by trainer.report into the cv dir
 from trainer.report import truth_and_scores
 
-OOF_CSV = "oof.csv"  # written by trainer.report into the cv dir
 CONFUSION_PNG = "confusion.png"
 
 
@@ -64,8 +64,7 @@ def plot_confusion(counts: np.ndarray, positives: np.ndarray, path: str, title: 
     text_ax.axis("off")
     text_ax.text(0.0, 1.0, "most frequent pairs\ntrue < outranking: slices\n\n" + "\n".join(lines),
                  va="top", family="monospace", fontsize=9, transform=text_ax.transAxes)
-    with fs.open_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+    plots.save_png(fig, path, dpi=100)
 
 
 def write_confusion(cv_dir: str) -> str:

@@ -197,8 +197,7 @@ def plot_examples(examples: Sequence[Example], mel_cfg: MelConfig, path: str, au
     fig.suptitle(f"{len(examples)} training examples as fed (log-mel; tp boxes {COLOUR_NAMES[TP_COLOUR]}, "
                  f"fp boxes {COLOUR_NAMES[FP_COLOUR]}; "
                  f"x: seconds in the window, y: mel band in Hz)", fontsize=9)
-    with fs.open_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=dpi)
+    plots.save_png(fig, path, dpi)
 
 
 # ---- command line ----
@@ -207,8 +206,10 @@ def fold_files_by_kind(shards_dir: str, fold: int, cfg: TrainConfig) -> dict[str
     """The training files (every fold but `fold`) by kind, checked against the config (no full scan)."""
     manifest = data.read_manifest(shards_dir)
     data.fold_files(manifest, shards_dir, fold)  # unknown fold / missing files -> ShardsError
-    data.check_compatible(manifest, [], cfg, shards_dir)
     by_kind = data.train_files_by_kind(manifest, shards_dir, fold)
+    # Schema version and sample rate from each file's first record, as training checks them.
+    data.check_compatible(manifest, data.first_records([p for files in by_kind.values() for p in files]), cfg,
+                          shards_dir)
     if not by_kind[schema.KIND_TP]:
         raise data.ShardsError(f"{shards_dir} has no tp slices outside fold {fold}, so the trainer would draw none")
     return by_kind
@@ -245,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     out_dir = args.out_dir or fs.join("runs", fs.basename(args.shards_dir), "inspect")
     checks.output_dir("--out_dir", out_dir)
     files_by_kind = fold_files_by_kind(args.shards_dir, args.fold, cfg)
-    examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside)
+    with data.naming_a_corrupt_shard_of([p for files in files_by_kind.values() for p in files]):
+        examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside)
     path = fs.join(out_dir, EXAMPLES_PNG)
     plot_examples(examples, cfg.mel, path, args.augmentation, args.dpi)
     print(f"wrote {path} ({len(examples)} examples of the training stream without fold {args.fold}, "

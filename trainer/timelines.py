@@ -23,7 +23,7 @@ import numpy as np
 from pipeline import manifest as shards_layout
 from pipeline.errors import UserError
 from pipeline.manifest import Manifest
-from trainer import data, fs, mel, plots, recordings
+from trainer import data, fs, mel, plots, recordings, submission
 from trainer.windows import cut_windows, window_starts
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # float32 [B, window] -> float32 [B, C]
@@ -117,18 +117,16 @@ def plot_timeline(tl: Timeline, path: str, top_k: int = TOP_K) -> None:
                  xlim=(0.0, max(tl.duration, float(tl.centres[-1]))))
     score_ax.grid(alpha=0.3)
     score_ax.legend(loc="upper right", fontsize=8, ncol=2)
-    with fs.open_file(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=80)
+    plots.save_png(fig, path, dpi=80)
 
 
 def _read_truth(shards_dir: str) -> dict[str, tuple[int, ...]] | None:
     path = fs.join(shards_dir, shards_layout.TEST_TRUTH)
     if not fs.exists(path):
         return None
-    table = fs.read_csv(path, dtype={"recording_id": str})
-    columns = [c for c in table.columns if c.startswith("s") and c[1:].isdigit()]
-    return {r["recording_id"]: tuple(int(c[1:]) for c in columns if float(r[c]) >= 0.5)
-            for _, r in table.iterrows()}
+    table = submission.read_score_table(path)  # recording_id, s0..s{C-1}
+    labels = table.drop(columns=submission.ID_COLUMN).to_numpy(np.float64) >= 0.5  # [R, C]
+    return {r: tuple(int(k) for k in np.flatnonzero(row)) for r, row in zip(table[submission.ID_COLUMN], labels)}
 
 
 def _read_waveforms(shards_dir: str, manifest: Manifest, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -154,8 +152,8 @@ def write_timelines(plot_dir: str, scorers: Sequence[Any], shards_dir: str, sele
     the first run's are left out (said in the log): their windows would not line up.
     """
     manifest = data.read_manifest(str(shards_dir))
-    sample = fs.read_csv(fs.join(shards_dir, shards_layout.SAMPLE_SUBMISSION), dtype={"recording_id": str})
-    ids = select_ids(sample["recording_id"].tolist(), selection)
+    sample = submission.read_sample_submission(str(shards_dir), manifest.num_classes)
+    ids = select_ids(sample[submission.ID_COLUMN].tolist(), selection)
     first = scorers[0]
     key = lambda s: (s.window, s.stride, s.run.config.mel)  # noqa: E731
     used = [s for s in scorers if key(s) == key(first)]
