@@ -5,8 +5,9 @@ default half a window; the last window ends at the recording's end; a recording 
 window is zero-padded to one). Each window is scored by the run's serving model (trainer.serving:
 waveform in, scores out, the run's own LogMel front end inside); a recording's score per species
 is the max over its windows, and several runs (e.g. the CV folds) are averaged: max, then mean.
-The test audio is read once per prediction: every model of the ensemble is loaded first and
-scores each group of recordings as it streams by.
+The test audio is decoded in one pass per prediction, not one per model: every model of the
+ensemble is loaded first and scores each group of recordings as it streams by (an earlier pass
+reads only the recording ids, to check them against sample_submission.csv before inference).
 
 The output has the header recording_id,s0,...,s{C-1} and the rows of the shards'
 sample_submission.csv in its order (checked before writing). Next to it go <stem>.config.json (the
@@ -85,7 +86,7 @@ class Scorer:
 def _groups(recs: Iterator[recordings.Recording], min_samples: int) -> Iterator[list[recordings.Recording]]:
     """Consecutive recordings grouped until a group holds `min_samples` samples (the last may hold fewer).
 
-    Every model scores a whole group before the next is read: the audio is read once, memory stays
+    Every model scores a whole group before the next is read: the audio is decoded once, memory stays
     at about one group, and model calls stay full however short the recordings are.
     """
     group: list[recordings.Recording] = []
@@ -157,7 +158,7 @@ def predict(
     if plot_dir:
         timelines.select_ids(sample[submission.ID_COLUMN].tolist(), plot_recordings)  # unknown ids: before inference
 
-    scorers = [Scorer.load(run, cfg) for run in loaded]  # every model in memory: the audio is read once
+    scorers = [Scorer.load(run, cfg) for run in loaded]  # every model in memory: the audio is decoded once
     print(f"predicting {len(recording_ids)} recordings with {', '.join(r.run_dir for r in loaded)}")
     per_run = ensemble_recording_scores(scorers, shards_dir, manifest, recording_ids, cfg.batch_size)
     table = submission.build_submission(recording_ids, submission.mean_over_runs(per_run), sample)

@@ -46,8 +46,8 @@ def export_serving(run: Run, model: Any, overwrite: bool = False, serving: Any =
     """Writes run_dir/serving.keras unless an export newer than best.keras exists; returns its path.
 
     `serving` is build_serving_model(run, model) when the caller built it already. The age check
-    matters because retraining a run dir (trainer.train --overwrite) replaces best.keras but leaves
-    other files alone.
+    guards against a best.keras replaced behind the export's back (e.g. copied in by hand);
+    trainer.train removes serving.keras itself when it starts a run over.
     """
     path = run.path(SERVING_MODEL)
     stale = not fs.isfile(path) or fs.mtime_ns(path) < fs.mtime_ns(run.path(layout.BEST_MODEL))
