@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+import tensorflow as tf
 
 from pipeline import schema
 from pipeline.errors import run_main
@@ -99,6 +100,13 @@ def _bad_shards(kind: str, base: str) -> tuple[str, list[str], str]:
     if kind == "truncated_file":
         _truncate(shard)
         return shards, [], f"shard {shard} is corrupt"
+    if kind == "fewer_records_than_manifest":  # valid framing, one record gone: only the counts disagree
+        val_shard = os.path.join(shards, "train", "fold-0", "tp-00000-of-00001.tfrecord")
+        records = list(tf.data.TFRecordDataset(val_shard).as_numpy_iterator())
+        with tf.io.TFRecordWriter(val_shard) as writer:
+            for record in records[:-1]:
+                writer.write(record)
+        return shards, [], "do not hold the records manifest.json counts (Input dataset was expected to contain"
     if kind == "window_longer_than_slice":
         return shards, ["--window_seconds", "3"], "window_seconds=3.0 is longer than the 2.0 s slices"
     if kind == "sample_rate":
@@ -109,6 +117,7 @@ def _bad_shards(kind: str, base: str) -> tuple[str, list[str], str]:
 @pytest.mark.parametrize("kind", ["missing_dir", "empty_dir", "unknown_fold", "fold_without_shards",
                                   "no_tp_outside_the_fold", "manifest_version", "manifest_v1", "record_v1",
                                   "manifest_without_kinds", "corrupt_record", "truncated_file",
+                                  "fewer_records_than_manifest",
                                   "window_longer_than_slice", "sample_rate"])
 def test_bad_input_exits_2_with_one_clear_line(kind, tmp_path, capsys):
     shards, extra, expected = _bad_shards(kind, str(tmp_path))
@@ -121,7 +130,7 @@ def test_bad_input_exits_2_with_one_clear_line(kind, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and expected in err, err
     assert "Traceback" not in err and len(err.splitlines()) == 1
-    if kind != "truncated_file":
+    if kind not in ("truncated_file", "fewer_records_than_manifest"):
         assert not run_dir.exists()  # nothing is written before the inputs are checked
     # The up-front check reads only each file's first record; damage further in is found (and the
     # file named) when training reads the data.

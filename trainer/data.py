@@ -232,6 +232,11 @@ def naming_a_corrupt_shard_of(paths: Sequence[str]) -> Iterator[None]:
     except tf.errors.DataLossError as e:
         bad = find_corrupt_shard(paths)
         raise ShardsError(bad or f"a shard became unreadable while reading it ({tf_error_reason(e)})") from e
+    except tf.errors.OpError as e:
+        if "expected to contain" not in e.message:  # tf.data's assert_cardinality against the manifest's counts
+            raise
+        raise ShardsError(f"the shards do not hold the records manifest.json counts ({tf_error_reason(e)}); "
+                          f"a file was replaced or cut after `make shards`: re-run it") from e
 
 
 def check_compatible(manifest: Manifest, infos: Sequence[ShardInfo], cfg: TrainConfig, shards_dir: str) -> None:
