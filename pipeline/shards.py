@@ -75,10 +75,6 @@ def _join(*parts: str) -> str:
     return FileSystems.join(*parts)
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path
-
-
 def _read(path: str) -> bytes:
     with FileSystems.open(path) as f:
         return f.read()
@@ -101,7 +97,7 @@ def _group_rows(tables: Sequence[tuple[str, labels.CsvTable | None]]) -> dict[st
 def load_inputs(cfg: ShardsConfig) -> JobInputs:
     """Reads the CSVs and file listings of cfg.data_dir and builds one task per recording."""
     data = cfg.data_dir
-    if _is_local(data) and not os.path.isdir(data):
+    if not checks.is_remote(data) and not os.path.isdir(data):
         raise UserError(f"--data_dir {data} is not a directory")
     tp = labels.read_csv(_join(data, labels.TP_CSV), required=True)
     fp = labels.read_csv(_join(data, labels.FP_CSV), required=False)
@@ -162,11 +158,11 @@ def prepare_output(cfg: ShardsConfig) -> None:
     if not any(FileSystems.exists(_join(out, n)) for n in (layout.CONFIG_FILE, layout.MANIFEST_FILE)):
         raise UserError(f"refusing to --overwrite {out}: it holds no config.json or manifest.json, so it "
                         f"was not written by pipeline.shards; delete it yourself if you mean it")
-    if _is_local(out) and os.path.abspath(cfg.data_dir).startswith(os.path.abspath(out) + os.sep):
+    if not checks.is_remote(out) and os.path.abspath(cfg.data_dir).startswith(os.path.abspath(out) + os.sep):
         raise UserError(f"refusing to --overwrite {out}: --data_dir {cfg.data_dir} is inside it")
     # Everything but this run's lock (pipeline.outlock). gs:// matches of "*" already list every
     # object under the prefix; a local dir's entries are deleted recursively by FileSystems.
-    if _is_local(out):
+    if not checks.is_remote(out):
         existing = [os.path.join(out, n) for n in os.listdir(out) if not outlock.is_lock_path(n)]
     FileSystems.delete(existing)
 
@@ -174,7 +170,7 @@ def prepare_output(cfg: ShardsConfig) -> None:
 def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
     """config.json, folds.csv and the copied CSVs, before the job runs."""
     out = cfg.output_dir
-    if _is_local(out):
+    if not checks.is_remote(out):
         os.makedirs(out, exist_ok=True)
     _write(_join(out, layout.CONFIG_FILE), json.dumps(dataclasses.asdict(cfg), indent=2).encode())
     folds = "recording_id,fold\n" + "".join(f"{rid},{k}\n" for rid, k in sorted(inputs.fold_of.items()))
@@ -230,7 +226,7 @@ def _make_pipeline(cfg: ShardsConfig, beam_argv: list[str]) -> beam.Pipeline:
     """The Beam pipeline for the non-job flags; a flag neither we nor Beam know is a UserError."""
     options = PipelineOptions(beam_argv)
     runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
-    local = [p for p in (cfg.data_dir, cfg.output_dir) if _is_local(p)]
+    local = [p for p in (cfg.data_dir, cfg.output_dir) if not checks.is_remote(p)]
     if "Dataflow" in runner and local:
         raise UserError(f"{runner} workers cannot read or write local paths ({', '.join(local)}); use gs:// paths")
     # Beam only warns about flags it does not know, so a typo such as --num_fold would go unnoticed.
