@@ -234,6 +234,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainCon
     args = parser.parse_args(argv)
     checks.number("--n", args.n, 1, 256)
     checks.number("--dpi", args.dpi, 20, 400)
+    if args.run_dir and (args.config_file or args.preset != config_lib.AUTO):
+        parser.error("--run_dir uses that run's config.json; drop --preset/--config (flags still apply on top)")
     if args.run_dir:
         cfg = config_lib.apply_overrides(config_lib.load_run_config(args.run_dir), config_lib.flag_overrides(args))
     else:
