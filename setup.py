@@ -18,7 +18,7 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=[
         "apache-beam>=2.60",
-        # WriteToTFRecord needs a CRC32C implementation; Beam does not pull one in by itself.
+        # pipeline.tfrecord_sink frames TFRecords with google-crc32c (Beam does not pull it in by itself).
         "google-crc32c>=1.5",
         "tensorflow>=2.16",
         # TF 2.21 no longer depends on TensorBoard; the trainer writes TensorBoard logs.
