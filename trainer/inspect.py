@@ -203,16 +203,8 @@ def plot_examples(examples: Sequence[Example], mel_cfg: MelConfig, path: str, au
 # ---- command line ----
 
 def fold_files_by_kind(shards_dir: str, fold: int, cfg: TrainConfig) -> dict[str, list[str]]:
-    """The training files (every fold but `fold`) by kind, checked against the config (no full scan)."""
-    manifest = data.read_manifest(shards_dir)
-    data.fold_files(manifest, shards_dir, fold)  # unknown fold / missing files -> ShardsError
-    by_kind = data.train_files_by_kind(manifest, shards_dir, fold)
-    # Schema version and sample rate from each file's first record, as training checks them.
-    data.check_compatible(manifest, data.first_records([p for files in by_kind.values() for p in files]), cfg,
-                          shards_dir)
-    if not by_kind[schema.KIND_TP]:
-        raise data.ShardsError(f"{shards_dir} has no tp slices outside fold {fold}, so the trainer would draw none")
-    return by_kind
+    """The training files (every fold but `fold`) by kind, found and checked as trainer.train does."""
+    return {kind: list(files) for kind, files in data.prepare_fold(shards_dir, fold, cfg).train_files_by_kind.items()}
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
