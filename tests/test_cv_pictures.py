@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from trainer import confusion, fs, report_md
+from trainer import report as report_lib
 from trainer.lwlrap import per_class_lwlrap
 
 REPORT = {
@@ -121,14 +122,13 @@ def test_outranked_explains_lwlrap_of_single_label_slices():
         assert per_class[t] == pytest.approx(np.mean(1.0 / (1.0 + above)))
 
 
-def test_write_confusion_reads_oof_and_writes_png(tmp_path):
+def test_write_confusion_writes_png_of_the_oof_slices(tmp_path):
     rng = np.random.default_rng(2)
     oof = pd.DataFrame({"recording_id": [f"r{i}" for i in range(12)], "fold": 0, "kind": "tp"})
     for k in range(4):
         oof[f"y{k}"] = (np.arange(12) % 4 == k).astype(float)
         oof[f"s{k}"] = rng.random(12)
-    oof.to_csv(tmp_path / "oof.csv", index=False)
-    path = confusion.write_confusion(str(tmp_path))
+    path = confusion.write_confusion(*report_lib.truth_and_scores(oof), str(tmp_path / "confusion.png"))
     assert path == str(tmp_path / "confusion.png")
     assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     counts = np.array([[0, 3, 1], [2, 0, 0], [0, 0, 0]])

@@ -9,15 +9,13 @@ the top pairs listed beside it.
 
     from trainer import confusion
     counts, positives = confusion.outranked(truth, scores)     # [C, C] int, [C] int
-    confusion.write_confusion("runs/demo/cv")                 # reads cv/oof.csv, writes cv/confusion.png
+    confusion.write_confusion(truth, scores, "runs/demo/cv/confusion.png")   # trainer.report does this
 """
 from __future__ import annotations
 
 import numpy as np
 
-from trainer import fs, plots
-from trainer.report import OOF_FILE as OOF_CSV  # written by trainer.report into the cv dir
-from trainer.report import truth_and_scores
+from trainer import plots
 
 CONFUSION_PNG = "confusion.png"
 
@@ -67,10 +65,8 @@ def plot_confusion(counts: np.ndarray, positives: np.ndarray, path: str, title: 
     plots.save_png(fig, path, dpi=100)
 
 
-def write_confusion(cv_dir: str) -> str:
-    """Reads cv_dir/oof.csv, writes cv_dir/confusion.png; returns its path."""
-    oof = fs.read_csv(fs.join(cv_dir, OOF_CSV), dtype={"recording_id": str})
-    counts, positives = outranked(*truth_and_scores(oof))
-    path = fs.join(cv_dir, CONFUSION_PNG)
-    plot_confusion(counts, positives, path, f"Out-of-fold slices ({len(oof)}): who outranks the true species")
+def write_confusion(truth: np.ndarray, scores: np.ndarray, path: str) -> str:
+    """confusion.png of out-of-fold slices (labels, scores [N, C]) at `path`; returns the path."""
+    counts, positives = outranked(truth, scores)
+    plot_confusion(counts, positives, path, f"Out-of-fold slices ({len(truth)}): who outranks the true species")
     return path

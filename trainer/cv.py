@@ -4,8 +4,8 @@ A fold whose run dir already holds summary.json (written last by trainer.train) 
 skipped; one that was cut off is resumed by training it again into the same run dir (the trainer's
 BackupAndRestore picks up from the last finished epoch). A complete fold trained with a different
 config is an error rather than silently mixed into the report. Then runs_root/cv/ gets oof.csv,
-report.json, per_class.png and curves.png (see trainer.report), confusion.png (trainer.confusion)
-and report.md (trainer.report_md).
+report.json, report.md, per_class.png, curves.png and confusion.png (trainer.report, which draws on
+trainer.report_md and trainer.confusion).
 
 Training flags are those of trainer.train (--preset, --config, --epochs, --mel.n_mels, ...) except
 --overwrite: to retrain a complete fold, delete its run dir.
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from pipeline import checks
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
-from trainer import confusion, data, fs, report, report_md, runs
+from trainer import data, fs, report, runs
 from trainer import run_layout as layout
 from trainer import train
 from trainer.config import TrainConfig
@@ -74,8 +74,6 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
         print(f"fold {fold}: training into {run_dir}")
         train.train_fold(cfg, shards_dir, fold, run_dir)
     result = report.write_cv_report(run_dirs, cv_dir, baseline_dir)
-    confusion.write_confusion(cv_dir)  # cv/confusion.png from cv/oof.csv
-    report_md.write_cv_report_md(cv_dir, result)  # cv/report.md
     folds_text = ", ".join(f"fold {k} {v['recording_lwlrap']:.4f}" for k, v in result["folds"].items())
     print(f"out-of-fold LWLRAP: recordings {result['recording_lwlrap']:.4f} over {result['num_recordings']} "
           f"({folds_text}), slices {result['overall_lwlrap']:.4f} over {result['num_examples']}")

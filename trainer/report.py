@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from pipeline.errors import UserError
-from trainer import baseline, columns, fs, plots
+from trainer import baseline, columns, confusion, fs, plots, report_md
 from trainer import run_layout as layout
 from trainer.lwlrap import lwlrap, per_class_lwlrap, recording_max
 
@@ -158,7 +158,10 @@ def plot_curves(run_dirs: Mapping[int, str], path: str) -> None:
 
 
 def write_cv_report(run_dirs: Mapping[int, str], out_dir: str, baseline_dir: str | None = None) -> dict[str, Any]:
-    """Writes oof.csv, report.json, per_class.png and curves.png into `out_dir`; returns the report."""
+    """Writes oof.csv, report.json, report.md, per_class.png, curves.png and confusion.png into `out_dir`.
+
+    Returns the report (report.json's content).
+    """
     out_dir = str(out_dir)
     fs.makedirs(out_dir)
     oof = read_oof(run_dirs)
@@ -167,4 +170,6 @@ def write_cv_report(run_dirs: Mapping[int, str], out_dir: str, baseline_dir: str
     fs.write_json(fs.join(out_dir, REPORT_FILE), result)
     plot_per_class(result, fs.join(out_dir, PER_CLASS_PNG))
     plot_curves(run_dirs, fs.join(out_dir, CURVES_PNG))
+    confusion.write_confusion(*truth_and_scores(oof), fs.join(out_dir, confusion.CONFUSION_PNG))
+    report_md.write_cv_report_md(out_dir, result)
     return result

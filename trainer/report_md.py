@@ -6,7 +6,7 @@ positive label) is "n/a", a baseline figure that does not exist is "".
 
     from trainer import report_md
     text = report_md.cv_report_markdown(fs.read_json("runs/demo/cv/report.json"))
-    report_md.write_cv_report_md("runs/demo/cv", result)     # -> runs/demo/cv/report.md (trainer.cv does this)
+    report_md.write_cv_report_md("runs/demo/cv", result)     # -> runs/demo/cv/report.md (trainer.report does this)
 """
 from __future__ import annotations
 
