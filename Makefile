@@ -35,7 +35,7 @@ OUT ?= $(RUNS_ROOT)/submission.csv
 BASELINE_DIR ?= $(RUNS_ROOT)/baseline
 ARGS ?=
 BENCH_ARGS ?=
-# ---- pictures (trainer.inspect, trainer.timelines) ----
+# ---- pictures (trainer.data.inspect_examples, trainer.inference.timelines) ----
 N ?= 16
 INSPECT_DIR ?= $(RUNS_ROOT)/inspect
 PLOTS ?=
@@ -63,7 +63,7 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[train,dev]'
 	touch $@
 
 # The demo dataset is generated once; the job refuses to overwrite existing shards unless
@@ -94,23 +94,23 @@ shards-dataflow: $(STAMP)
 DEMO_DEP = $(if $(filter $(DEMO_SHARDS),$(SHARDS)),$(DEMO_SHARDS)/manifest.json,)
 
 train: $(STAMP) $(DEMO_DEP)
-	$(PY) -m trainer.train --shards_dir $(SHARDS) --fold $(FOLD) --run_dir $(RUN_DIR) $(ARGS)
+	$(PY) -m trainer.training.train --shards_dir $(SHARDS) --fold $(FOLD) --run_dir $(RUN_DIR) $(ARGS)
 
 cv: $(STAMP) $(DEMO_DEP)
-	$(PY) -m trainer.cv --shards_dir $(SHARDS) --folds $(FOLDS) --runs_root $(RUNS_ROOT) $(ARGS)
+	$(PY) -m trainer.training.cv --shards_dir $(SHARDS) --folds $(FOLDS) --runs_root $(RUNS_ROOT) $(ARGS)
 
 # The floor every model must beat: log-mel band statistics + logistic regression, same folds.
 baseline: $(STAMP) $(DEMO_DEP)
-	$(PY) -m trainer.baseline --shards_dir $(SHARDS) --out_dir $(BASELINE_DIR) $(ARGS)
+	$(PY) -m trainer.baseline.run --shards_dir $(SHARDS) --out_dir $(BASELINE_DIR) $(ARGS)
 
 predict: $(STAMP) $(DEMO_DEP)
-	$(PY) -m trainer.predict --shards_dir $(SHARDS) --output $(OUT) \
+	$(PY) -m trainer.inference.predict --shards_dir $(SHARDS) --output $(OUT) \
 		$(if $(strip $(RUNS)),$(foreach r,$(RUNS),--run_dir $(r)),--runs_root $(RUNS_ROOT)) \
 		$(if $(filter 1,$(PLOTS)),--plot_dir $(PLOT_DIR)) $(ARGS)
 
 # A grid of training examples as the trainer feeds them, with their tp/fp boxes (no model needed).
 inspect: $(STAMP) $(DEMO_DEP)
-	$(PY) -m trainer.inspect --shards_dir $(SHARDS) --fold $(FOLD) --n $(N) --out_dir $(INSPECT_DIR) $(ARGS)
+	$(PY) -m trainer.data.inspect_examples --shards_dir $(SHARDS) --fold $(FOLD) --n $(N) --out_dir $(INSPECT_DIR) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -1,12 +1,16 @@
 """Package definition for the RFCX Beam pipeline and TensorFlow trainer.
 
-This is also the file Dataflow workers install from: the launcher passes
-`--setup_file ./setup.py`, so `install_requires` must hold everything a worker imports
-(the job decodes FLAC with soundfile/libsndfile, which ships inside the soundfile wheel,
-resamples with librosa/soxr and builds tf.train.Example protos with TensorFlow).
+This is also the file Dataflow workers install from: the launcher passes `--setup_file ./setup.py`,
+so `install_requires` holds exactly what the Beam job (packages `core` and `pipeline`) imports: it
+decodes FLAC with soundfile/libsndfile (inside the soundfile wheel), resamples with librosa/soxr,
+splits folds with scikit-learn and builds tf.train.Example protos with the protobuf runtime alone
+(core.schema), so no worker installs TensorFlow, TensorBoard or matplotlib
+(tests/test_architecture.py keeps those out of the job's imports). The trainer's packages are the
+`train` extra.
 
-    pip install -e '.[dev]'      # local development, what `make` does
-    pip install -e '.[gcp,dev]'  # + Dataflow runner and gs:// filesystem
+    pip install .                      # a Dataflow worker: the Beam job only
+    pip install -e '.[train,dev]'      # local development, what `make` does
+    pip install -e '.[train,gcp,dev]'  # + Dataflow runner and gs:// filesystem
 """
 import setuptools
 
@@ -14,7 +18,7 @@ setuptools.setup(
     name="rfcx-beam-tf",
     version="0.1.0",
     description="Apache Beam preprocessing and TensorFlow training for RFCX species audio detection",
-    packages=setuptools.find_packages(include=["pipeline", "pipeline.*", "trainer", "trainer.*"]),
+    packages=setuptools.find_packages(include=["core", "core.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]),
     python_requires=">=3.10",
     install_requires=[
         "apache-beam>=2.60",

@@ -9,7 +9,7 @@
 /tmp/exp/demo`; the defaults are what `make shards` writes (built first when missing).
 
 Times, in one run on the same data and machine (samples/s), with the CURRENT default recipe of
-the `full` preset (trainer.config.preset_config("full"), read at run time: 10 s windows at 48 kHz,
+the `full` preset (trainer.recipe.config.preset_config("full"), read at run time: 10 s windows at 48 kHz,
 its augmentation, SpecAugment, mixup, input scaling and tp/negative draws):
 
 * seed: a re-implementation of the seed's DataGenerator.__data_generation for one training sample:
@@ -19,7 +19,7 @@ its augmentation, SpecAugment, mixup, input scaling and tp/negative draws):
   stored into a float64 batch array. One process, one sample after another, as the seed's
   keras Sequence ran it. Left out: the skimage resize to (128, 1876) (scikit-image is not a
   dependency), so the seed is timed slightly faster than it was.
-* pipeline_augmented: trainer.inputs.train_dataset with that recipe (tp and fp/background slices
+* pipeline_augmented: trainer.data.inputs.train_dataset with that recipe (tp and fp/background slices
   drawn by negative_fraction, random crops, targets, the numpy chain through tf.numpy_function,
   log-mel in TF with the mel-stage pitch shift, SpecAugment masks, batching, mixup, prefetch),
   after --warmup batches.
@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -60,8 +61,13 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import common
-from pipeline.errors import UserError, run_main
-from trainer import augment, config, data, inputs, mel, spec_augment
+from core.errors import UserError, run_main
+from trainer.augment import chain
+from trainer.recipe import config
+from trainer.data import discovery
+from trainer.data import inputs, targets
+from trainer.features import mel
+from trainer.augment import spec as spec_augment
 
 SPEEDUP_TARGET, CEILING_TARGET = 20.0, 0.5
 
@@ -141,9 +147,9 @@ def time_seed(data_dir: str, cfg: config.TrainConfig, num_samples: int, batch_si
 # ----------------------------------------------------------------------------- our pipeline
 
 
-def time_pipeline(fold: data.FoldInputs, cfg: config.TrainConfig, batch_size: int, batches: int,
+def time_pipeline(fold: discovery.FoldInputs, cfg: config.TrainConfig, batch_size: int, batches: int,
                   warmup: int) -> dict[str, float]:
-    """Rate of trainer.inputs.train_dataset after `warmup` batches (tracing, buffers, noise banks)."""
+    """Rate of trainer.data.inputs.train_dataset after `warmup` batches (tracing, buffers, noise banks)."""
     steps = warmup + batches
     stream = inputs.train_dataset(fold.train_files_by_kind, dataclasses.replace(cfg, epochs=1),
                                   global_batch=batch_size, steps_per_epoch=steps)
@@ -225,19 +231,19 @@ def time_costs(files: Sequence[str], cfg: config.TrainConfig, batch_size: int, c
     sr, steps = cfg.mel.sample_rate, [s for s in range(-5, 6) if s]
     bank = {"bank_seconds": cfg.augment.noise_bank_seconds or 60.0, "sample_rate": sr}
     pieces = {
-        "gaussian_noise_fresh": augment.GaussianNoiseSNR(),
-        "gaussian_noise_bank": augment.GaussianNoiseSNR(**bank),
-        "pink_noise_fresh": augment.PinkNoiseSNR(),
-        "pink_noise_bank": augment.PinkNoiseSNR(**bank),
-        "time_shift": augment.TimeShift(sample_rate=sr),
-        "volume_sine": augment.VolumeControl(),
+        "gaussian_noise_fresh": chain.GaussianNoiseSNR(),
+        "gaussian_noise_bank": chain.GaussianNoiseSNR(**bank),
+        "pink_noise_fresh": chain.PinkNoiseSNR(),
+        "pink_noise_bank": chain.PinkNoiseSNR(**bank),
+        "time_shift": chain.TimeShift(sample_rate=sr),
+        "volume_sine": chain.VolumeControl(),
     }
     costs = {name: _cpu_ms(lambda i, t=t: t(y, np.random.default_rng(i)), calls) for name, t in pieces.items()}
     costs["pitch_shift_librosa"] = _cpu_ms(
         lambda i: librosa.effects.pitch_shift(y, sr=sr, n_steps=steps[i % 10]), max(1, calls // 2)
     )
-    augmentation = augment.build_augmentation(cfg.augment, sr, cfg.seed)
-    costs["recipe_chain_numpy"] = _cpu_ms(lambda i: augment.augment_with_seed(augmentation, y, i), calls)
+    augmentation = chain.build_augmentation(cfg.augment, sr, cfg.seed)
+    costs["recipe_chain_numpy"] = _cpu_ms(lambda i: chain.augment_with_seed(augmentation, y, i), calls)
     batch = tf.constant(np.repeat(y[None], batch_size, axis=0))  # [B, window]
     pitch_steps = tf.constant([steps[i % 10] for i in range(batch_size)])
     plain = tf.function(lambda w: mel.log_mel(w, cfg.mel))
@@ -253,7 +259,7 @@ def time_costs(files: Sequence[str], cfg: config.TrainConfig, batch_size: int, c
         costs["spec_augment_masks_tf"] = _tf_cpu_ms_per_example(lambda: masks(x), batch_size)
     if spec_augment.mixup_enabled(cfg.augment):
         y_batch = tf.zeros([batch_size, 2 * cfg.num_classes])
-        mix = tf.function(lambda x, t: spec_augment.mixup(x, t, cfg.augment, cfg.num_classes, seed))
+        mix = tf.function(lambda x, t: spec_augment.mixup(x, t, cfg.augment, functools.partial(targets.mix, num_classes=cfg.num_classes), seed))
         costs["mixup_tf"] = _tf_cpu_ms_per_example(lambda: mix(x, y_batch), batch_size)
     return costs
 
@@ -337,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = config.preset_config("full")
     if args.batch_size is None:
         args.batch_size = cfg.batch_size
-    fold = data.prepare_fold(args.shards_dir, args.fold, cfg)
+    fold = discovery.prepare_fold(args.shards_dir, args.fold, cfg)
     variants, skipped = pipeline_variants(cfg)
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -360,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "runs": {},
     }
     print(f"recipe (full preset): negative_fraction {cfg.negative_fraction}, mel scaling {cfg.mel.scaling}, "
-          f"augment {cfg.augment.to_dict()}", flush=True)
+          f"augment {dataclasses.asdict(cfg.augment)}", flush=True)
     for name, why in skipped.items():
         print(f"  {name}: skipped ({why})", flush=True)
     print("timing (samples/s) ...", flush=True)

@@ -9,13 +9,13 @@
 the default is what `make shards` writes (built first when missing).
 
 For each preset and precision (float32; "mixed" = the preset with mixed_precision=True: bfloat16
-on a CPU, see trainer.strategy), one child process builds the model the way trainer.train does
-(trainer.config.preset_config read at run time, strategy.resolve + set_precision,
+on a CPU, see trainer.model.strategy), one child process builds the model the way trainer.training.train does
+(trainer.recipe.config.preset_config read at run time, strategy.resolve + set_precision,
 model.build_model + compile_model; band_norm gets placeholder statistics, which do not change the
 cost) and runs Keras `fit` on two sources in turn:
 
 * fixed: the input pipeline's first batch, cached in memory and repeated (the model's cost alone);
-* pipeline: trainer.inputs.train_dataset over the shards' training folds with the preset's recipe,
+* pipeline: trainer.data.inputs.train_dataset over the shards' training folds with the preset's recipe,
   running beside the model on the same cores, as in training.
 
 A callback notes the wall and CPU clock after every step (waiting for the step's loss). The first
@@ -44,7 +44,7 @@ import time
 from typing import Any, Sequence
 
 from benchmarks import common
-from pipeline.errors import UserError, run_main
+from core.errors import UserError, run_main
 
 PRESETS = ("cpu", "full")
 PRECISIONS = ("float32", "mixed")
@@ -118,23 +118,27 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
     import keras
     import numpy as np
 
-    from trainer import config, data, inputs, model, strategy
+    from trainer.recipe import config
+    from trainer.data import discovery
+    from trainer.data import inputs
+    from trainer.model import network
+    from trainer.model import strategy
 
     cfg = config.preset_config(preset)
     cfg = dataclasses.replace(cfg, mixed_precision=precision == "mixed", verbose=0,
                               batch_size=batch_size or cfg.batch_size)
-    fold = data.prepare_fold(shards_dir, fold_index, cfg)
+    fold = discovery.prepare_fold(shards_dir, fold_index, cfg)
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     policy = strategy.set_precision(placement, cfg.mixed_precision)
     keras.utils.set_random_seed(cfg.seed)
     global_batch = cfg.batch_size * placement.num_replicas
-    shape = data.input_shape(cfg)
+    shape = discovery.input_shape(cfg)
     one = dataclasses.replace(cfg, epochs=1)
     band_stats = (np.zeros(cfg.mel.n_mels), np.ones(cfg.mel.n_mels)) if cfg.band_norm else None
     longest = max(plans[s].steps for s in sources)
     with placement.strategy.scope():
-        net = model.build_model(cfg, shape, band_stats)
-        model.compile_model(net, cfg, steps_per_epoch=longest)
+        net = network.build_model(cfg, shape, band_stats)
+        network.compile_model(net, cfg, steps_per_epoch=longest)
     result: dict[str, Any] = {
         "preset": preset, "precision": precision, "policy": policy, "strategy": placement.name,
         "replicas": placement.num_replicas, "global_batch": global_batch, "input_shape": list(shape),
@@ -142,7 +146,7 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
         "preset_uses_mixed_precision": config.preset_config(preset).mixed_precision,
         "recipe": {k: getattr(cfg, k) for k in ("window_seconds", "negative_fraction", "freq_channel", "band_norm",
                                                 "dense_units", "loss", "optimizer")}
-                  | {"mel": dataclasses.asdict(cfg.mel), "augment": cfg.augment.to_dict()},
+                  | {"mel": dataclasses.asdict(cfg.mel), "augment": dataclasses.asdict(cfg.augment)},
     }
     for source in sources:
         plan = plans[source]
@@ -282,9 +286,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             json.dump(result, f)
         return
     common.ensure_demo_data(None, args.shards_dir)
-    from trainer import config, data
+    from trainer.recipe import config
+    from trainer.data import discovery
 
-    fold = data.prepare_fold(args.shards_dir, args.fold, config.preset_config("full"))  # one clear error up front
+    fold = discovery.prepare_fold(args.shards_dir, args.fold, config.preset_config("full"))  # one clear error up front
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": common.machine_info(),

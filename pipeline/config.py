@@ -1,4 +1,5 @@
-"""Job flags of `pipeline.shards` as a frozen dataclass; everything else goes to Beam's PipelineOptions.
+"""Job flags of `pipeline.shards` as a frozen dataclass (flags generated from its fields by core.settings);
+everything else goes to Beam's PipelineOptions.
 
     cfg, beam_argv = parse_shards_args(["--data_dir", "d", "--output_dir", "o", "--runner", "DirectRunner"])
     # cfg: ShardsConfig(data_dir="d", ...), beam_argv: ["--runner", "DirectRunner"]
@@ -8,10 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
-from pipeline import checks
-from pipeline.errors import UserError
+from core import checks, fs, settings
+from core.errors import UserError
 
 MB = 1 << 20
 # Serialized bytes of a train example beyond its audio (ids, boxes, labels): a generous bound.
@@ -23,32 +24,40 @@ MAX_NUM_CLASSES = 65536
 MAX_SAMPLE_RATE = 768000
 
 
+def _field(default: Any, help_text: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
 class ShardsConfig:
     """Resolved settings of one sharding run (saved as OUT/config.json and in the manifest)."""
 
-    data_dir: str
-    output_dir: str
+    data_dir: str = dataclasses.field(metadata={"help": "RFCX-layout dataset dir (local or gs://)"})
+    output_dir: str = dataclasses.field(metadata={"help": "where shards go (local or gs://)"})
     num_folds: int = 5
-    fold_seed: int = 27  # the seed notebook's StratifiedKFold random_state
-    slice_seconds: float = 10.0  # the seed's SLICE_TIME_WINDOWS
-    sample_rate: int = 48000
+    fold_seed: int = _field(27, "the seed notebook's StratifiedKFold random_state")
+    slice_seconds: float = _field(10.0, "slice length around each box (the seed's SLICE_TIME_WINDOWS)")
+    sample_rate: int = _field(48000, "target rate; others are resampled")
     num_classes: int = 24
-    max_shard_mb: float = 200.0
-    # A longer recording is a dead letter `too_long` instead of a worker's memory: 600 s of 96 kHz
-    # float64 audio is ~460 MB while it is decoded (RFCX recordings last 60 s).
-    max_recording_seconds: float = 600.0
-    allow_test_in_train: bool = False  # a recording both in test/ (or sample_submission) and the CSVs
-    # Slices per training recording overlapping no tp box (negatives; schema KIND_BACKGROUND).
-    background_per_recording: int = 2
-    overwrite: bool = False
-    # Seconds between the workers' progress lines (pipeline.progress); 0: none.
-    progress_seconds: float = 30.0
+    max_shard_mb: float = _field(200.0, "upper bound per shard file")
+    # 600 s of 96 kHz float64 audio is ~460 MB while it is decoded (RFCX recordings last 60 s).
+    max_recording_seconds: float = _field(600.0, "a longer recording becomes a dead letter `too_long` "
+                                                 "(bounds a worker's memory)")
+    allow_test_in_train: bool = _field(False, "let recordings of the test set (test/, sample_submission.csv) "
+                                              "be trained on; warned")
+    background_per_recording: int = _field(2, "slices per training recording that overlap no tp box (drawn "
+                                              "from --fold_seed and the id)")
+    overwrite: bool = _field(False, "delete an existing output dir of this job first")
+    progress_seconds: float = _field(30.0, "log recordings done / total, rate and ETA this often (0: off); "
+                                           "with several worker processes each reports its own share")
+
+    def __post_init__(self) -> None:
+        settings.check_types(self, UserError)
 
     def resolved(self) -> "ShardsConfig":
         """Local paths made absolute (workers may start elsewhere); gs:// and other URLs unchanged."""
         def absolute(path: str) -> str:
-            return path if "://" in path else os.path.abspath(path)
+            return path if fs.is_remote(path) else os.path.abspath(path)
 
         return dataclasses.replace(self, data_dir=absolute(self.data_dir), output_dir=absolute(self.output_dir))
 
@@ -104,33 +113,17 @@ class ShardsConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = ShardsConfig("", "")
     p = checks.ArgumentParser(prog="python -m pipeline.shards", allow_abbrev=False,
-                         description="RFCX recordings -> TFRecord shards (Apache Beam). Unknown flags go to Beam.")
-    p.add_argument("--data_dir", required=True, help="RFCX-layout dataset dir (local or gs://)")
-    p.add_argument("--output_dir", required=True, help="where shards go (local or gs://)")
-    p.add_argument("--num_folds", type=int, default=d.num_folds)
-    p.add_argument("--fold_seed", type=int, default=d.fold_seed)
-    p.add_argument("--slice_seconds", type=float, default=d.slice_seconds)
-    p.add_argument("--sample_rate", type=int, default=d.sample_rate, help="target rate; others are resampled")
-    p.add_argument("--num_classes", type=int, default=d.num_classes)
-    p.add_argument("--max_shard_mb", type=float, default=d.max_shard_mb, help="upper bound per shard file")
-    p.add_argument("--max_recording_seconds", type=float, default=d.max_recording_seconds,
-                   help="a longer recording becomes a dead letter `too_long` (bounds a worker's memory)")
-    p.add_argument("--allow_test_in_train", action="store_true",
-                   help="let recordings of the test set (test/, sample_submission.csv) be trained on; warned")
-    p.add_argument("--background_per_recording", type=int, default=d.background_per_recording,
-                   help="slices per training recording that overlap no tp box (drawn from --fold_seed and the id)")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing output dir of this job first")
-    p.add_argument("--progress_seconds", type=float, default=d.progress_seconds,
-                   help="log recordings done / total, rate and ETA this often (0: off); with several worker "
-                        "processes each reports its own share")
+                              description="RFCX recordings -> TFRecord shards (Apache Beam). Unknown flags go to Beam.")
+    settings.add_flags(p, ShardsConfig, "job settings (saved as OUTPUT_DIR/config.json)")
     return p
 
 
 def parse_shards_args(argv: Sequence[str] | None) -> tuple[ShardsConfig, list[str]]:
     """Splits argv into a validated, resolved ShardsConfig and the remaining (Beam) arguments."""
     known, rest = build_parser().parse_known_args(argv)
-    cfg = ShardsConfig(**vars(known)).resolved()
+    overrides = settings.flag_overrides(known, ShardsConfig)
+    base = ShardsConfig(data_dir=overrides.pop("data_dir"), output_dir=overrides.pop("output_dir"))
+    cfg = settings.apply_overrides(base, overrides, flags=True).resolved()
     cfg.validate()
     return cfg, rest

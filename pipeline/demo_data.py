@@ -38,8 +38,8 @@ import colorednoise
 import numpy as np
 import soundfile as sf
 
-from pipeline import checks
-from pipeline.errors import UserError, run_main
+from core import checks
+from core.errors import UserError, run_main
 
 NUM_SPECIES = 24
 CSV_COLUMNS = ("recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max")

@@ -23,7 +23,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipeline import audio as audio_lib
-from pipeline import crop, labels, schema
+from pipeline import labels
+from core import crop
+from core import schema
 from pipeline.config import ShardsConfig
 
 TRAIN = "train"

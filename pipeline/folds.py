@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from pipeline.errors import UserError
+from core.errors import UserError
 
 
 def assign_folds(recording_ids: Sequence[str], species: Sequence[object], num_folds: int,

@@ -4,7 +4,7 @@ Rows are kept as the original strings (so a dead letter shows exactly what was i
 parsed into `Box`es here. Row-level problems are found without the audio; whether an event lies
 inside its recording is checked once the recording's length is known (`outside_recording`).
 
-    table = read_csv(FileSystems.join(data_dir, "train_tp.csv"), required=True)
+    table = read_csv(fs.join(data_dir, "train_tp.csv"), required=True)
     valid, rejections = validate_rows(csv_rows, num_classes=24)  # [CsvRow] -> [(CsvRow, Box)], [Rejection]
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ import re
 from typing import Iterable, Mapping
 
 import pandas as pd
-from apache_beam.io.filesystems import FileSystems
 
-from pipeline import checks
-from pipeline.errors import UserError
+from core import fs
+from core import checks
+from core.errors import UserError
 
 # The training CSVs of the RFCX layout (in the data dir).
 TP_CSV, FP_CSV = "train_tp.csv", "train_fp.csv"
@@ -109,8 +109,7 @@ def read_text_csv(path: str, what: str) -> tuple[pd.DataFrame, bytes]:
     UserError naming `what` for a directory or unreadable local file, or text that is no CSV.
     """
     checks.input_file(what, path)
-    with FileSystems.open(path) as f:
-        data = f.read()
+    data = fs.read_bytes(path)
     try:
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False), data
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -119,7 +118,7 @@ def read_text_csv(path: str, what: str) -> tuple[pd.DataFrame, bytes]:
 
 def read_csv(path: str, required: bool) -> CsvTable | None:
     """Reads a CSV with the RFCX columns; None when it is absent and not `required`."""
-    if not FileSystems.exists(path):
+    if not fs.exists(path):
         if required:
             raise UserError(f"{path} not found")
         return None

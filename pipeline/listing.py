@@ -1,8 +1,8 @@
 """The data dir's recordings: FLAC files found in any letter case, and how test/, sample_submission.csv
 and the training CSVs relate to each other.
 
-    train = flac_files(FileSystems.join(data_dir, "train"))   # FlacFiles: {recording_id: path}
-    test = flac_files(FileSystems.join(data_dir, "test"))
+    train = flac_files(fs.join(data_dir, "train"))   # FlacFiles: {recording_id: path}
+    test = flac_files(fs.join(data_dir, "test"))
     report = split_report(test.paths, read_submission_ids(path), train_ids)
     check_test_not_in_train(report, allow=False)               # UserError naming the shared ids
 
@@ -18,11 +18,10 @@ import dataclasses
 import os
 from typing import Iterable, Mapping
 
-from apache_beam.io.filesystem import BeamIOError
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline import labels
-from pipeline.errors import UserError
+from core import fs
+from core.errors import UserError
 
 EXTENSION = ".flac"
 ID_COLUMN = "recording_id"
@@ -43,22 +42,17 @@ def _stem_and_extension(path: str) -> tuple[str, str]:
     return os.path.splitext(path.rsplit("/", 1)[-1])
 
 
-def match(pattern: str) -> list:
-    """FileSystems metadata (path, size_in_bytes) of the files matching `pattern`, [] when none."""
-    try:
-        return list(FileSystems.match([pattern])[0].metadata_list)
-    except BeamIOError:
-        return []
-
-
 def flac_files(directory: str) -> FlacFiles:
     """Every file directly in `directory` whose extension is .flac in any case."""
-    found = match(FileSystems.join(directory, "*"))
+    try:
+        found = fs.glob(fs.join(directory, "*"))
+    except OSError:  # no such directory: no files
+        found = []
     by_stem: dict[str, list[str]] = {}
-    for meta in found:
-        stem, ext = _stem_and_extension(meta.path)
+    for path in found:
+        stem, ext = _stem_and_extension(path)
         if ext.lower() == EXTENSION:
-            by_stem.setdefault(stem, []).append(meta.path)
+            by_stem.setdefault(stem, []).append(path)
     paths, ignored = {}, []
     for stem, candidates in sorted(by_stem.items()):
         # Exact ".flac" first, then by name: deterministic whatever order the listing came in.

@@ -14,20 +14,20 @@ and cut its tp, fp and background slices (pipeline.transforms / pipeline.example
 
     config.json, folds.csv, sample_submission.csv [, test_truth.csv]   before the job
     train/fold-K/{tp,fp,background}-SSSSS-of-NNNNN.tfrecord             train slices, one file set per kind
-    test/test-*.tfrecord                                               whole test recordings (pipeline.schema)
+    test/test-*.tfrecord                                               whole test recordings (core.schema)
     rejected/rejected-*.jsonl                                         dead letters with reasons
     manifest.json                                                     last: file lists and counts
 
-(names: pipeline.manifest, which the trainer reads with; the manifest's content and the checks of
-its counts: pipeline.job_manifest; the size-capped TFRecord writer: pipeline.tfrecord_sink).
+(names: core.manifest, which the trainer reads with; the manifest's content and the checks of
+its counts: pipeline.manifest_writer; the size-capped TFRecord writer: pipeline.tfrecord_sink).
 
 User mistakes (missing dir/CSV/column, bad flag, non-empty OUT without --overwrite, OUT not a
 writable dir, a test recording in the training CSVs) stop the job before it starts with one
-`error:` line and exit status 2. OUT/.shards.lock (pipeline.outlock) keeps a second run out of OUT
+`error:` line and exit status 2. OUT/.shards.lock (core.outlock) keeps a second run out of OUT
 while this one runs.
 
 Progress: every --progress_seconds the workers log `progress: 12/48 recordings (25%), 1.9 rec/s,
-ETA 19 s` (pipeline.progress; with --direct_running_mode multi_processing each worker process
+ETA 19 s` (core.progress; with --direct_running_mode multi_processing each worker process
 reports its own share), and the driver logs the finished count once the job ends.
 """
 from __future__ import annotations
@@ -41,48 +41,23 @@ import time
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from pipeline import checks, examples, job_manifest, labels, listing, outlock, progress, schema, transforms
-from pipeline import manifest as layout
+from pipeline import examples, labels, listing, transforms
+from core import checks, fs
+from pipeline import manifest_writer
+from pipeline.job_inputs import JobInputs
+from core import outlock
+from core import progress
+from core import schema
+from core import manifest as layout
 from pipeline.tfrecord_sink import write_tfrecords
 from pipeline.config import ShardsConfig, parse_shards_args
-from pipeline.errors import UserError, run_main
+from core.errors import UserError, run_main
 from pipeline.folds import assign_folds
 
 # Copied from the data dir to OUT under the same name.
 SUBMISSION_CSV, TRUTH_CSV = layout.SAMPLE_SUBMISSION, layout.TEST_TRUTH
-
-
-@dataclasses.dataclass(frozen=True)
-class JobInputs:
-    """Everything the driver learns from DATA before launching."""
-
-    tasks: tuple[examples.RecordingTask, ...]
-    fold_of: dict[str, int]
-    tp: labels.CsvTable
-    fp: labels.CsvTable | None
-    test_files: int
-    unlabelled_train_files: int
-    training_recordings: int  # distinct (safe, labels.is_safe_id) recording ids with a tp or fp row
-    background_slices: int  # background_per_recording x training_recordings
-    split: listing.SplitReport = listing.SplitReport((), (), ())
-    ignored_files: tuple[str, ...] = ()  # same stem in another letter case (listing.FlacFiles.ignored)
-
-
-def _join(*parts: str) -> str:
-    return FileSystems.join(*parts)
-
-
-def _read(path: str) -> bytes:
-    with FileSystems.open(path) as f:
-        return f.read()
-
-
-def _write(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as f:
-        f.write(data)
 
 
 def _group_rows(tables: Sequence[tuple[str, labels.CsvTable | None]]) -> dict[str, list[labels.CsvRow]]:
@@ -97,13 +72,13 @@ def _group_rows(tables: Sequence[tuple[str, labels.CsvTable | None]]) -> dict[st
 def load_inputs(cfg: ShardsConfig) -> JobInputs:
     """Reads the CSVs and file listings of cfg.data_dir and builds one task per recording."""
     data = cfg.data_dir
-    if not checks.is_remote(data) and not os.path.isdir(data):
+    if not fs.isdir(data):
         raise UserError(f"--data_dir {data} is not a directory")
-    tp = labels.read_csv(_join(data, labels.TP_CSV), required=True)
-    fp = labels.read_csv(_join(data, labels.FP_CSV), required=False)
-    if not FileSystems.exists(_join(data, SUBMISSION_CSV)):
-        raise UserError(f"{_join(data, SUBMISSION_CSV)} not found (the RFCX layout has it next to train_tp.csv)")
-    submission_ids = listing.read_submission_ids(_join(data, SUBMISSION_CSV))
+    tp = labels.read_csv(fs.join(data, labels.TP_CSV), required=True)
+    fp = labels.read_csv(fs.join(data, labels.FP_CSV), required=False)
+    if not fs.exists(fs.join(data, SUBMISSION_CSV)):
+        raise UserError(f"{fs.join(data, SUBMISSION_CSV)} not found (the RFCX layout has it next to train_tp.csv)")
+    submission_ids = listing.read_submission_ids(fs.join(data, SUBMISSION_CSV))
     if not tp.rows:
         raise UserError(f"{tp.path} has no data rows")
     grouped = _group_rows([("tp", tp), ("fp", fp)])
@@ -112,13 +87,13 @@ def load_inputs(cfg: ShardsConfig) -> JobInputs:
     # no background slices).
     recordings = [rid for rid in grouped if rid and labels.is_safe_id(rid)]
     fold_of = assign_folds(*_stratification(grouped, recordings), cfg.num_folds, cfg.fold_seed)
-    train_files = listing.flac_files(_join(data, "train"))
-    test_files = listing.flac_files(_join(data, "test"))
+    train_files = listing.flac_files(fs.join(data, "train"))
+    test_files = listing.flac_files(fs.join(data, "test"))
     split = listing.split_report(test_files.paths, submission_ids, recordings)
     listing.check_test_not_in_train(split, cfg.allow_test_in_train)
     n_bg, safe = cfg.background_per_recording, set(recordings)
     tasks = [examples.RecordingTask(examples.TRAIN, rid,
-                                    train_files.paths.get(rid, _join(data, "train", f"{rid}.flac")),
+                                    train_files.paths.get(rid, fs.join(data, "train", f"{rid}.flac")),
                                     fold_of.get(rid, examples.NO_FOLD), tuple(rows), n_bg if rid in safe else 0)
              for rid, rows in grouped.items()]
     tasks += [examples.RecordingTask(examples.TEST, rid, path) for rid, path in sorted(test_files.paths.items())]
@@ -149,35 +124,30 @@ def _stratification(grouped: dict[str, list[labels.CsvRow]], recordings: list[st
 def prepare_output(cfg: ShardsConfig) -> None:
     """Refuses a non-empty OUT unless --overwrite; with it, deletes the old output whole."""
     out = cfg.output_dir
-    existing = [m.path for m in listing.match(_join(out, "*")) if not outlock.is_lock_path(m.path)]
+    existing = [fs.join(out, n) for n in (fs.listdir(out) if fs.isdir(out) else []) if not outlock.is_lock_path(n)]
     if not existing:
         return
     if not cfg.overwrite:
         raise UserError(f"--output_dir {out} is not empty; pass --overwrite to replace it "
                         f"(SHARDS_ARGS=--overwrite with make)")
-    if not any(FileSystems.exists(_join(out, n)) for n in (layout.CONFIG_FILE, layout.MANIFEST_FILE)):
+    if not any(fs.exists(fs.join(out, n)) for n in (layout.CONFIG_FILE, layout.MANIFEST_FILE)):
         raise UserError(f"refusing to --overwrite {out}: it holds no config.json or manifest.json, so it "
                         f"was not written by pipeline.shards; delete it yourself if you mean it")
-    if not checks.is_remote(out) and os.path.abspath(cfg.data_dir).startswith(os.path.abspath(out) + os.sep):
+    if (fs.real(cfg.data_dir) + "/").startswith(fs.real(out) + "/"):
         raise UserError(f"refusing to --overwrite {out}: --data_dir {cfg.data_dir} is inside it")
-    # Everything but this run's lock (pipeline.outlock). gs:// matches of "*" already list every
-    # object under the prefix; a local dir's entries are deleted recursively by FileSystems.
-    if not checks.is_remote(out):
-        existing = [os.path.join(out, n) for n in os.listdir(out) if not outlock.is_lock_path(n)]
-    FileSystems.delete(existing)
+    fs.remove_all(existing)  # everything but this run's lock (core.outlock)
 
 
 def write_preamble(cfg: ShardsConfig, inputs: JobInputs) -> None:
     """config.json, folds.csv and the copied CSVs, before the job runs."""
     out = cfg.output_dir
-    if not checks.is_remote(out):
-        os.makedirs(out, exist_ok=True)
-    _write(_join(out, layout.CONFIG_FILE), json.dumps(dataclasses.asdict(cfg), indent=2).encode())
+    fs.makedirs(out)
+    fs.write_bytes(fs.join(out, layout.CONFIG_FILE), json.dumps(dataclasses.asdict(cfg), indent=2).encode())
     folds = "recording_id,fold\n" + "".join(f"{rid},{k}\n" for rid, k in sorted(inputs.fold_of.items()))
-    _write(_join(out, layout.FOLDS_CSV), folds.encode())
+    fs.write_bytes(fs.join(out, layout.FOLDS_CSV), folds.encode())
     for name in (SUBMISSION_CSV, TRUTH_CSV):
-        if FileSystems.exists(_join(cfg.data_dir, name)):
-            _write(_join(out, name), _read(_join(cfg.data_dir, name)))
+        if fs.exists(fs.join(cfg.data_dir, name)):
+            fs.write_bytes(fs.join(out, name), fs.read_bytes(fs.join(cfg.data_dir, name)))
 
 
 def worker_processes(options: PipelineOptions) -> int | None:
@@ -212,21 +182,21 @@ def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> No
         for kind in schema.SLICE_KINDS:
             (parts[transforms.partition_index(k, kind)]
              | f"DropKey{k}{kind}" >> beam.Values()
-             | f"WriteFold{k}{kind.capitalize()}" >> write_tfrecords(_join(out, layout.train_prefix(k, kind)),
+             | f"WriteFold{k}{kind.capitalize()}" >> write_tfrecords(fs.join(out, layout.train_prefix(k, kind)),
                                                                      cfg.max_train_fill_bytes))
     (parts[n_parts - 1]
      | "DropTestKey" >> beam.Values()
-     | "WriteTest" >> write_tfrecords(_join(out, layout.TEST_PREFIX), cfg.max_test_fill_bytes))
+     | "WriteTest" >> write_tfrecords(fs.join(out, layout.TEST_PREFIX), cfg.max_test_fill_bytes))
     (results[transforms.REJECTED_TAG]
      | "WriteRejected" >> beam.io.WriteToText(
-         _join(out, layout.REJECTED_PREFIX), file_name_suffix=layout.REJECTED_SUFFIX, num_shards=1))
+         fs.join(out, layout.REJECTED_PREFIX), file_name_suffix=layout.REJECTED_SUFFIX, num_shards=1))
 
 
 def _make_pipeline(cfg: ShardsConfig, beam_argv: list[str]) -> beam.Pipeline:
     """The Beam pipeline for the non-job flags; a flag neither we nor Beam know is a UserError."""
     options = PipelineOptions(beam_argv)
     runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
-    local = [p for p in (cfg.data_dir, cfg.output_dir) if not checks.is_remote(p)]
+    local = [p for p in (cfg.data_dir, cfg.output_dir) if not fs.is_remote(p)]
     if "Dataflow" in runner and local:
         raise UserError(f"{runner} workers cannot read or write local paths ({', '.join(local)}); use gs:// paths")
     # Beam only warns about flags it does not know, so a typo such as --num_fold would go unnoticed.
@@ -255,7 +225,7 @@ def run(argv: Sequence[str] | None = None):
         started = time.monotonic()
         with pipeline as p:
             build_pipeline(p, cfg, inputs)
-        counters = job_manifest.read_counters(p.result)
+        counters = manifest_writer.read_counters(p.result)
         progress_log.info("%s", progress.finished_line(
             counters.get(transforms.RECORDINGS_PROCESSED, 0), len(inputs.tasks), time.monotonic() - started))
         failed = counters.get(transforms.RECORDINGS_FAILED, 0)
@@ -263,15 +233,15 @@ def run(argv: Sequence[str] | None = None):
             # Every recording raised: a bug or a broken worker setup, not bad data (see the log).
             raise RuntimeError(f"all {failed} recordings failed with an unexpected error (worker_error in "
                                f"{cfg.output_dir}/rejected/); no manifest written")
-        job_manifest.remove_empty_train_shards(cfg.output_dir)
-        manifest = job_manifest.build_manifest(cfg, inputs, counters)
-        problems = job_manifest.count_mismatches(manifest["counts"])
+        manifest_writer.remove_empty_train_shards(cfg.output_dir)
+        manifest = manifest_writer.build_manifest(cfg, inputs, counters)
+        problems = manifest_writer.count_mismatches(manifest["counts"])
         if problems:
             # A bug, not a user error: no manifest, so no reader takes this output for complete.
             raise RuntimeError("counts do not add up: " + "; ".join(problems))
-        _write(_join(cfg.output_dir, layout.MANIFEST_FILE), json.dumps(manifest, indent=2).encode())
-    print("\n".join(job_manifest.summary_lines(manifest, counters) + listing.summary_lines(inputs.split, inputs.ignored_files)
-                    + [f"wrote {_join(cfg.output_dir, layout.MANIFEST_FILE)}"]))
+        fs.write_bytes(fs.join(cfg.output_dir, layout.MANIFEST_FILE), json.dumps(manifest, indent=2).encode())
+    print("\n".join(manifest_writer.summary_lines(manifest, counters) + listing.summary_lines(inputs.split, inputs.ignored_files)
+                    + [f"wrote {fs.join(cfg.output_dir, layout.MANIFEST_FILE)}"]))
     return p.result
 
 

@@ -17,7 +17,7 @@ from apache_beam import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 
-from pipeline.manifest import TFRECORD_SUFFIX
+from core.manifest import TFRECORD_SUFFIX
 
 # TFRecord's checksum mask (tensorflow/core/lib/hash/crc32c.h: kMaskDelta).
 _MASK_DELTA = 0xA282EAD8

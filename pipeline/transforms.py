@@ -16,11 +16,13 @@ import os
 import uuid
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipeline import audio as audio_lib
-from pipeline import examples, labels, progress, schema
+from pipeline import examples, labels
+from core import fs
+from core import progress
+from core import schema
 from pipeline.config import ShardsConfig
 
 NAMESPACE = "rfcx_shards"
@@ -71,13 +73,10 @@ def bad_file_counter(reason: str) -> str:
 
 
 def read_bytes(path: str) -> bytes:
-    """Whole file through Beam's FileSystems (local or gs://); AudioError("missing_flac") if absent."""
+    """Whole file through core.fs (local or gs://); AudioError("missing_flac") if absent."""
     try:
-        if not FileSystems.exists(path):
-            raise FileNotFoundError(path)
-        with FileSystems.open(path) as f:
-            return f.read()
-    except (FileNotFoundError, IOError) as e:
+        return fs.read_bytes(path)
+    except OSError as e:
         raise audio_lib.AudioError(labels.MISSING_FLAC, f"cannot read {path}: {e}") from e
 
 
@@ -102,7 +101,7 @@ class ProcessRecording(beam.DoFn):
 
     def __init__(self, cfg: ShardsConfig, total: int = 0, processes: int | None = 1):
         # total: the job's recordings (the driver knows them), for the progress lines; 0: none.
-        # processes: worker processes sharing them (pipeline.progress.ProgressReporter).
+        # processes: worker processes sharing them (core.progress.ProgressReporter).
         # Workers never import TensorFlow: examples are serialized with the protobuf runtime
         # (schema.serialize_example).
         self._cfg, self._total, self._processes = cfg, total, processes

@@ -13,9 +13,12 @@ import subprocess
 import pytest
 
 from pipeline import demo_data, shards
-from pipeline.errors import run_main
-from trainer import config as config_lib
-from trainer import cv, predict, train
+from core import settings
+from core.errors import run_main
+from trainer.recipe import config as config_lib
+from trainer.training import cv
+from trainer.inference import predict
+from trainer.training import train
 
 
 def _error_line(capsys, main, argv) -> str:
@@ -114,7 +117,7 @@ def test_demo_data_flags(capsys, tmp_path):
 # ---- trainer ----
 
 def _float_flags() -> list[str]:
-    return [name for name, tp, _ in config_lib._leaf_fields(config_lib.TrainConfig) if tp is float]
+    return [name for name, tp, _, _ in settings.leaf_fields(config_lib.TrainConfig) if tp is float]
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
@@ -209,10 +212,10 @@ def test_more_mel_bands_than_fft_bins(capsys, tmp_path):
 
 
 def test_baseline_flags(capsys, tmp_path):
-    from trainer import baseline
+    from trainer.baseline import run
 
     (tmp_path / "out").write_text("a file")
     base = ["--shards_dir", str(tmp_path), "--out_dir", str(tmp_path / "out")]
-    assert "is a file, not a directory" in _error_line(capsys, baseline.main, base)
-    assert "--n_fft must be <=" in _error_line(capsys, baseline.main, base + ["--n_fft", str(10**9)])
-    assert "finite" in _error_line(capsys, baseline.main, base + ["--c", "nan"])
+    assert "is a file, not a directory" in _error_line(capsys, run.main, base)
+    assert "mel.n_fft=1000000000 is out of range (must be <= 65536)" in _error_line(capsys, run.main, base + ["--mel.n_fft", str(10**9)])
+    assert "finite" in _error_line(capsys, run.main, base + ["--c", "nan"])

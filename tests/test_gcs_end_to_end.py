@@ -1,7 +1,7 @@
-"""The whole chain on gs:// against a real GCS emulator (fake-gcs-server, tests/gcs_emulator.py) on loopback.
+"""The whole chain on gs:// against a real GCS emulator (fake-gcs-server, tests/helpers/gcs_emulator.py) on loopback.
 
 The tiny demo dataset is uploaded to a bucket; pipeline.shards (DirectRunner, Beam's GCS IO) reads and
-writes gs://; trainer.train trains one tiny epoch into a gs:// run dir; trainer.predict reads the gs://
+writes gs://; trainer.training.train trains one tiny epoch into a gs:// run dir; trainer.inference.predict reads the gs://
 run and shards and writes a gs:// submission, read back here straight from the emulator. References are
 independent of the code under test: the same job run on local paths (the session's tiny_shards), the
 emulator's own object listing, and the local dataset's sample_submission.csv.
@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TINY_NUM_FOLDS, TINY_SLICE_SECONDS
-from tests.gcs_emulator import EmulatorError, GcsEmulator, check_gcs_clients
-from tests.recipe_config import as_config_file_content, recipe_config
-from trainer import run_layout
+from tests.helpers.gcs_emulator import EmulatorError, GcsEmulator, check_gcs_clients
+from tests.helpers.recipe_config import as_config_file_content, recipe_config
+from trainer.training import run_layout
 
 BUCKET = "rfcx-e2e"
 DATA = f"gs://{BUCKET}/data"
@@ -84,7 +84,7 @@ def _records(paths: list[str]) -> list[bytes]:
 def test_shards_job_reads_and_writes_gs(gcs, gs_shards, tiny_shards):
     import tensorflow as tf
 
-    from pipeline.manifest import Manifest
+    from core.manifest import Manifest
 
     # manifest.json through TF's gs:// filesystem (the trainer's path), typed by the shared layout.
     with tf.io.gfile.GFile(f"{gs_shards}/manifest.json") as f:
@@ -109,7 +109,7 @@ def test_shards_job_reads_and_writes_gs(gcs, gs_shards, tiny_shards):
     assert {"www.googleapis.com", "storage.googleapis.com"} <= gcs.tunnelled_hosts
 
 
-# The tiny preset with every recipe setting explicit (tests/recipe_config.py): one epoch of 2 steps.
+# The tiny preset with every recipe setting explicit (tests/helpers/recipe_config.py): one epoch of 2 steps.
 RECIPE = recipe_config({"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "verbose": 0})
 RUN = f"gs://{BUCKET}/runs/fold0"
 SUBMISSION = f"gs://{BUCKET}/runs/submission.csv"
@@ -120,13 +120,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def gs_run(gcs, gs_shards, tmp_path_factory) -> tuple[subprocess.CompletedProcess, str]:
-    """trainer.train's CLI in a fresh interpreter (the emulator's environment passed on), run dir on gs://;
+    """trainer.training.train's CLI in a fresh interpreter (the emulator's environment passed on), run dir on gs://;
     (the finished process, its working dir: empty, unless a gs:// path was taken for a local one)."""
     settings = tmp_path_factory.mktemp("gcs_settings") / "recipe.json"
     settings.write_text(json.dumps(as_config_file_content(RECIPE)))
     cwd = str(tmp_path_factory.mktemp("train_cwd"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "trainer.train", "--shards_dir", gs_shards, "--fold", "0",
+    done = subprocess.run([sys.executable, "-m", "trainer.training.train", "--shards_dir", gs_shards, "--fold", "0",
                            "--run_dir", RUN, "--preset", "tiny", "--config", str(settings)],
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     return done, cwd
@@ -148,9 +148,9 @@ def test_train_writes_its_run_dir_on_gs(gcs, gs_run):
 
 def test_predict_reads_gs_and_writes_the_submission_on_gs(gcs, gs_run, gs_shards, tiny_dataset, tiny_shards,
                                                           tmp_path, monkeypatch):
-    from trainer import predict
+    from trainer.inference import predict
 
-    assert gs_run[0].returncode == 0, "trainer.train on gs:// failed (see test_train_writes_its_run_dir_on_gs)"
+    assert gs_run[0].returncode == 0, "trainer.training.train on gs:// failed (see test_train_writes_its_run_dir_on_gs)"
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -194,9 +194,9 @@ def test_proxy_tunnels_only_the_google_hosts(gcs):
 
 
 def test_output_lock_on_gs_is_exclusive_and_released(gcs):
-    """pipeline.outlock on gs:// (google-cloud-storage, if_generation_match=0): a second holder is refused."""
-    from pipeline import outlock
-    from pipeline.errors import UserError
+    """core.outlock on gs:// (google-cloud-storage, if_generation_match=0): a second holder is refused."""
+    from core import outlock
+    from core.errors import UserError
 
     out = f"gs://{BUCKET}/locked-out"
     lock_url = f"{out}/{outlock.LOCK_NAME}"

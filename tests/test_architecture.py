@@ -1,0 +1,146 @@
+"""The folder tree is the architecture: imports only point down the stages, never in a cycle, and the
+modules a Dataflow worker imports stay free of TensorFlow, Keras and matplotlib.
+
+Every `import` statement counts, at module level or inside a function (a lazy import is still an
+edge of the graph), under TYPE_CHECKING too.
+"""
+from __future__ import annotations
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("core", "pipeline", "trainer")
+# Lowest first: a module may import its own stage and the stages before it, never a later one.
+STAGES = (
+    "core",
+    "pipeline",
+    "trainer.pictures",
+    "trainer.augment",
+    "trainer.features",
+    "trainer.recipe",
+    "trainer.data",
+    "trainer.evaluation",
+    "trainer.model",
+    "trainer.training",
+    "trainer.inference",
+    "trainer.baseline",
+)
+# The trainer reads shards through the data contract (core), never through the Beam job's package.
+FORBIDDEN = {"trainer": ("pipeline",)}
+WORKER_PACKAGES = ("core", "pipeline")  # what `pip install .` puts on a Dataflow worker imports
+HEAVY = ("tensorflow", "keras", "matplotlib")
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_modules() -> dict[str, pathlib.Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def imports_of(path: pathlib.Path, known: set[str]) -> tuple[set[str], set[str]]:
+    """(project modules, top-level third-party packages) that `path` imports anywhere in its body."""
+    project, external = set(), set()
+
+    def add(name: str) -> None:
+        if name.split(".")[0] in PACKAGES:
+            while name not in known and "." in name:
+                name = name.rsplit(".", 1)[0]
+            project.add(name)
+        else:
+            external.add(name.split(".")[0])
+
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                add(full if full in known else node.module)
+    return project, external
+
+
+def stage_of(module: str) -> int:
+    matches = [i for i, s in enumerate(STAGES) if module == s or module.startswith(s + ".")]
+    return max(matches) if matches else -1
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, tuple[set[str], set[str]]]:
+    modules = project_modules()
+    return {name: imports_of(path, set(modules)) for name, path in modules.items()}
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_find_cycle_finds_one_and_only_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_every_module_belongs_to_a_stage(graph):
+    assert [m for m in graph if stage_of(m) < 0 and m not in ("trainer",)] == []
+
+
+def test_no_import_cycle(graph):
+    edges = {m: {d for d in deps if d != m and d in graph and not m.startswith(d + ".")}
+             for m, (deps, _) in graph.items()}
+    assert find_cycle(edges) is None
+
+
+def test_imports_point_down_the_stages(graph):
+    upward = [f"{m} -> {d}" for m, (deps, _) in graph.items() for d in deps
+              if d in graph and stage_of(d) > stage_of(m)]
+    assert upward == []
+
+
+def test_trainer_does_not_import_the_beam_job(graph):
+    wrong = [f"{m} -> {d}" for m, (deps, _) in graph.items() for pkg, banned in FORBIDDEN.items()
+             if m.split(".")[0] == pkg for d in deps if d.split(".")[0] in banned]
+    assert wrong == []
+
+
+def test_worker_modules_import_no_tensorflow_keras_or_matplotlib(graph):
+    heavy = [f"{m} -> {x}" for m, (_, external) in graph.items() if m.split(".")[0] in WORKER_PACKAGES
+             for x in sorted(external & set(HEAVY))]
+    assert heavy == []
+
+
+def test_the_beam_job_runs_without_loading_tensorflow():
+    """Importing every worker module (and Beam itself) leaves TF, Keras and matplotlib unloaded."""
+    worker_modules = [m for m in project_modules() if m.split(".")[0] in WORKER_PACKAGES]
+    code = ("import importlib, sys\n"
+            f"for m in {worker_modules!r}: importlib.import_module(m)\n"
+            f"print(sorted(h for h in {HEAVY!r} if h in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,196 @@
+"""The training augmentation: its config, the chain built from it, and the seeded call tf.data makes.
+
+The default chain is the seed notebook's (every piece always applied); the transforms are in
+trainer.augment.waveform::
+
+    Compose([OneOf([GaussianNoiseSNR(5..20 dB), PinkNoiseSNR(5..20 dB)]),
+             PitchShift(-5..+5 semitones), TimeShift(-4..+4 s, "replace"),
+             VolumeControl(-10..+10 dB, "sine")])
+
+Noise is cut from per-process banks by default (``noise_bank_seconds``; see
+waveform_augment._NoiseSNR for the trade-off), 0 draws fresh noise per window as the seed did.
+
+`build_augmentation` turns an `AugmentConfig` into an `Augmentation`: that chain, and, with
+``pitch_shift_method="mel"`` (the default), the pitch shift moved to the mel front end: the
+numpy side only draws the steps and returns them with the waveform, trainer.features.mel applies them as
+warped mel filter banks (trainer.features.mel says why that lives there; `Augmentation` says why the order
+is still the seed's). ``pitch_shift_method="librosa"`` shifts the waveform instead. The input
+pipeline gives each element its own seed and calls `augment_with_seed` through `tf.numpy_function`.
+benchmarks/bench_input.py measures the CPU cost of each piece.
+
+Usage::
+
+    from trainer.augment.chain import AugmentConfig, build_augmentation, augment_with_seed
+    augmentation = build_augmentation(AugmentConfig(), sample_rate=48000, seed=0)
+    y_aug, pitch_steps = augment_with_seed(augmentation, y, seed=1234)   # float32 [n] -> [n], int32
+    features = trainer.features.mel.log_mel(y_aug, mel_cfg, pitch_steps, augmentation.max_pitch_steps)
+    waveform_only = build_augmentation(AugmentConfig(pitch_shift_method="librosa"), 48000).chain
+    y_shifted = waveform_only(y, np.random.default_rng(1))                # float32 [n] -> [n]
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core import choices, settings
+from trainer.augment.waveform import (
+    AugmentError,
+    Compose,
+    GaussianNoiseSNR,
+    OneOf,
+    PinkNoiseSNR,
+    PitchMethod,
+    PitchShift,
+    Padding,
+    SnrReference,
+    TimeShift,
+    Transform,
+    VolumeControl,
+    VolumeMode,
+    check_nonnegative,
+    check_probability,
+    check_range,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The training augmentation chain; scalar fields only (one CLI flag / JSON key each).
+
+    Defaults are the recipe's chain: the seed's pieces at half their probability and no pitch shift (a
+    shift of a few semitones moves a species into its neighbour's band); SpecAugment and mixup off.
+    The seed's own chain is every `*_p` at 1.0. A piece with probability 0 is left out of the chain;
+    `enabled=False` leaves out everything (the input pipeline can then skip the numpy call).
+    """
+
+    # Bounds whose absurd values would exhaust memory (core.settings applies them to flags/files).
+    LIMITS: ClassVar[dict[str, tuple[float | None, float]]] = {
+        "noise_bank_seconds": (None, 3600), "noise_min_snr_db": (-100, 100), "noise_max_snr_db": (-100, 100),
+        "pitch_shift_max_steps": (None, 48), "time_shift_max_seconds": (None, 3600), "volume_db_limit": (None, 100)}
+
+    enabled: bool = True
+    noise_p: float = 0.5  # probability of adding one noise kind (chosen uniformly among those on)
+    gaussian_noise: bool = True
+    pink_noise: bool = True
+    noise_bank_seconds: float = 60.0  # 0 = fresh noise per window; > 0 cut from a bank (see _NoiseSNR)
+    noise_min_snr_db: float = 5.0
+    noise_max_snr_db: float = 20.0
+    noise_snr_reference: SnrReference = "peak"  # "peak" (the seed) | "rms"
+    pitch_shift_p: float = 0.0
+    pitch_shift_max_steps: int = 5
+    pitch_shift_method: PitchMethod = "mel"  # "mel" (warped mel filter banks) | "librosa" (waveform)
+    time_shift_p: float = 0.5
+    time_shift_max_seconds: float = 4.0
+    time_shift_padding: Padding = "replace"
+    volume_p: float = 0.5
+    volume_db_limit: float = 10.0
+    volume_mode: VolumeMode = "sine"
+    # After the log-mel, as TF ops (trainer.augment.spec): SpecAugment masks per example, mixup per batch.
+    time_masks: int = 0  # masks of up to time_mask_fraction of the frames each
+    time_mask_fraction: float = 0.1
+    freq_masks: int = 0  # masks of up to freq_mask_fraction of the mel bands each
+    freq_mask_fraction: float = 0.1
+    mixup_p: float = 0.0  # share of a batch's examples mixed with another example of the batch
+    mixup_alpha: float = 0.4  # mixing weight ~ Beta(alpha, alpha)
+
+    def __post_init__(self) -> None:
+        settings.check_types(self, AugmentError)
+        choices.check(self, AugmentError)
+        for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p", "mixup_p", "time_mask_fraction",
+                     "freq_mask_fraction"):
+            check_probability(name, getattr(self, name))
+        for name in ("time_masks", "freq_masks", "noise_bank_seconds", "pitch_shift_max_steps",
+                     "time_shift_max_seconds", "volume_db_limit"):
+            check_nonnegative(name, getattr(self, name))
+        if not self.mixup_alpha > 0:
+            raise AugmentError(f"mixup_alpha must be > 0, got {self.mixup_alpha!r}")
+        check_range("noise_min_snr_db/noise_max_snr_db", self.noise_min_snr_db, self.noise_max_snr_db)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """The training augmentation: a waveform chain, then maybe a pitch shift done by the mel front end.
+
+    Calling it with (y float32 [n], rng) returns (the chain's output float32 [n], pitch_steps):
+    the semitones trainer.features.mel.log_mel must shift by (`pitch_steps=`, `max_pitch_steps=`
+    `max_pitch_steps`), 0 without a mel-stage pitch shift. The steps are drawn first, from the same
+    generator, so one seed still fixes everything.
+
+    Why the shift can move to the end: the seed shifts pitch after adding noise (so the noise is
+    shifted too, as here) and before the time shift and the volume envelope. A pitch shift that
+    keeps the duration is time-invariant, so it commutes with a circular time shift; and a gain
+    that is nearly constant over one STFT window passes through it: the +-10 dB sine envelope over
+    10 s changes by at most 0.27 dB within a 43 ms window. So shifting the mel of the chain's output
+    is, up to that, the seed's order.
+
+    Parameters:
+      chain: the waveform transforms (noise, waveform pitch shift if any, time shift, volume).
+      mel_pitch: PitchShift(method="mel") whose steps the mel front end applies, or None.
+    """
+
+    chain: Compose = Compose()
+    mel_pitch: PitchShift | None = None
+
+    @property
+    def max_pitch_steps(self) -> int:
+        """The range of pitch_steps, [-max, max], i.e. of the warped mel banks to precompute."""
+        return self.mel_pitch.max_steps if self.mel_pitch is not None else 0
+
+    def __call__(self, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        drawn = self.mel_pitch.draw(rng, y.shape[0]) if self.mel_pitch is not None else None
+        return self.chain(y, rng), (drawn["n_steps"] if drawn else 0)
+
+
+def build_augmentation(cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> Augmentation:
+    """The augmentation described by `cfg` for audio at `sample_rate` Hz (the identity if disabled).
+
+    `seed` (the training config's) seeds the per-process pink noise bank.
+    """
+    if not cfg.enabled:
+        return Augmentation()
+    transforms: list[Transform] = []
+    noise_kinds = [kind for kind, on in ((GaussianNoiseSNR, cfg.gaussian_noise), (PinkNoiseSNR, cfg.pink_noise)) if on]
+    if noise_kinds and cfg.noise_p > 0:
+        noises = tuple(
+            kind(min_snr_db=cfg.noise_min_snr_db, max_snr_db=cfg.noise_max_snr_db, reference=cfg.noise_snr_reference,
+                 bank_seconds=cfg.noise_bank_seconds, sample_rate=sample_rate, bank_seed=seed)
+            for kind in noise_kinds
+        )
+        transforms.append(OneOf(noises, p=cfg.noise_p))
+    mel_pitch = None
+    if cfg.pitch_shift_p > 0 and cfg.pitch_shift_max_steps > 0:
+        pitch = PitchShift(p=cfg.pitch_shift_p, max_steps=cfg.pitch_shift_max_steps, method=cfg.pitch_shift_method,
+                           sample_rate=sample_rate)
+        if pitch.method == "mel":
+            mel_pitch = pitch  # drawn by Augmentation, applied by the mel front end
+        else:
+            transforms.append(pitch)
+    if cfg.time_shift_p > 0 and cfg.time_shift_max_seconds > 0:
+        transforms.append(
+            TimeShift(
+                p=cfg.time_shift_p,
+                max_shift_seconds=cfg.time_shift_max_seconds,
+                sample_rate=sample_rate,
+                padding=cfg.time_shift_padding,
+            )
+        )
+    if cfg.volume_p > 0 and cfg.volume_db_limit > 0:
+        transforms.append(VolumeControl(p=cfg.volume_p, db_limit=cfg.volume_db_limit, mode=cfg.volume_mode))
+    return Augmentation(Compose(tuple(transforms)), mel_pitch)
+
+
+def augment_with_seed(augmentation: Augmentation, y: np.ndarray, seed: Any) -> tuple[np.ndarray, np.int32]:
+    """Applies `augmentation` to y with a generator seeded by `seed`: (float32 [n], int32 pitch steps).
+
+    This is the function tf.numpy_function calls with a per-element seed. `seed` is an int or an
+    array of ints; negative int64 values (as tf.random produces) are taken by their bit pattern.
+    """
+    seed_words = np.atleast_1d(np.asarray(seed, dtype=np.int64)).view(np.uint64)
+    rng = np.random.default_rng(seed_words)
+    y = np.asarray(y, dtype=np.float32)
+    out, pitch_steps = augmentation(y, rng)
+    if out.shape != y.shape:  # a transform bug, not a user error
+        raise AssertionError(f"augmentation changed shape {y.shape} -> {out.shape}")
+    return np.ascontiguousarray(out, dtype=np.float32), np.int32(pitch_steps)

@@ -1,0 +1,281 @@
+"""The tf.data graphs over the shards: draws, crops, targets, augmentation, log-mel, batches.
+
+Training (all epochs as one stream of steps_per_epoch x epochs batches):
+
+    tp files ------shuffle, repeat--> interleave(TFRecordDataset) --> shuffle(buffer) --\\
+                                                                                        sample_from_datasets
+    fp + background files --same------------------------------------------------------/  (1 - f, f)
+      --> enumerate i (from the resume point) --> parse (schema.train_parse_spec)
+      --> int16 -> float32 [slice] --> random window [window] keeping >= min_box_overlap of the event,
+          seeded by (seed, i) --> targets from the slice's boxes: y = [labels | weights] [2C] (trainer.data.targets)
+      --> augment.augment_with_seed (tf.numpy_function) -> (waveform [window], pitch steps [])
+      --> mel.log_mel, pitch-shifted by the steps [n_mels, frames, 1] --> SpecAugment masks
+      --> batch(drop_remainder) [B, n_mels, frames, 1], [B, 2C] --> mixup --> prefetch
+
+f is `negative_fraction`: each batch holds on average that share of negative slices (fp boxes and
+background), drawn independently of how many there are. Validation: every slice of the fold in file
+order, a window centred on the event (background: the slice centre), no augmentation, the last
+partial batch kept; each batch carries its slices' recording id, kind, targets and crop offset
+with the features (for the recording-level metric and val_predictions.csv).
+
+    from trainer.data import discovery as data; from trainer.data import inputs
+    fold_inputs = data.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
+    train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, global_batch=32, steps_per_epoch=40)
+    val = inputs.eval_dataset(fold_inputs.val_files, cfg, batch_size=32)   # {"x", "y", "offset", META_KEYS}
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from core import crop
+from core import schema
+from trainer.data import records
+from trainer.augment import chain
+from trainer.features import mel
+from trainer.augment import spec as spec_augment
+from trainer.data import targets
+from trainer.recipe.config import TrainConfig
+from trainer.data.discovery import NEGATIVE_KINDS, window_samples
+
+AUTOTUNE = tf.data.AUTOTUNE
+# The features the trainer reads; parsing only these (with the shared spec) skips the rest.
+_TRAIN_KEYS = ("recording_id", "audio", "kind", "row_index", "slice_start", "fold", "event/t_min",
+               "event/t_max", "boxes/species_id", "boxes/t_min", "boxes/t_max", "boxes/is_tp")
+META_KEYS = ("recording_id", "kind", "row_index", "slice_start", "fold")
+
+
+def parse_train_record(record: tf.Tensor, num_classes: int) -> dict[str, tf.Tensor]:
+    """Serialized train example -> the fields the trainer uses; boxes/* as dense [n] tensors."""
+    spec = records.train_parse_spec(num_classes)
+    parsed = tf.io.parse_single_example(record, {k: spec[k] for k in _TRAIN_KEYS})
+    for key in ("boxes/species_id", "boxes/t_min", "boxes/t_max", "boxes/is_tp"):
+        parsed[key] = tf.sparse.to_dense(parsed[key])
+    return parsed
+
+
+def crop_offset(num_samples: tf.Tensor, window: int, event_start: tf.Tensor, event_end: tf.Tensor,
+                seed: tf.Tensor | None, min_overlap: float = 1.0) -> tf.Tensor:
+    """First sample (int64 scalar) of a `window`-sample crop of a slice of `num_samples` samples.
+
+    event_start/end are the event's bounds in samples (float). Without a seed the window is centred on
+    the event (core.crop.centred_start: the rule the pipeline cuts slices by); with a [2] stateless
+    seed it is drawn uniformly among the starts of core.crop.crop_range (the window holds at least
+    `min_overlap` of the event). A slice shorter than the window gives 0 (padded later).
+    """
+    def rule(n: np.int64, t0: np.float64, t1: np.float64) -> np.ndarray:
+        if seed is None:
+            return np.array([crop.centred_start(int(n), window, float(t0), float(t1))] * 2, np.int64)
+        return np.array(crop.crop_range(int(n), window, float(t0), float(t1), min_overlap), np.int64)
+
+    bounds = tf.numpy_function(rule, [tf.cast(num_samples, tf.int64), tf.cast(event_start, tf.float64),
+                                      tf.cast(event_end, tf.float64)], tf.int64, stateful=False)
+    lo, hi = tf.unstack(tf.ensure_shape(bounds, [2]))  # int64 [], [] (equal without a seed)
+    if seed is None:
+        return lo
+    return tf.random.stateless_uniform([], seed, minval=lo, maxval=hi + 1, dtype=tf.int64)
+
+
+def crop_window(waveform: tf.Tensor, offset: tf.Tensor, window: int) -> tf.Tensor:
+    """float32 [n] -> float32 [window]: samples [offset, offset + window), zero-padded at the end."""
+    piece = waveform[offset:offset + window]
+    return tf.ensure_shape(tf.pad(piece, [[0, window - tf.shape(piece)[0]]]), [window])
+
+
+def _window_targets(parsed: dict[str, tf.Tensor], offset: tf.Tensor, cfg: TrainConfig) -> tf.Tensor:
+    """y [2C] of the window at `offset` samples (see trainer.data.targets; softmax reads only the labels)."""
+    rate = float(cfg.mel.sample_rate)
+    boxes = {k: parsed[f"boxes/{k}"] for k in ("species_id", "t_min", "t_max", "is_tp")}
+    labels, weights = targets.window_targets(boxes, tf.cast(offset, tf.float32) / rate, window_samples(cfg) / rate,
+                                             cfg.num_classes, cfg.min_box_overlap, cfg.unlabelled_weight)
+    return targets.pack(labels, weights)
+
+
+def window_example(record: tf.Tensor, cfg: TrainConfig, seed: tf.Tensor | None) -> dict[str, tf.Tensor]:
+    """Serialized example -> {"waveform": [window], "y": [2C], "offset": [], meta...}; random crop when seeded."""
+    parsed = parse_train_record(record, cfg.num_classes)
+    audio = records.pcm16_to_float(parsed["audio"])  # [slice_samples]
+    rate, window = float(cfg.mel.sample_rate), window_samples(cfg)
+    offset = crop_offset(tf.size(audio, out_type=tf.int64), window, parsed["event/t_min"] * rate,
+                         parsed["event/t_max"] * rate, seed, cfg.min_box_overlap)
+    out = {"waveform": crop_window(audio, offset, window), "y": _window_targets(parsed, offset, cfg),
+           "offset": offset}
+    out.update({k: parsed[k] for k in META_KEYS})
+    return out
+
+
+def features(waveform: tf.Tensor, cfg: TrainConfig, pitch_steps: tf.Tensor | None = None,
+             max_pitch_steps: int = 0) -> tf.Tensor:
+    """[window] -> [n_mels, frames, 1] model input, pitch-shifted by `pitch_steps` semitones if given.
+
+    Per example inside the parallel map rather than once per batch: tf.data then runs several
+    examples at once, which keeps both cores busier (benchmarks/bench_input.py).
+    """
+    return mel.log_mel(waveform, cfg.mel, pitch_steps, max_pitch_steps)[..., tf.newaxis]
+
+
+AugmentFn = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor | None]]
+
+
+def _augment_fn(cfg: TrainConfig) -> tuple[AugmentFn, int]:
+    """(waveform [window], seed [2] int64) -> (augmented waveform [window], pitch steps int32 [] or None).
+
+    The numpy chain runs on the host CPU; the pitch steps (None without a mel-stage pitch shift)
+    go to the mel front end with the second value returned, the range of the steps.
+    """
+    augmentation = chain.build_augmentation(cfg.augment, cfg.mel.sample_rate, cfg.seed)
+    if not augmentation.chain.transforms and augmentation.mel_pitch is None:
+        return (lambda waveform, seed: (waveform, None)), 0  # no numpy round trip at all
+    window = window_samples(cfg)
+
+    def run(waveform: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, np.int32]:
+        return chain.augment_with_seed(augmentation, waveform, seed)
+
+    def apply(waveform: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+        # stateful=False: the output depends only on the inputs (the seed), so tf.data may parallelise it.
+        out, steps = tf.numpy_function(run, [waveform, seed], [tf.float32, tf.int32], stateful=False)
+        steps = tf.ensure_shape(steps, []) if augmentation.mel_pitch is not None else None
+        return tf.ensure_shape(out, [window]), steps
+
+    return apply, augmentation.max_pitch_steps
+
+
+def element_seed(cfg: TrainConfig, index: tf.Tensor, salt: int = 0) -> tf.Tensor:
+    """[2] int64 stateless seed of draw `index`: no RNG state shared between parallel map calls."""
+    base = tf.random.experimental.stateless_fold_in(tf.constant([cfg.seed, salt], tf.int64), 0)
+    return tf.random.experimental.stateless_fold_in(base, index)
+
+
+def _input_options() -> tf.data.Options:
+    """tf.data threading: a private pool of cores + 1 threads, each op single-threaded.
+
+    The default shares the process-wide pool and lets each op inside a map use several threads; on
+    2 cores that left a core idle while a thread waited for the GIL inside tf.numpy_function
+    (benchmarks/bench_input.py compares the two).
+    """
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = (os.cpu_count() or 1) + 1
+    options.threading.max_intra_op_parallelism = 1
+    return options
+
+
+def _records(files: tf.Tensor | Sequence[str], num_files: int, deterministic: bool) -> tf.data.Dataset:
+    """Serialized records of `files` (in that order), read a few files at a time."""
+    return tf.data.Dataset.from_tensor_slices(files).interleave(
+        records.file_records,
+        cycle_length=min(num_files, 8), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+
+def _endless(files: Sequence[str], cfg: TrainConfig, seed: int) -> tf.data.Dataset:
+    """Serialized records of `files` forever: each pass in a new seeded file order, then a shuffle buffer."""
+    order = (tf.data.Dataset.from_tensor_slices(list(files))
+             .shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat())
+    stream = order.interleave(records.file_records, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
+                              deterministic=cfg.deterministic)
+    return stream.shuffle(cfg.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+
+
+def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, resume_index: int) -> tf.data.Dataset:
+    """The endless stream of serialized training slices: tp with probability 1 - f, else fp/background.
+
+    Dataset.shuffle and sample_from_datasets take Python seeds only, so the resume point enters them:
+    a resumed run draws a stream of the same distribution, not the uninterrupted run's exact one.
+    """
+    positives = list(files_by_kind.get(schema.KIND_TP, ()))
+    negatives = [f for kind in NEGATIVE_KINDS for f in files_by_kind.get(kind, ())]
+    seed = cfg.seed * 1_000_003 + resume_index
+    tp = _endless(positives, cfg, seed)
+    if not negatives or cfg.negative_fraction == 0.0:
+        return tp
+    return tf.data.Dataset.sample_from_datasets(
+        [tp, _endless(negatives, cfg, seed + 2)], weights=[1.0 - cfg.negative_fraction, cfg.negative_fraction],
+        seed=seed + 4)
+
+
+def train_element_fn(cfg: TrainConfig, augmented: bool = True) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+    """(draw index, serialized slice) -> window_example's dict plus "x" [n_mels, frames, 1]: one training element.
+
+    The crop is seeded by (cfg.seed, index) whether or not `augmented`, so an element without
+    augmentation (trainer.data.inspect_examples shows both) is the same window as the one the trainer is fed.
+    """
+    augment_fn, max_pitch_steps = _augment_fn(cfg)
+
+    def element(index: tf.Tensor, record: tf.Tensor) -> dict[str, tf.Tensor]:
+        seed = element_seed(cfg, index)
+        ex = window_example(record, cfg, tf.random.experimental.stateless_fold_in(seed, 0))
+        if not augmented:
+            return {**ex, "x": features(ex["waveform"], cfg)}
+        # [window], [] semitones or None
+        waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1))
+        x = features(waveform, cfg, steps, max_pitch_steps)  # [n_mels, frames, 1]
+        return {**ex, "x": spec_augment.mask(x, cfg.augment, tf.random.experimental.stateless_fold_in(seed, 2))}
+
+    return element
+
+
+def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, global_batch: int,
+                  steps_per_epoch: int, initial_epoch: int = 0) -> tf.data.Dataset:
+    """(x [B, n_mels, frames, 1], y [B, 2C]) batches of epochs initial_epoch .. cfg.epochs - 1 as one stream.
+
+    Each element's randomness (crop, augmentation, masks) comes from a stateless seed of (cfg.seed,
+    draw index), and mixup's from (cfg.seed, batch index), so parallel map calls share no RNG state.
+    """
+    element = train_element_fn(cfg)
+    first = initial_epoch * steps_per_epoch * global_batch
+    total = (cfg.epochs - initial_epoch) * steps_per_epoch * global_batch
+
+    def example(index: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        ex = element(index, record)
+        return ex["x"], ex["y"]  # [n_mels, frames, 1], [2C]
+
+    def mixup(batch_index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = batch
+        mix_targets = functools.partial(targets.mix, num_classes=cfg.num_classes)
+        return spec_augment.mixup(x, y, cfg.augment, mix_targets, element_seed(cfg, batch_index, salt=1))
+
+    batches = (training_draws(files_by_kind, cfg, first).take(total)
+               .enumerate(start=first)
+               .map(example, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
+               .batch(global_batch, drop_remainder=True))  # [B, n_mels, frames, 1], [B, 2C]
+    if spec_augment.mixup_enabled(cfg.augment):
+        batches = batches.enumerate(start=initial_epoch * steps_per_epoch).map(mixup, num_parallel_calls=AUTOTUNE,
+                                                                               deterministic=cfg.deterministic)
+    return batches.prefetch(AUTOTUNE).with_options(_input_options())
+
+
+def eval_examples(files: Sequence[str], cfg: TrainConfig) -> tf.data.Dataset:
+    """Unbatched validation examples in file order.
+
+    Each is {"waveform": [window] centred on the event, "y": [2C], "offset": crop start, META_KEYS...}.
+    """
+    return _records(list(files), len(files), deterministic=True).map(
+        lambda r: window_example(r, cfg, None), num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def eval_dataset(files: Sequence[str], cfg: TrainConfig, batch_size: int,
+                 num_examples: int | None = None) -> tf.data.Dataset:
+    """Validation batches in file order, the last one partial, each example with its metadata.
+
+    Each batch is {"x": [B, n_mels, frames, 1], "y": [B, 2C], "offset": [B] crop start, META_KEYS: [B]},
+    so scores and the slices they belong to come from one pass (trainer.training.validation). With
+    `num_examples` (from prepare_fold) the dataset's length is known, so its end is not discovered
+    by running out of data.
+    """
+    examples = eval_examples(files, cfg)
+    if num_examples is not None:
+        examples = examples.apply(tf.data.experimental.assert_cardinality(num_examples))
+
+    def with_features(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = {k: ex[k] for k in META_KEYS + ("y", "offset")}
+        out["x"] = features(ex["waveform"], cfg)  # [n_mels, frames, 1]
+        return out
+
+    return (examples
+            .map(with_features, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size)
+            .prefetch(AUTOTUNE)
+            .with_options(_input_options()))

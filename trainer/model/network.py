@@ -1,0 +1,150 @@
+"""The classifier: ResNet50 (trained from scratch) on the log-mel input, the seed notebook's head.
+
+    [B, n_mels, frames, 1] --band_norm: (x - mean[band]) / std[band], training statistics--> same
+      --freq_channel: concat the mel-bin index scaled to [-1, 1]--> [B, n_mels, frames, 2]
+      --ResNet50(include_top=False, weights=None)--> [B, ceil(n_mels/32), ceil(frames/32), 2048]
+      --GlobalAveragePooling2D--> [B, 2048] --BN, Dropout--> --Dense(1024, relu, he_normal)--> [B, 1024]
+      --BN, Dropout--> --Dense(num_classes, sigmoid|softmax, float32)--> [B, num_classes] scores
+
+The input shape comes from the config (n_mels, mel.num_frames(window)), so it always equals what
+the input pipeline produces (the seed built the model for 256 x 1876 but fed it 128 x 1876).
+Both extras live inside the model, so best.keras and the serving model take the plain log-mel.
+Default: sigmoid scores + binary cross-entropy masked to the known labels (trainer.model.losses, packed
+targets of trainer.data.targets); loss "softmax" is the seed's softmax + categorical cross-entropy. The
+last layer computes in float32 under mixed precision.
+
+    from trainer.model import network as model
+    net = model.build_model(cfg, input_shape=(128, 938, 1), band_stats=(mean, variance))  # [n_mels] each
+    model.compile_model(net, cfg, steps_per_epoch=25)
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from core.errors import UserError
+from trainer.recipe.config import TrainConfig
+from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
+from trainer.evaluation.lwlrap import LWLRAP
+
+# keras.applications.ResNet50 downsamples by 32 and refuses smaller inputs.
+MIN_INPUT_SIZE = 32
+
+
+def check_input_shape(input_shape: tuple[int, int, int]) -> None:
+    """UserError unless (n_mels, frames, 1) is at least ResNet50's minimum of 32 x 32."""
+    height, width, _ = input_shape
+    if height < MIN_INPUT_SIZE or width < MIN_INPUT_SIZE:
+        raise UserError(
+            f"model input {height} mels x {width} frames is smaller than ResNet50's minimum "
+            f"{MIN_INPUT_SIZE} x {MIN_INPUT_SIZE}; raise --mel.n_mels, lengthen --window_seconds or lower "
+            f"--mel.hop_length")
+
+
+@keras.saving.register_keras_serializable(package="rfcx")
+class FrequencyChannel(keras.layers.Layer):
+    """[B, n_mels, frames, C] -> [B, n_mels, frames, C + 1]: a channel holding each row's mel-bin index.
+
+    The index is scaled to [-1, 1] (lowest band -1). Convolutions are translation-invariant, so
+    without it the network cannot tell a call at 2 kHz from the same shape at 3 kHz except through
+    the image border; RFCX species differ above all by band.
+    """
+
+    def call(self, x: Any) -> Any:
+        n_mels = x.shape[1]
+        ramp = ops.reshape(ops.linspace(-1.0, 1.0, n_mels), (1, n_mels, 1, 1))  # [1, n_mels, 1, 1]
+        ramp = ops.cast(ramp, x.dtype) * ops.ones_like(x[..., :1])  # [B, n_mels, frames, 1]
+        return ops.concatenate([x, ramp], axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+
+def iter_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
+    """`layer` and every layer nested in it, through the public `layers` of models."""
+    yield layer
+    for inner in getattr(layer, "layers", ()):
+        yield from iter_layers(inner)
+
+
+def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
+                band_stats: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
+    """ResNet50 + the seed's head for `input_shape` = (n_mels, frames, 1); UserError if too small.
+
+    band_stats: (mean, variance) float [n_mels] of the training inputs, required when cfg.band_norm.
+    """
+    check_input_shape(input_shape)
+    inputs = keras.Input(shape=input_shape, name="log_mel")
+    x = inputs
+    if cfg.band_norm:
+        if band_stats is None:
+            raise ValueError("band_norm needs the training data's per-band (mean, variance)")
+        mean, variance = (np.asarray(v, np.float32).reshape(-1) for v in band_stats)  # [n_mels] each
+        x = keras.layers.Normalization(axis=1, mean=mean, variance=variance, name="band_norm")(x)
+    channels = input_shape[2]
+    if cfg.freq_channel:
+        x = FrequencyChannel(name="freq_channel")(x)  # [B, n_mels, frames, C + 1]
+        channels += 1
+    backbone = keras.applications.ResNet50(include_top=False, weights=None,
+                                           input_shape=(input_shape[0], input_shape[1], channels))
+    x = backbone(x)  # [B, ceil(n_mels/32), ceil(frames/32), 2048]
+    x = keras.layers.GlobalAveragePooling2D()(x)  # [B, 2048]
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(cfg.dropout)(x)
+    x = keras.layers.Dense(cfg.dense_units, activation="relu", kernel_initializer="he_normal")(x)  # [B, units]
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Dropout(cfg.dropout)(x)
+    # float32 whatever the global policy: scores, loss and LWLRAP stay exact under mixed precision.
+    scores = keras.layers.Dense(cfg.num_classes, activation=cfg.loss, kernel_initializer="he_normal",
+                                dtype="float32", name="scores")(x)  # [B, num_classes]
+    net = keras.Model(inputs, scores, name="rfcx_resnet50")
+    # keras.applications builds its BatchNormalization layers with the default momentum; the moving
+    # averages are only read outside training, so setting it before compile is enough.
+    # With several replicas (built in a MirroredStrategy/TPU scope), each replica would update its own
+    # copy of the moving averages from its share of the batch: validation would then score each part
+    # of a batch with other statistics than the saved model holds (replica 0's). Batch statistics
+    # synchronised across replicas keep every copy equal.
+    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    for layer in iter_layers(net):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = cfg.bn_momentum
+            layer.synchronized = synchronized
+    return net
+
+
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """A float (constant) or a keras LearningRateSchedule over optimizer steps."""
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    if cfg.lr_schedule == "exponential":  # x lr_decay_rate per epoch, smoothly
+        return keras.optimizers.schedules.ExponentialDecay(cfg.learning_rate, steps_per_epoch, cfg.lr_decay_rate)
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+    if warmup <= 0:
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=total)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, warmup_target=cfg.learning_rate, warmup_steps=warmup)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr = learning_rate(cfg, steps_per_epoch)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(lr)
+
+
+def compile_model(net: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    """Optimizer, loss matching the output activation (on packed targets), and the streaming LWLRAP metric."""
+    loss = (LabelsCategoricalCrossentropy(cfg.num_classes) if cfg.loss == "softmax"
+            else MaskedBinaryCrossentropy(cfg.num_classes))
+    net.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss,
+                metrics=[LWLRAP(num_classes=cfg.num_classes)])
+    # Creating the optimizer's slots now, eagerly, instead of inside the first traced train step
+    # spares tf.function a second trace of the whole step (~25 s for ResNet50 on a CPU).
+    net.optimizer.build(net.trainable_variables)

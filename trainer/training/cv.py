@@ -1,0 +1,125 @@
+"""Cross-validation: trains each fold into runs_root/foldK, then writes the out-of-fold report.
+
+A fold whose run dir already holds summary.json (written last by trainer.training.train) is complete and
+skipped; one that was cut off is resumed by training it again into the same run dir (the trainer's
+BackupAndRestore picks up from the last finished epoch). A complete fold trained with a different
+config is an error rather than silently mixed into the report. Then runs_root/cv/ gets oof.csv,
+report.json, report.md, per_class.png, curves.png and confusion.png (trainer.training.report, which draws on
+trainer.training.report_md and trainer.pictures.confusion).
+
+Training flags are those of trainer.training.train (--preset, --config, --epochs, --mel.n_mels, ...) except
+--overwrite: to retrain a complete fold, delete its run dir.
+
+Usage:
+
+    python -m trainer.training.cv --shards_dir data/shards/demo --folds 0 1 2 3 4 --runs_root runs/demo \
+        [--preset tiny --epochs 1 ...]
+    make cv [FOLDS="0 1 2 3 4"] [SHARDS=dir] [ARGS="--preset tiny --epochs 1"]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import Counter
+from typing import Any, Sequence
+
+from core import checks
+from core.errors import UserError, run_main
+from trainer.recipe import config as config_lib
+from trainer.data import discovery
+from core import fs
+from trainer.training import report
+from trainer.training import runs
+from trainer.training import run_layout as layout
+from trainer.training import train
+from trainer.recipe.config import TrainConfig
+
+# Settings a complete fold may have been trained with other values of and still belong to this
+# cross-validation: those a run may resume with, except epochs (a complete run is not resumed, so
+# its number of epochs is part of what it learnt).
+_SAME_CV_IGNORES = config_lib.RESUMABLE_FIELDS - {"epochs"}
+CV_DIR, BASELINE_DIR = "cv", "baseline"
+
+
+def fold_run_dir(runs_root: str, fold: int) -> str:
+    return fs.join(runs_root, f"fold{fold}")
+
+
+def check_folds(folds: Sequence[int], shards_dir: str) -> None:
+    """Every fold must be listed once and have shards (an unknown fold fails before any training)."""
+    duplicated = sorted(f for f, n in Counter(folds).items() if n > 1)
+    if duplicated:
+        raise UserError(f"--folds lists fold(s) {duplicated} more than once")
+    manifest = discovery.read_manifest(shards_dir)
+    for fold in folds:
+        discovery.fold_files(manifest, shards_dir, fold)
+
+
+def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: str) -> dict[str, Any]:
+    """Trains the missing folds, then writes runs_root/cv/*; returns the CV report dict."""
+    runs_root = str(runs_root)
+    check_folds(folds, shards_dir)
+    run_dirs = {fold: fold_run_dir(runs_root, fold) for fold in folds}
+    cv_dir, baseline_dir = fs.join(runs_root, CV_DIR), fs.join(runs_root, BASELINE_DIR)
+    for path in (runs_root, *run_dirs.values(), cv_dir):  # every output dir, before fold 0
+        checks.output_dir("--runs_root", path)
+    for fold, run_dir in run_dirs.items():
+        if runs.is_complete(run_dir):
+            differences = config_lib.config_differences(config_lib.load_run_config(run_dir), cfg,
+                                                        ignore=_SAME_CV_IGNORES)
+            if differences:
+                raise UserError(
+                    f"fold {fold} in {run_dir} is complete but was trained with another config "
+                    f"({'; '.join(differences[:5])}); use another --runs_root or delete {run_dir}"
+                )
+            print(f"fold {fold}: complete ({layout.path(run_dir, layout.SUMMARY)} present), skipped")
+            continue
+        print(f"fold {fold}: training into {run_dir}")
+        train.train_fold(cfg, shards_dir, fold, run_dir)
+    result = report.write_cv_report(run_dirs, cv_dir, baseline_dir)
+    folds_text = ", ".join(f"fold {k} {v['recording_lwlrap']:.4f}" for k, v in result["folds"].items())
+    print(f"out-of-fold LWLRAP: recordings {result['recording_lwlrap']:.4f} over {result['num_recordings']} "
+          f"({folds_text}), slices {result['overall_lwlrap']:.4f} over {result['num_examples']}")
+    base = result["baseline"]
+    if base:
+        print(f"baseline on the same folds: recordings {base['recording_lwlrap']:.4f}, slices {base['lwlrap']:.4f}"
+              f" ({base['dir']})")
+    else:
+        print(f"no baseline beside it: run `make baseline` (writes {baseline_dir})")
+    print(f"report in {cv_dir}")
+    return result
+
+
+class _TrainOnlyFlag(argparse.Action):
+    """A trainer.training.train flag that makes no sense here (cv picks each fold's run dir): an error naming the flag."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        parser.error(f"{option_string} is a flag of trainer.training.train; trainer.training.cv trains --folds into "
+                     f"--runs_root/foldK (to retrain a complete fold, delete its run dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """trainer.training.train's parser (every training flag, the same help) with --folds/--runs_root for --fold/--run_dir."""
+    parser = checks.ArgumentParser(prog="python -m trainer.training.cv", description=__doc__.split("\n\n")[0],
+                                   parents=[train.build_parser()], conflict_handler="resolve")
+    # Re-declaring a flag replaces train's (conflict_handler="resolve"): not required, hidden, refused if given.
+    for flag in ("--fold", "--run_dir"):
+        parser.add_argument(flag, action=_TrainOnlyFlag, help=argparse.SUPPRESS)
+    parser.add_argument("--overwrite", action=_TrainOnlyFlag, nargs=0, help=argparse.SUPPRESS)
+    parser.add_argument("--folds", type=int, nargs="+", required=True, help="folds to train and report")
+    parser.add_argument("--runs_root", required=True, help="fold K trains into RUNS_ROOT/foldK")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
+    return train.parse_args(argv, build_parser())
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args, cfg = parse_args(argv)
+    return run_cv(cfg, args.shards_dir, args.folds, args.runs_root)
+
+
+if __name__ == "__main__":
+    run_main(main)
