@@ -63,11 +63,10 @@ import tensorflow as tf
 from benchmarks import common
 from core.errors import UserError, run_main
 from trainer.augment import chain
-from trainer.recipe import config
-from trainer.data import discovery
-from trainer.data import inputs, targets
-from trainer.features import mel
 from trainer.augment import spec as spec_augment
+from trainer.data import discovery, inputs, targets
+from trainer.features import mel
+from trainer.recipe import config
 
 SPEEDUP_TARGET, CEILING_TARGET = 20.0, 0.5
 

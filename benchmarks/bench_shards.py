@@ -47,8 +47,8 @@ from typing import Sequence
 import google_crc32c
 import numpy as np
 
-from pipeline import demo_data, examples, shards, transforms
 from core import schema
+from pipeline import demo_data, examples, shards, transforms
 from pipeline.config import ShardsConfig
 from pipeline.demo_data import write_demo_dataset
 

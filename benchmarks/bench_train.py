@@ -118,11 +118,9 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
     import keras
     import numpy as np
 
+    from trainer.data import discovery, inputs
+    from trainer.model import network, strategy
     from trainer.recipe import config
-    from trainer.data import discovery
-    from trainer.data import inputs
-    from trainer.model import network
-    from trainer.model import strategy
 
     cfg = config.preset_config(preset)
     cfg = dataclasses.replace(cfg, mixed_precision=precision == "mixed", verbose=0,
@@ -286,8 +284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             json.dump(result, f)
         return
     common.ensure_demo_data(None, args.shards_dir)
-    from trainer.recipe import config
     from trainer.data import discovery
+    from trainer.recipe import config
 
     fold = discovery.prepare_fold(args.shards_dir, args.fold, config.preset_config("full"))  # one clear error up front
     results: dict[str, Any] = {

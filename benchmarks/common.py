@@ -45,11 +45,10 @@ def read_cpu_features() -> dict[str, Any]:
 
 def machine_info() -> dict[str, Any]:
     """Cores, platform and the versions that matter for the timings."""
+    import keras
     import librosa
     import numpy as np
     import tensorflow as tf
-
-    import keras
 
     return {
         "cpu_count": os.cpu_count(),

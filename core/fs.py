@@ -45,7 +45,9 @@ def is_remote(path: str) -> bool:
 
 
 def _beam():
-    from apache_beam.io.filesystems import FileSystems  # the job's dependency; imported once used
+    from apache_beam.io.filesystems import (
+        FileSystems,  # the job's dependency; imported once used
+    )
 
     return FileSystems
 
@@ -230,7 +232,9 @@ def open_file(path: str, mode: str = "r") -> IO[Any]:
         if mode.startswith(("w", "a")) and dirname(path):
             os.makedirs(dirname(path), exist_ok=True)
         return open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
-    from apache_beam.io.filesystem import CompressionTypes  # no guessing from the file name's extension
+    from apache_beam.io.filesystem import (
+        CompressionTypes,  # no guessing from the file name's extension
+    )
 
     if mode.startswith("r"):
         raw = _beam().open(path, compression_type=CompressionTypes.UNCOMPRESSED)

@@ -110,8 +110,8 @@ class SchemaError(ValueError):
 # TensorFlow's tensorflow/core/example/{feature,example}.proto, rebuilt from the same package, message
 # names, field numbers and types with the protobuf runtime alone (installed with Beam). A message's
 # wire format depends only on those, so `make_example` yields bytes identical to tf.train.Example's
-# (tests/pipeline/test_units.py checks it against TF) without importing TensorFlow, which costs
-# ~3 s and ~500 MB per Beam worker only to build protos. TF stays the reader (parse specs below).
+# (tests/pipeline/test_units.py checks it against TF) without importing TensorFlow, which a Beam
+# worker does not install. TF stays the reader (trainer.data.records).
 _EXAMPLE_PROTO = {
     "BytesList": [("value", 1, "LABEL_REPEATED", "TYPE_BYTES", None, None)],
     "FloatList": [("value", 1, "LABEL_REPEATED", "TYPE_FLOAT", None, None)],  # proto3: packed

@@ -26,8 +26,8 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from pipeline import flac_stream
 from core import schema
+from pipeline import flac_stream
 
 # Failure reasons (also used as dead-letter reasons and counter names).
 EMPTY_FILE = "empty_file"

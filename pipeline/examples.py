@@ -22,10 +22,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from core import crop, schema
 from pipeline import audio as audio_lib
 from pipeline import labels
-from core import crop
-from core import schema
 from pipeline.config import ShardsConfig
 
 TRAIN = "train"

@@ -19,8 +19,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from core import fs
-from core import checks
+from core import checks, fs
 from core.errors import UserError
 
 # The training CSVs of the RFCX layout (in the data dir).

@@ -18,10 +18,9 @@ import dataclasses
 import os
 from typing import Iterable, Mapping
 
-
-from pipeline import labels
 from core import fs
 from core.errors import UserError
+from pipeline import labels
 
 EXTENSION = ".flac"
 ID_COLUMN = "recording_id"

@@ -16,13 +16,11 @@ import dataclasses
 
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipeline import examples, labels, listing, transforms
-from core import fs
-from core import schema
+from core import fs, schema
 from core import manifest as layout
+from pipeline import examples, labels, transforms
 from pipeline.config import ShardsConfig
 from pipeline.job_inputs import JobInputs
-
 
 
 def read_counters(result) -> dict[str, int]:

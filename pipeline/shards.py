@@ -41,20 +41,20 @@ import time
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+)
 
-from pipeline import examples, labels, listing, transforms
-from core import checks, fs
-from pipeline import manifest_writer
-from pipeline.job_inputs import JobInputs
-from core import outlock
-from core import progress
-from core import schema
+from core import checks, fs, outlock, progress, schema
 from core import manifest as layout
-from pipeline.tfrecord_sink import write_tfrecords
-from pipeline.config import ShardsConfig, parse_shards_args
 from core.errors import UserError, run_main
+from pipeline import examples, labels, listing, manifest_writer, transforms
+from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.folds import assign_folds
+from pipeline.job_inputs import JobInputs
+from pipeline.tfrecord_sink import write_tfrecords
 
 # Copied from the data dir to OUT under the same name.
 SUBMISSION_CSV, TRUTH_CSV = layout.SAMPLE_SUBMISSION, layout.TEST_TRUTH

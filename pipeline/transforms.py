@@ -18,11 +18,9 @@ import uuid
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from core import fs, progress, schema
 from pipeline import audio as audio_lib
 from pipeline import examples, labels
-from core import fs
-from core import progress
-from core import schema
 from pipeline.config import ShardsConfig
 
 NAMESPACE = "rfcx_shards"

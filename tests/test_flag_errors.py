@@ -12,13 +12,12 @@ import subprocess
 
 import pytest
 
-from pipeline import demo_data, shards
 from core import settings
 from core.errors import run_main
-from trainer.recipe import config as config_lib
-from trainer.training import cv
+from pipeline import demo_data, shards
 from trainer.inference import predict
-from trainer.training import train
+from trainer.recipe import config as config_lib
+from trainer.training import cv, train
 
 
 def _error_line(capsys, main, argv) -> str:

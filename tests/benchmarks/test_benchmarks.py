@@ -13,8 +13,8 @@ import pytest
 from benchmarks import bench_input, bench_train, common
 from core import schema
 from tests.helpers.shard_factory import train_example, write_shards
-from trainer.recipe import config
 from trainer.data import discovery
+from trainer.recipe import config
 
 CPUINFO = """processor\t: 0
 model name\t: Example CPU @ 2.00GHz

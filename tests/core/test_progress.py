@@ -11,8 +11,6 @@ from core import progress
 from tests.helpers.common import FakeClock
 
 
-
-
 def test_lines_at_the_interval_with_rate_and_eta():
     clock, out = FakeClock(100.0), io.StringIO()
     line = progress.Progress("scoring", total=8, every_seconds=10.0, stream=out, clock=clock)
@@ -43,8 +41,8 @@ def test_durations_read_as_minutes_and_hours():
 
 def test_baseline_test_pass_logs_progress(tiny_shards, capsys):
     from trainer.baseline import band_features
-    from trainer.features import mel
     from trainer.data.discovery import read_manifest
+    from trainer.features import mel
 
     manifest = read_manifest(tiny_shards)
     stats = band_features.BandStats(mel.MelConfig(scaling="db", n_mels=16), window=48000, batch_size=8)

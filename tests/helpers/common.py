@@ -71,7 +71,9 @@ def flac_bytes(y: np.ndarray, sr: int, subtype: str = "PCM_16") -> bytes:
 def csv_rows(kind: str, rid: str, *boxes: tuple[int, float, float], first: int = 0) -> tuple:
     """labels.CsvRow of `kind` ("tp"/"fp") for recording `rid`, one per (species, t_min, t_max) box, row
     indices from `first`; songtype 1, 100-900 Hz."""
-    from pipeline import labels  # the Beam job's type; imported here so trainer-only tests need not load it
+    from pipeline import (
+        labels,  # the Beam job's type; imported here so trainer-only tests need not load it
+    )
 
     return tuple(labels.CsvRow(kind, first + i, {"recording_id": rid, "species_id": str(s), "songtype_id": "1",
                                                  "t_min": str(a), "f_min": "100", "t_max": str(b), "f_max": "900"})

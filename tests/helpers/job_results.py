@@ -8,8 +8,6 @@ from __future__ import annotations
 import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 
-from trainer.data import records
-
 
 def read_examples(paths, spec) -> list[dict]:
     """Every record of `paths` parsed with `spec`; sparse features made dense."""

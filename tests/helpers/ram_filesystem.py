@@ -12,7 +12,12 @@ import posixpath
 from typing import BinaryIO
 
 import tensorflow as tf
-from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata, FileSystem
+from apache_beam.io.filesystem import (
+    BeamIOError,
+    CompressionTypes,
+    FileMetadata,
+    FileSystem,
+)
 
 
 class RamFileSystem(FileSystem):

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipeline.demo_data import NUM_SPECIES, species_calls, write_demo_dataset
 from core.errors import UserError
+from pipeline.demo_data import NUM_SPECIES, species_calls, write_demo_dataset
 from tests.conftest import TINY_DURATION_S, TINY_NUM_TEST, TINY_NUM_TRAIN
 
 COLUMNS = ["recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max"]

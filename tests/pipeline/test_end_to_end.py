@@ -11,26 +11,23 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 import soxr
-import tensorflow as tf
 
-from core import manifest as layout
-from pipeline import shards
 from core import schema
-from trainer.data import records
-from pipeline.demo_data import write_demo_dataset
 from core.errors import UserError
-from tests.conftest import TINY_NUM_FOLDS, TINY_NUM_TEST, TINY_NUM_TRAIN, TINY_SLICE_SECONDS
-from tests.helpers import common
+from pipeline import shards
+from pipeline.demo_data import write_demo_dataset
+from tests.conftest import (
+    TINY_NUM_TEST,
+    TINY_NUM_TRAIN,
+)
 from tests.helpers.job_results import counter, read_examples
+from trainer.data import records
 
 SR = 48000
 SLICE_S = 4.0
@@ -351,102 +348,17 @@ def _assert_workers_report_their_share(stderr: str, tasks: int) -> None:
     assert sum(done[-1] for done in by_pid.values()) <= tasks
 
 
-def test_overwrite_refuses_foreign_dir(tiny_dataset, tmp_path):
-    (tmp_path / "precious.txt").write_text("not shards")
-    with pytest.raises(UserError, match="not written by pipeline.shards"):
-        shards.run(["--data_dir", tiny_dataset, "--output_dir", str(tmp_path), "--overwrite"])
-    assert (tmp_path / "precious.txt").exists()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.shards", *args], capture_output=True, text=True,
-                          cwd=common.REPO)
 
 
-def _assert_user_error(proc: subprocess.CompletedProcess, needle: str) -> None:
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0], proc.stderr
 
 
-def test_cli_user_errors(tiny_dataset, tmp_path):
-    _assert_user_error(_cli("--data_dir", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")),
-                       "not a directory")
-    d = tmp_path / "data"
-    shutil.copytree(tiny_dataset, d)
-    tp = pd.read_csv(d / "train_tp.csv").drop(columns=["t_max"])
-    tp.to_csv(d / "train_tp.csv", index=False)
-    _assert_user_error(_cli("--data_dir", str(d), "--output_dir", str(tmp_path / "o")), "t_max")
-    _assert_user_error(_cli("--data_dir", str(d), "--output_dir", str(tmp_path / "o"), "--num_fold", "3"),
-                       "--num_fold")
-    assert not (tmp_path / "o").exists()
 
 
-def test_dataflow_refuses_local_paths(tiny_dataset, tmp_path):
-    with pytest.raises(UserError, match="gs://"):
-        shards.run(["--data_dir", tiny_dataset, "--output_dir", str(tmp_path / "o"), "--runner", "DataflowRunner"])
-    assert not (tmp_path / "o").exists()
 
 
-def test_manifest_layout_agrees_with_shard_factory(tiny_shards, tmp_path):
-    """Trainer tests use tests/helpers/shard_factory.py in place of the job: both must write the same layout."""
-    from tests.helpers import shard_factory
-
-    job = json.load(open(os.path.join(tiny_shards, "manifest.json")))
-    audio = np.zeros(32000, np.int16)
-    by_fold = {k: [shard_factory.train_example(f"r{k}", k, 1, 0.1, 0.2, audio, kind=kind)
-                   for kind in schema.SLICE_KINDS] for k in range(2)}
-    fake = json.load(open(os.path.join(shard_factory.write_shards(str(tmp_path), by_fold), "manifest.json")))
-    pattern = r"train/fold-(\d+)/(tp|fp|background)-\d{5}-of-\d{5}\.tfrecord"
-    for m in (job, fake):
-        assert m["schema_version"] == schema.SCHEMA_VERSION
-        for fold, kinds in m["files"]["train_by_kind"].items():
-            assert set(kinds) == set(schema.SLICE_KINDS)
-            assert set(m["files"]["train"][fold]) == {p for paths in kinds.values() for p in paths}
-            for kind, paths in kinds.items():
-                assert all(re.fullmatch(pattern, p).groups() == (fold, kind) for p in paths)
-        assert set(m["counts"]["train_examples_per_fold_kind"]) == set(m["files"]["train"])
-        for fold, per_kind in m["counts"]["train_examples_per_fold_kind"].items():
-            assert set(per_kind) == set(schema.SLICE_KINDS)
-            assert sum(per_kind.values()) == m["counts"]["train_examples_per_fold"][fold]
-    assert job["files"]["train"]["0"] == sorted(job["files"]["train"]["0"])
-    assert set(fake) <= set(job) and set(fake["files"]) <= set(job["files"])
-    assert set(fake["counts"]) <= set(job["counts"])
 
 
-def test_job_manifest_reads_back_through_the_layout_module(tiny_shards):
-    """The typed reader the trainer uses accepts what the job wrote, and names exactly the files on disk."""
-    m = layout.Manifest.from_dict(json.load(open(os.path.join(tiny_shards, layout.MANIFEST_FILE))))
-    assert (m.num_folds, m.slice_seconds, m.schema_version) == (TINY_NUM_FOLDS, TINY_SLICE_SECONDS,
-                                                                 schema.SCHEMA_VERSION)
-    assert m.folds_with_shards() == list(range(TINY_NUM_FOLDS))
-    for k in range(TINY_NUM_FOLDS):
-        listed = set()
-        for kind in schema.SLICE_KINDS:
-            on_disk = glob.glob(os.path.join(tiny_shards, layout.shard_glob(layout.train_prefix(k, kind))))
-            assert set(m.kind_files(k, kind)) == {os.path.relpath(p, tiny_shards) for p in on_disk}
-            n = sum(1 for p in on_disk for _ in tf.data.TFRecordDataset(p))
-            assert m.examples(k, kind) == n
-            listed |= set(m.kind_files(k, kind))
-        assert set(m.train_files(k)) == listed
-    test_files = glob.glob(os.path.join(tiny_shards, layout.shard_glob(layout.TEST_PREFIX)))
-    assert set(m.test) == {os.path.relpath(p, tiny_shards) for p in test_files}
-    assert m.test_examples == TINY_NUM_TEST and m.test_rejected == 0
-    for name in (layout.CONFIG_FILE, layout.FOLDS_CSV, layout.SAMPLE_SUBMISSION, layout.TEST_TRUTH):
-        assert os.path.exists(os.path.join(tiny_shards, name)), name
 
 
-def test_shard_factory_manifest_reads_back_through_the_layout_module(tmp_path):
-    from tests.helpers import shard_factory
-
-    by_fold = shard_factory.three_kind_folds(num_folds=2)
-    out = shard_factory.write_shards(str(tmp_path), by_fold, files_per_fold=2)
-    m = layout.Manifest.from_dict(json.load(open(os.path.join(out, layout.MANIFEST_FILE))))
-    for k, exs in by_fold.items():
-        assert m.examples(k) == len(exs)
-        for kind in schema.SLICE_KINDS:
-            files = m.kind_files(k, kind)
-            assert all(os.path.exists(os.path.join(out, f)) for f in files)
-            assert sum(1 for f in files for _ in tf.data.TFRecordDataset(os.path.join(out, f))) == \
-                sum(1 for e in exs if e["kind"] == kind) == m.examples(k, kind)

@@ -14,10 +14,7 @@ import glob
 import io
 import json
 import os
-import socket
 import struct
-import subprocess
-import sys
 
 import apache_beam as beam
 import numpy as np
@@ -27,15 +24,23 @@ import soundfile as sf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import audio, demo_data, examples, flac_stream, labels, shards, transforms
-from pipeline import manifest_writer
-from core import outlock
-from core import schema
-from trainer.data import records
-from pipeline.config import ShardsConfig
+from core import outlock, schema
 from core.errors import UserError
-from tests.helpers.job_results import counter, read_examples
+from pipeline import (
+    audio,
+    demo_data,
+    examples,
+    flac_stream,
+    labels,
+    manifest_writer,
+    shards,
+    transforms,
+)
+from pipeline.config import ShardsConfig
 from tests.helpers.common import csv_rows, flac_bytes
+from tests.helpers.job_results import counter, read_examples
+from tests.pipeline.conftest import small_job_args
+from trainer.data import records
 
 SR = 48000
 NUM_CLASSES = 24
@@ -217,16 +222,7 @@ def test_any_worker_error_becomes_dead_letters_and_the_job_goes_on(tmp_path, mon
     assert counter(p.result, "rejected_tp_worker_error") == 2 and counter(p.result, "rejected_test_worker_error") == 1
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory) -> str:
-    d = str(tmp_path_factory.mktemp("small_dataset"))
-    demo_data.write_demo_dataset(d, num_train=4, num_test=1, duration_s=3.0, seed=2)
-    return d
-
-
-def _args(data_dir: str, out: str, *extra: str) -> list[str]:
-    return ["--data_dir", data_dir, "--output_dir", out, "--num_folds", "2", "--slice_seconds", "1",
-            "--runner", "DirectRunner", *extra]
+_args = small_job_args
 
 
 def test_a_bug_hitting_every_recording_stops_the_job(small_dataset, tmp_path, monkeypatch):
@@ -243,50 +239,10 @@ def test_a_bug_hitting_every_recording_stops_the_job(small_dataset, tmp_path, mo
 
 # ---- one job per output dir ----
 
-def test_two_runs_into_one_dir_exactly_one_succeeds(small_dataset, tmp_path, monkeypatch):
-    out = str(tmp_path / "out")
-    second: list[BaseException] = []
-    real_preamble = shards.write_preamble
-
-    def preamble_then_second_run(cfg, inputs):
-        # Deterministic overlap: the second run starts while the first one holds the dir.
-        try:
-            shards.run(_args(small_dataset, out, "--overwrite"))
-        except UserError as e:
-            second.append(e)
-        real_preamble(cfg, inputs)
-
-    monkeypatch.setattr(shards, "write_preamble", preamble_then_second_run)
-    shards.run(_args(small_dataset, out))
-    assert len(second) == 1 and "in use by another run" in str(second[0])
-    assert f"pid {os.getpid()}" in str(second[0]) and outlock.LOCK_NAME in str(second[0])
-    manifest = json.load(open(os.path.join(out, "manifest.json")))
-    assert manifest["config"]["overwrite"] is False  # the survivor's config is the first run's own
-    assert not os.path.exists(os.path.join(out, outlock.LOCK_NAME))
 
 
-def test_live_lock_is_never_broken(small_dataset, tmp_path):
-    out = str(tmp_path / "out")
-    with outlock.held(out, overwrite=False):
-        for extra in ((), ("--overwrite",)):
-            with pytest.raises(UserError, match="in use by another run"):
-                shards.run(_args(small_dataset, out, *extra))
-        assert os.listdir(out) == [outlock.LOCK_NAME]  # the refused runs wrote nothing
-    assert not os.path.exists(out)  # the lock made the dir; releasing it removed it, empty
-    shards.run(_args(small_dataset, out))
-    assert os.path.exists(os.path.join(out, "manifest.json"))
 
 
-def test_stale_lock_of_a_killed_run_is_replaced_only_with_overwrite(small_dataset, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (out / outlock.LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": int(gone.stdout),
-                                                     "started": "earlier", "command": "killed", "token": "t"}))
-    with pytest.raises(UserError, match="no longer running"):
-        shards.run(_args(small_dataset, str(out)))
-    shards.run(_args(small_dataset, str(out), "--overwrite"))
-    assert (out / "manifest.json").exists() and not (out / outlock.LOCK_NAME).exists()
 
 
 # ---- end to end: one job over a dataset with every hostile input ----

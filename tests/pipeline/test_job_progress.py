@@ -10,13 +10,11 @@ import sys
 import pytest
 
 from core import progress
-from pipeline.config import parse_shards_args
 from core.errors import UserError
+from pipeline.config import parse_shards_args
 from tests.conftest import TINY_NUM_TEST, TINY_NUM_TRAIN
 from tests.helpers import common
 from tests.helpers.common import FakeClock
-
-
 
 
 def _steps(reporter: progress.ProgressReporter, clock: FakeClock, times: list[float]) -> list[str | None]:

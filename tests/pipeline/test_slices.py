@@ -15,12 +15,11 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
+from core import crop, schema
 from pipeline import examples, labels
-from core import crop
-from core import schema
-from trainer.data import records
 from pipeline.config import ShardsConfig
 from tests.helpers.common import csv_rows, flac_bytes
+from trainer.data import records
 
 SR = 16000
 SLICE_S = 2.0

@@ -11,7 +11,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import examples, labels, transforms
+from pipeline import examples, transforms
 from pipeline.config import ShardsConfig
 from tests.helpers.common import csv_rows
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
 import subprocess
@@ -10,17 +9,15 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 import tensorflow as tf
 
-from pipeline import audio, examples, labels
-from core import crop
-from core import schema
-from trainer.data import records
-from pipeline.config import ShardsConfig, parse_shards_args
+from core import crop, schema
 from core.errors import UserError
+from pipeline import audio, examples, labels
+from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.folds import assign_folds
 from tests.helpers.common import flac_bytes
+from trainer.data import records
 
 SR = 48000
 

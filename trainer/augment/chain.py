@@ -1,6 +1,7 @@
 """The training augmentation: its config, the chain built from it, and the seeded call tf.data makes.
 
-The default chain is the seed notebook's (every piece always applied); the transforms are in
+The seed notebook's chain (every piece always applied; the defaults apply each at half that
+probability and leave the pitch shift out, see AugmentConfig); the transforms are in
 trainer.augment.waveform::
 
     Compose([OneOf([GaussianNoiseSNR(5..20 dB), PinkNoiseSNR(5..20 dB)]),
@@ -8,7 +9,7 @@ trainer.augment.waveform::
              VolumeControl(-10..+10 dB, "sine")])
 
 Noise is cut from per-process banks by default (``noise_bank_seconds``; see
-waveform_augment._NoiseSNR for the trade-off), 0 draws fresh noise per window as the seed did.
+trainer.augment.waveform._NoiseSNR for the trade-off), 0 draws fresh noise per window as the seed did.
 
 `build_augmentation` turns an `AugmentConfig` into an `Augmentation`: that chain, and, with
 ``pitch_shift_method="mel"`` (the default), the pitch shift moved to the mel front end: the
@@ -40,10 +41,10 @@ from trainer.augment.waveform import (
     Compose,
     GaussianNoiseSNR,
     OneOf,
+    Padding,
     PinkNoiseSNR,
     PitchMethod,
     PitchShift,
-    Padding,
     SnrReference,
     TimeShift,
     Transform,

@@ -27,12 +27,10 @@ import tensorflow as tf
 from core import crop, schema
 from core.errors import UserError
 from core.manifest import Manifest
-from trainer.data import records
-from trainer.data import discovery
-from trainer.features import mel
-from trainer.data import recordings
 from core.progress import Progress
+from trainer.data import recordings, records
 from trainer.data.windows import window_batches
+from trainer.features import mel
 
 STATISTICS = ("mean", "max", "std")
 # The train features the baseline reads (a subset of the shared spec: the box lists are skipped).

@@ -21,8 +21,12 @@ import numpy as np
 
 from trainer.baseline import band_features
 from trainer.baseline.config import BaselineConfig
-from trainer.evaluation.lwlrap import LwlrapError, lwlrap, per_class_lwlrap, recording_max
-
+from trainer.evaluation.lwlrap import (
+    LwlrapError,
+    lwlrap,
+    per_class_lwlrap,
+    recording_max,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,30 +44,30 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 import time
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from core import checks
-from core import schema
+from core import checks, fs, schema, settings
 from core import manifest as shards_layout
 from core.errors import UserError, run_main
 from core.manifest import Manifest
-from core import settings
 from trainer.baseline import band_features
+from trainer.baseline.classifier import (
+    cross_validate,
+    describe_fit,
+    fit_one_vs_rest,
+    lwlrap_or_none,
+    oof_metrics,
+)
 from trainer.baseline.config import BaselineConfig
-from trainer.training import run_layout as layout
-from trainer.evaluation import columns
 from trainer.data import discovery
-from core import fs
+from trainer.evaluation import columns
 from trainer.features import mel
 from trainer.inference import submission
-from trainer.baseline.classifier import cross_validate, describe_fit, fit_one_vs_rest, lwlrap_or_none, oof_metrics
-from trainer.data.windows import default_stride, seconds_to_samples
+from trainer.training import run_layout as layout
 
 SETTINGS_FILE, OOF_FILE, REPORT_FILE, SUBMISSION_FILE = (layout.BASELINE_SETTINGS, layout.BASELINE_OOF,
                                                      layout.BASELINE_REPORT, layout.BASELINE_SUBMISSION)

@@ -45,8 +45,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.errors import UserError
 from core import choices
+from core.errors import UserError
 from trainer.augment import pitch_warp
 
 
@@ -118,7 +118,7 @@ def _librosa_filters(cfg: MelConfig) -> np.ndarray:
 def _used_bins(banks: np.ndarray) -> tuple[np.ndarray, int]:
     """(banks[..., first:last] read-only, first) for the smallest bin range holding every non-zero weight.
 
-    Bins outside contribute exactly 0, so skipping them changes nothing but the cost (~40 % fewer
+    Bins outside contribute exactly 0, so skipping them changes nothing but the cost (fewer
     bins for fmax 15056 Hz at 48 kHz).
     """
     used = np.flatnonzero(banks.reshape(-1, banks.shape[-1]).any(axis=0))

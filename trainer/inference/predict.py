@@ -32,19 +32,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from core import checks
+from core import checks, fs, progress
 from core import manifest as shards_layout
 from core.errors import UserError, run_main
 from core.manifest import Manifest
-from trainer.data import discovery
-from core import fs
-from core import progress
-from trainer.data import recordings
-from trainer.training import runs
-from trainer.inference import serving
-from trainer.inference import submission
-from trainer.inference import timelines
+from trainer.data import discovery, recordings
 from trainer.data.windows import default_stride, seconds_to_samples, window_batches
+from trainer.inference import serving, submission, timelines
+from trainer.training import runs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import UserError
 from core import fs
+from core.errors import UserError
 from trainer.features import mel
 from trainer.training import run_layout as layout
 from trainer.training.runs import Run
@@ -63,7 +63,6 @@ def load_serving(run_dir: str) -> Any:
     """Loads run_dir/serving.keras (its custom layers: trainer.features.mel's LogMel, trainer.model.network's, registered here)."""
     import keras
 
-    from trainer.model import network as _layers
 
     path = layout.path(str(run_dir), SERVING_MODEL)
     if not fs.isfile(path):

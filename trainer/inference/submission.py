@@ -19,10 +19,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from core import fs
 from core import manifest as shards_layout
 from core.errors import UserError
 from core.manifest import Manifest
-from core import fs
 from trainer.evaluation.columns import ID as ID_COLUMN
 from trainer.evaluation.columns import score_columns
 

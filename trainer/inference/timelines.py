@@ -20,16 +20,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from core import fs
 from core import manifest as shards_layout
 from core.errors import UserError
 from core.manifest import Manifest
-from trainer.data import discovery
-from core import fs
-from trainer.features import mel
-from trainer.pictures import plots
-from trainer.data import recordings
-from trainer.inference import submission
+from trainer.data import discovery, recordings
 from trainer.data.windows import cut_windows, window_starts
+from trainer.features import mel
+from trainer.inference import submission
+from trainer.pictures import plots
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # float32 [B, window] -> float32 [B, C]
 DEFAULT_RECORDINGS = "4"

@@ -27,9 +27,9 @@ import tensorflow as tf
 from keras import ops
 
 from core.errors import UserError
-from trainer.recipe.config import TrainConfig
-from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
 from trainer.evaluation.lwlrap import LWLRAP
+from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
+from trainer.recipe.config import TrainConfig
 
 # keras.applications.ResNet50 downsamples by 32 and refuses smaller inputs.
 MIN_INPUT_SIZE = 32

@@ -20,12 +20,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-
 import keras
 import tensorflow as tf
 
-from core.errors import UserError
 from core import choices
+from core.errors import UserError
 from trainer.recipe.config import StrategyName
 
 # The values of --strategy (TrainConfig.strategy): see the module docstring.

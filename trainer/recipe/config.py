@@ -19,13 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import math
 from typing import Any, ClassVar, Literal, Mapping
 
-from core import settings
+from core import choices, fs, settings
 from core.settings import ConfigError
-from core import choices
-from core import fs
 from trainer.augment.chain import AugmentConfig
 from trainer.features.mel import MelConfig
 
@@ -98,9 +95,9 @@ class TrainConfig:
     dense_units: int = 1024  # the seed's head: Dense(1024, relu)
     dropout: float = 0.3
     # Momentum of every BatchNormalization moving average (backbone and head). Keras' default 0.99
-    # (the seed's, implicitly) lags far behind the weights on small data: after 420 steps of the tiny
-    # preset the model ranked its own training slices at LWLRAP 0.56 with batch statistics but 0.19 with
-    # the moving averages that validation and inference use. 0.9 follows the weights (README).
+    # (the seed's, implicitly) lags far behind the weights over the few hundred steps of a small run, so
+    # validation and inference, which use the moving averages, see a different model than training;
+    # 0.9 follows the weights.
     bn_momentum: float = 0.9
     # Early stopping on `monitor`; 0 (default) turns it off: the cosine schedule runs to its end and the
     # checkpoint keeps the best epoch, where stopping early would cut the schedule before it has decayed.

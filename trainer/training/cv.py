@@ -23,16 +23,13 @@ import logging
 from collections import Counter
 from typing import Any, Sequence
 
-from core import checks
+from core import checks, fs
 from core.errors import UserError, run_main
-from trainer.recipe import config as config_lib
 from trainer.data import discovery
-from core import fs
-from trainer.training import report
-from trainer.training import runs
-from trainer.training import run_layout as layout
-from trainer.training import train
+from trainer.recipe import config as config_lib
 from trainer.recipe.config import TrainConfig
+from trainer.training import report, runs, train
+from trainer.training import run_layout as layout
 
 # Settings a complete fold may have been trained with other values of and still belong to this
 # cross-validation: those a run may resume with, except epochs (a complete run is not resumed, so

@@ -25,14 +25,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
+from core import fs
 from core.errors import UserError
 from trainer.evaluation import columns
-from trainer.pictures import confusion
-from core import fs
-from trainer.pictures import plots
+from trainer.evaluation.lwlrap import lwlrap, per_class_lwlrap, recording_max
+from trainer.pictures import confusion, plots
 from trainer.training import report_md
 from trainer.training import run_layout as layout
-from trainer.evaluation.lwlrap import lwlrap, per_class_lwlrap, recording_max
 
 CURVE = "val_rec_lwlrap"  # the history.csv column plotted per fold
 OOF_FILE, REPORT_FILE, PER_CLASS_PNG, CURVES_PNG = "oof.csv", "report.json", "per_class.png", "curves.png"

@@ -15,12 +15,12 @@ import dataclasses
 import logging
 from typing import Any, Sequence
 
+from core import fs
 from core.errors import UserError
 from core.manifest import Manifest
 from trainer.data import discovery
-from core import fs
-from trainer.training import run_layout as layout
 from trainer.recipe.config import TrainConfig, load_run_config
+from trainer.training import run_layout as layout
 
 log = logging.getLogger("trainer.training.runs")
 
@@ -76,7 +76,6 @@ def load_model(run: Run) -> Any:
     """The run's best.keras ([batch, n_mels, frames, 1] -> [batch, num_classes]), checked against its config."""
     import keras
 
-    from trainer.model import network as _layers
 
     path = run.path(layout.BEST_MODEL)
     try:

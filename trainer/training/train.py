@@ -49,20 +49,24 @@ import keras
 import numpy as np
 import pandas as pd
 
-from core import checks
-from core import schema
+from core import checks, fs, schema
 from core.errors import UserError, run_main
-from trainer.recipe import config as config_lib
-from trainer.data import discovery
-from core import fs
-from trainer.data import inputs
-from trainer.model import network
+from trainer.data import discovery, inputs
+from trainer.model import network, strategy
 from trainer.pictures import plots
-from trainer.model import strategy
-from trainer.training import validation
-from trainer.training import run_layout as layout
+from trainer.recipe import config as config_lib
 from trainer.recipe.config import TrainConfig
-from trainer.training.run_layout import BACKUP, BEST_MODEL, CURVES, HISTORY, LOGS, SUMMARY, VAL_PREDICTIONS
+from trainer.training import run_layout as layout
+from trainer.training import validation
+from trainer.training.run_layout import (
+    BACKUP,
+    BEST_MODEL,
+    CURVES,
+    HISTORY,
+    LOGS,
+    SUMMARY,
+    VAL_PREDICTIONS,
+)
 
 log = logging.getLogger("trainer.training.train")
 

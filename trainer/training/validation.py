@@ -28,15 +28,10 @@ import numpy as np
 import pandas as pd
 
 from trainer.data import inputs
-from trainer.recipe.config import TrainConfig
-from trainer.model.losses import masked_bce
+from trainer.evaluation import columns
 from trainer.evaluation.lwlrap import LwlrapError, lwlrap, recording_lwlrap
-
-LABEL_PREFIX, WEIGHT_PREFIX, SCORE_PREFIX = "y", "w", "s"
-
-
-def label_columns(num_classes: int, prefix: str = LABEL_PREFIX) -> list[str]:
-    return [f"{prefix}{c}" for c in range(num_classes)]
+from trainer.model.losses import masked_bce
+from trainer.recipe.config import TrainConfig
 
 
 def _safe(metric: Any, *args: Any) -> float:
@@ -70,16 +65,16 @@ class RecordingValidation(keras.callbacks.Callback):
 
     def predict(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(metadata columns, scores float64 [N, C]) of one pass over the validation slices, row for row."""
-        columns: dict[str, list[np.ndarray]] = {k: [] for k in inputs.META_KEYS + ("offset", "y")}
+        collected: dict[str, list[np.ndarray]] = {k: [] for k in inputs.META_KEYS + ("offset", "y")}
 
         def features() -> Iterator[tuple[np.ndarray]]:  # each batch's metadata is kept as its features go to predict
             for batch in self.batches.as_numpy_iterator():
-                for key, values in columns.items():
+                for key, values in collected.items():
                     values.append(batch[key])
                 yield (batch["x"],)  # (inputs,): x [B, n_mels, frames, 1]
 
         scores = np.asarray(self.model.predict(features(), steps=self.steps, verbose=0), np.float64)  # [N, C]
-        meta = {k: np.concatenate(v) for k, v in columns.items()}
+        meta = {k: np.concatenate(v) for k, v in collected.items()}
         for key in ("recording_id", "kind"):
             meta[key] = np.array([r.decode() for r in meta[key]], dtype=object)
         if scores.shape[0] != meta["y"].shape[0]:
@@ -98,7 +93,7 @@ def prediction_table(meta: dict[str, np.ndarray], scores: np.ndarray, num_classe
     table = pd.DataFrame({k: meta[k] for k in inputs.META_KEYS + ("offset",)})
     y = meta["y"]
     parts = [table,
-             pd.DataFrame(y[:, :num_classes].astype(np.int64), columns=label_columns(num_classes)),
-             pd.DataFrame(y[:, num_classes:], columns=label_columns(num_classes, WEIGHT_PREFIX)),
-             pd.DataFrame(np.asarray(scores, np.float64), columns=label_columns(num_classes, SCORE_PREFIX))]
+             pd.DataFrame(y[:, :num_classes].astype(np.int64), columns=columns.label_columns(num_classes)),
+             pd.DataFrame(y[:, num_classes:], columns=columns.weight_columns(num_classes)),
+             pd.DataFrame(np.asarray(scores, np.float64), columns=columns.score_columns(num_classes))]
     return pd.concat(parts, axis=1)

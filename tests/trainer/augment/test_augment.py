@@ -10,10 +10,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from trainer.augment import waveform
 from core import settings
-from trainer.recipe import config
-from trainer.augment.chain import AugmentConfig, Augmentation, augment_with_seed, build_augmentation
+from trainer.augment import waveform
+from trainer.augment.chain import (
+    Augmentation,
+    AugmentConfig,
+    augment_with_seed,
+    build_augmentation,
+)
 from trainer.augment.waveform import (
     Compose,
     GaussianNoiseSNR,
@@ -23,6 +27,7 @@ from trainer.augment.waveform import (
     TimeShift,
     VolumeControl,
 )
+from trainer.recipe import config
 
 SR = 48000
 

@@ -21,11 +21,10 @@ import pytest
 
 from core import schema
 from pipeline.demo_data import synthesize_call
-from core.errors import run_main
-from tests.helpers.shard_factory import train_example, write_shards
-from trainer.baseline import run as baseline
 from tests.helpers import common
 from tests.helpers.common import sklearn_lwlrap
+from tests.helpers.shard_factory import train_example, write_shards
+from trainer.baseline import run as baseline
 
 SR = 16000
 SLICE_S = 2.0

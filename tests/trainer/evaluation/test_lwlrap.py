@@ -8,16 +8,22 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.evaluation.lwlrap import LWLRAP, LwlrapError, lwlrap, per_class_lwlrap, recording_lwlrap, recording_max
 from tests.helpers import common
 from tests.helpers.common import sklearn_lwlrap
+from trainer.evaluation.lwlrap import (
+    LWLRAP,
+    LwlrapError,
+    lwlrap,
+    per_class_lwlrap,
+    recording_lwlrap,
+    recording_max,
+)
 
 C = 24
 

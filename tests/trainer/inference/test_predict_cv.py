@@ -17,17 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import run_main
-from tests.helpers.recipe_config import as_config_file_content, recipe_config
-from trainer.training import cv
-from trainer.inference import predict
-from trainer.data import recordings
-from trainer.training import runs
-from trainer.inference import serving
-from trainer.data.discovery import read_manifest
-from trainer.evaluation.lwlrap import lwlrap
-from trainer.data.windows import cut_windows
 from tests.helpers.common import expect_user_error, sklearn_lwlrap
+from tests.helpers.recipe_config import as_config_file_content, recipe_config
+from trainer.data import recordings
+from trainer.data.discovery import read_manifest
+from trainer.data.windows import cut_windows
+from trainer.evaluation.lwlrap import lwlrap
+from trainer.inference import predict, serving
+from trainer.training import cv, runs
 
 # The tiny preset's sizes with every recipe setting explicit (tests/helpers/recipe_config.py), 1 epoch of 2 steps.
 RECIPE = recipe_config({"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "verbose": 0})

@@ -7,8 +7,8 @@ recording must be the max over the plotted window scores, and predict's progress
 """
 from __future__ import annotations
 
-import os
 import json
+import os
 import subprocess
 import sys
 
@@ -17,13 +17,12 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
-from trainer.recipe import config as config_lib
 from trainer.data import discovery
-from trainer.features import mel
-from trainer.inference import predict
-from trainer.training import runs
-from trainer.inference import timelines
 from trainer.data.windows import cut_windows
+from trainer.features import mel
+from trainer.inference import predict, timelines
+from trainer.recipe import config as config_lib
+from trainer.training import runs
 
 
 @pytest.mark.parametrize("num_samples, window, stride", [

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy, masked_bce
+from trainer.model.losses import (
+    LabelsCategoricalCrossentropy,
+    MaskedBinaryCrossentropy,
+    masked_bce,
+)
 
 C = 6
 

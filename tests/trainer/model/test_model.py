@@ -13,15 +13,13 @@ import numpy as np
 import pytest
 
 from core import schema
-from pipeline.demo_data import background, synthesize_call
 from core.errors import UserError
+from pipeline.demo_data import background, synthesize_call
 from tests.helpers import shard_factory as sf
 from tests.helpers.recipe_config import FRAMES, N_MELS, small_config
+from trainer.data import discovery, inputs
+from trainer.model import network, strategy
 from trainer.recipe import config
-from trainer.data import discovery
-from trainer.data import inputs
-from trainer.model import network
-from trainer.model import strategy
 from trainer.recipe.config import TrainConfig
 
 

@@ -8,11 +8,11 @@ import typing
 import pytest
 
 from core.errors import run_main
-from trainer.recipe import config
-from trainer.training import train
 from trainer.augment.chain import AugmentConfig
-from trainer.recipe.config import ConfigError, TrainConfig
 from trainer.features.mel import MelConfig
+from trainer.recipe import config
+from trainer.recipe.config import ConfigError, TrainConfig
+from trainer.training import train
 
 
 def test_full_preset_keeps_the_seeds_sizes():

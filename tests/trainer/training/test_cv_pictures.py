@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer.pictures import confusion
 from core import fs
-from trainer.training import report_md
-from trainer.training import report as report_lib
 from trainer.evaluation.lwlrap import per_class_lwlrap
+from trainer.pictures import confusion
+from trainer.training import report as report_lib
+from trainer.training import report_md
 
 REPORT = {
     "recording_lwlrap": 0.812345, "overall_lwlrap": 0.701234, "num_examples": 57, "num_recordings": 10,

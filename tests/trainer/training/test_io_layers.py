@@ -15,17 +15,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from core import fs
 from core.errors import UserError
 from tests.helpers import ram_filesystem  # noqa: F401  (registers ram:// with Beam's FileSystems)
 from tests.helpers import shard_factory as sf
 from tests.helpers.recipe_config import RATE, small_config
+from trainer.data import discovery, recordings
 from trainer.evaluation import columns
-from trainer.training import cv
-from trainer.data import discovery
-from core import fs
-from trainer.data import recordings
-from trainer.training import report
-from trainer.training import runs
+from trainer.training import cv, report, runs
 from trainer.training import run_layout as layout
 
 

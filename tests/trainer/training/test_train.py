@@ -20,12 +20,11 @@ import pytest
 
 from core.errors import UserError
 from tests.helpers.recipe_config import as_config_file_content, recipe_config
-from trainer.recipe import config
 from trainer.data import discovery
-from trainer.training import train
-from trainer.training import validation
-from trainer.training import run_layout as layout
 from trainer.evaluation.lwlrap import lwlrap, recording_lwlrap
+from trainer.recipe import config
+from trainer.training import run_layout as layout
+from trainer.training import train, validation
 
 # Runs in a fresh interpreter: logical devices must be configured before TensorFlow initialises.
 _KILLED_RUN = """

@@ -21,10 +21,15 @@ import pytest
 
 from core import schema
 from tests.helpers import shard_factory as sf
-from tests.helpers.recipe_config import FRAMES, N_MELS, RATE, as_config_file_content, small_config
-from trainer.training import train
-from trainer.training import validation
 from tests.helpers.common import sklearn_lwlrap
+from tests.helpers.recipe_config import (
+    FRAMES,
+    N_MELS,
+    RATE,
+    as_config_file_content,
+    small_config,
+)
+from trainer.training import train, validation
 
 C = 24
 UNLABELLED_WEIGHT = 0.5
