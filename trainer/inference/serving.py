@@ -63,6 +63,7 @@ def load_serving(run_dir: str) -> Any:
     """Loads run_dir/serving.keras (its custom layers: trainer.features.mel's LogMel, trainer.model.network's, registered here)."""
     import keras
 
+    from trainer.model import network as _layers  # noqa: F401  registers FrequencyChannel (trainer.features.mel: LogMel)
 
     path = layout.path(str(run_dir), SERVING_MODEL)
     if not fs.isfile(path):

@@ -76,6 +76,7 @@ def load_model(run: Run) -> Any:
     """The run's best.keras ([batch, n_mels, frames, 1] -> [batch, num_classes]), checked against its config."""
     import keras
 
+    from trainer.model import network as _layers  # noqa: F401  registers the custom layers best.keras holds
 
     path = run.path(layout.BEST_MODEL)
     try:
