@@ -44,7 +44,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from pipeline import checks, examples, job_manifest, labels, listing, outlock, progress, schema, transforms
+from pipeline import checks, examples, job_manifest, labels, listing, outlock, owned, progress, schema, transforms
 from pipeline import manifest as layout
 from pipeline.tfrecord_sink import write_tfrecords
 from pipeline.config import ShardsConfig, parse_shards_args
@@ -152,13 +152,14 @@ def prepare_output(cfg: ShardsConfig) -> None:
     existing = [m.path for m in listing.match(_join(out, "*")) if not outlock.is_lock_path(m.path)]
     if not existing:
         return
+    problem = owned.not_shards_output(out, existing)
+    if problem:  # not a shards dir: suggesting --overwrite would delete another command's output
+        raise UserError(f"refusing to {'--overwrite' if cfg.overwrite else 'write into'} --output_dir {out}: "
+                        f"{problem}; choose another --output_dir (or delete it yourself if you mean it)")
     if not cfg.overwrite:
         raise UserError(f"--output_dir {out} is not empty; pass --overwrite to replace it "
                         f"(SHARDS_ARGS=--overwrite with make)")
-    if not any(FileSystems.exists(_join(out, n)) for n in (layout.CONFIG_FILE, layout.MANIFEST_FILE)):
-        raise UserError(f"refusing to --overwrite {out}: it holds no config.json or manifest.json, so it "
-                        f"was not written by pipeline.shards; delete it yourself if you mean it")
-    if not checks.is_remote(out) and os.path.abspath(cfg.data_dir).startswith(os.path.abspath(out) + os.sep):
+    if owned.data_inside(cfg.data_dir, out):  # real paths: a symlinked --data_dir is caught too
         raise UserError(f"refusing to --overwrite {out}: --data_dir {cfg.data_dir} is inside it")
     # Everything but this run's lock (pipeline.outlock). gs:// matches of "*" already list every
     # object under the prefix; a local dir's entries are deleted recursively by FileSystems.

@@ -55,7 +55,7 @@ from pipeline import checks, schema
 from pipeline import manifest as shards_layout
 from pipeline.errors import UserError, run_main
 from pipeline.manifest import Manifest
-from trainer import band_features, columns, data, fs, mel, submission
+from trainer import band_features, columns, data, dir_guard, fs, mel, submission
 from trainer.baseline_fit import cross_validate, describe_fit, fit_one_vs_rest, lwlrap_or_none, oof_metrics
 from trainer.windows import default_stride, seconds_to_samples
 
@@ -196,6 +196,7 @@ def run_baseline(shards_dir: str, out_dir: str, cfg: BaselineConfig = BaselineCo
     started = time.monotonic()
     shards_dir, out_dir = str(shards_dir), str(out_dir)
     checks.output_dir("--out_dir", out_dir)  # a file or read-only dir fails before any work
+    dir_guard.refuse_inside("--out_dir", out_dir)
     manifest = data.read_manifest(shards_dir)
     num_classes, sample_rate = manifest.num_classes, manifest.sample_rate
     mel_cfg = cfg.mel_config(sample_rate)

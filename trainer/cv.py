@@ -26,7 +26,7 @@ from typing import Any, Sequence
 from pipeline import checks
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
-from trainer import data, fs, report, runs
+from trainer import data, dir_guard, fs, report, run_guard, runs
 from trainer import run_layout as layout
 from trainer import train
 from trainer.config import TrainConfig
@@ -60,6 +60,7 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
     cv_dir, baseline_dir = fs.join(runs_root, CV_DIR), fs.join(runs_root, BASELINE_DIR)
     for path in (runs_root, *run_dirs.values(), cv_dir):  # every output dir, before fold 0
         checks.output_dir("--runs_root", path)
+    dir_guard.refuse_inside("--runs_root", runs_root)
     for fold, run_dir in run_dirs.items():
         if runs.is_complete(run_dir):
             differences = config_lib.config_differences(config_lib.load_run_config(run_dir), cfg,
@@ -69,6 +70,7 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
                     f"fold {fold} in {run_dir} is complete but was trained with another config "
                     f"({'; '.join(differences[:5])}); use another --runs_root or delete {run_dir}"
                 )
+            run_guard.check_complete(run_dir, run_guard.identity(shards_dir, fold))  # its fold, these shards
             print(f"fold {fold}: complete ({layout.path(run_dir, layout.SUMMARY)} present), skipped")
             continue
         print(f"fold {fold}: training into {run_dir}")

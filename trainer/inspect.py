@@ -33,7 +33,7 @@ import numpy as np
 from pipeline import checks, schema
 from pipeline.errors import run_main
 from trainer import config as config_lib
-from trainer import data, fs, plots
+from trainer import data, dir_guard, fs, plots
 from trainer.config import TrainConfig
 from trainer.mel import MelConfig
 
@@ -239,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     args, cfg = parse_args(argv)
     out_dir = args.out_dir or fs.join("runs", fs.basename(args.shards_dir), "inspect")
     checks.output_dir("--out_dir", out_dir)
+    dir_guard.refuse_inside("--out_dir", out_dir)
     files_by_kind = fold_files_by_kind(args.shards_dir, args.fold, cfg)
     with data.naming_a_corrupt_shard_of([p for files in files_by_kind.values() for p in files]):
         examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside)

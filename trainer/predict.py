@@ -36,7 +36,7 @@ from pipeline import checks
 from pipeline import manifest as shards_layout
 from pipeline.errors import UserError, run_main
 from pipeline.manifest import Manifest
-from trainer import data, fs, progress, recordings, runs, serving, submission, timelines
+from trainer import data, dir_guard, fs, progress, recordings, runs, serving, submission, timelines
 from trainer.windows import default_stride, seconds_to_samples, window_batches
 
 
@@ -144,8 +144,10 @@ def predict(
     shards_dir, output = str(shards_dir), str(output)
     for path in (output, side_path(output, "config"), side_path(output, "score")):  # before any inference
         checks.output_file("--output", path)
+        dir_guard.refuse_inside("--output", path, is_dir=False)  # not into the shards (test_truth.csv) or a run
     if plot_dir:
         checks.output_dir("--plot_dir", plot_dir)
+        dir_guard.refuse_inside("--plot_dir", plot_dir)
     manifest = data.read_manifest(shards_dir)
     loaded = [runs.open_run(d) for d in run_dirs]  # configs only: every check before a model loads
     runs.check_ensemble(loaded)

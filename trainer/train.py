@@ -52,7 +52,7 @@ import pandas as pd
 from pipeline import checks, schema
 from pipeline.errors import UserError, run_main
 from trainer import config as config_lib
-from trainer import data, fs, inputs, model, plots, strategy, validation
+from trainer import data, dir_guard, fs, inputs, model, plots, run_guard, strategy, validation
 from trainer import run_layout as layout
 from trainer.config import TrainConfig
 from trainer.run_layout import BACKUP, BEST_MODEL, CURVES, HISTORY, LOGS, SUMMARY, VAL_PREDICTIONS
@@ -65,6 +65,7 @@ _BACKUP_METADATA = "training_metadata.json"  # BackupAndRestore's: {"epoch": epo
 def _backup_epoch(run_dir: str) -> int | None:
     """Epochs finished by an interrupted run (from BackupAndRestore's metadata), None if none."""
     meta = layout.path(run_dir, fs.join(layout.BACKUP, _BACKUP_METADATA))
+    run_guard.restore_previous_backup(run_dir)  # a kill while the latest was written: the previous epoch's
     if not fs.exists(meta):
         return None
     try:
@@ -74,8 +75,8 @@ def _backup_epoch(run_dir: str) -> int | None:
                         f"to start {run_dir} over") from e
 
 
-def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
-    """Makes run_dir ready and returns the epoch training starts at (> 0 when resuming)."""
+def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool, identity: dict | None = None) -> int:
+    """Makes run_dir ready and returns the epoch training starts at (> 0 when resuming its `identity`)."""
     fs.makedirs(run_dir)
     if layout.is_complete(run_dir) and not overwrite:
         raise UserError(f"{run_dir} already holds a finished run ({layout.SUMMARY}); pass --overwrite to train it "
@@ -87,6 +88,8 @@ def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
         if differences:
             raise UserError(f"{run_dir} holds an interrupted run with another config ({'; '.join(differences[:5])})"
                             f"; repeat its command to resume it, or pass --overwrite to start over")
+    if resume_at is not None and identity is not None:
+        run_guard.check_resume(run_dir, identity)
     if resume_at is None:
         for name in layout.TRAINING_OUTPUTS:
             fs.remove(layout.path(run_dir, name))
@@ -185,9 +188,10 @@ def _callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
         callbacks.append(ResumableEarlyStopping(list(history[cfg.monitor]), monitor=cfg.monitor, mode=mode,
                                                 patience=cfg.patience, verbose=min(cfg.verbose, 1)))
     # Kept after fit (deleted by us just before summary.json), so a kill after the last epoch
-    # resumes into zero epochs and only redoes the predictions. It saves the weights and the
-    # optimizer state (model.save_weights), which resuming needs.
-    callbacks.append(keras.callbacks.BackupAndRestore(layout.path(run_dir, BACKUP), delete_checkpoint=False))
+    # resumes into zero epochs and only redoes the predictions. It saves the weights and the optimizer
+    # state, which resuming needs, and (double_checkpoint) the previous epoch's, for a kill while writing.
+    callbacks.append(keras.callbacks.BackupAndRestore(layout.path(run_dir, BACKUP), delete_checkpoint=False,
+                                                      double_checkpoint=True))
     return callbacks
 
 
@@ -288,6 +292,7 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     """
     started = time.monotonic()
     checks.output_dir("--run_dir", run_dir)  # a file or read-only dir fails now, not after the data checks
+    dir_guard.refuse_inside("--run_dir", run_dir, own=dir_guard.RUN)
     if importlib.util.find_spec("tensorboard") is None:  # Keras fails only at the first epoch's end
         raise UserError("the TensorBoard logs of a run need the tensorboard package: `pip install tensorboard` "
                         "(`make venv` installs it)")
@@ -296,13 +301,15 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     fold_inputs = data.prepare_fold(shards_dir, fold, cfg)  # every input check before run_dir is touched
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     batching = plan_batches(fold_inputs, cfg, placement.num_replicas)
-    initial_epoch = prepare_run_dir(run_dir, cfg, overwrite)
-    config_lib.save_config(cfg, layout.path(run_dir, layout.CONFIG))
-    previous_policy = keras.mixed_precision.global_policy()
-    try:
-        return _train(cfg, fold_inputs, placement, batching, run_dir, initial_epoch, callbacks, started)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)  # a global: leave it as found (trainer.cv)
+    with run_guard.locked(run_dir, shards_dir, fold) as identity:  # one trainer.train per run dir
+        initial_epoch = prepare_run_dir(run_dir, cfg, overwrite, identity)
+        config_lib.save_config(cfg, layout.path(run_dir, layout.CONFIG))
+        run_guard.write_identity(run_dir, identity)
+        previous_policy = keras.mixed_precision.global_policy()
+        try:
+            return _train(cfg, fold_inputs, placement, batching, run_dir, initial_epoch, callbacks, started)
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)  # a global: leave it as found (trainer.cv)
 
 
 def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.Placement, batching: Batching,
@@ -352,7 +359,7 @@ def _train(cfg: TrainConfig, fold_inputs: data.FoldInputs, placement: strategy.P
         "precision": precision,
         "preset": cfg.from_preset,
         "input_shape": list(shape),
-        "shards_dir": fold_inputs.shards_dir,
+        "shards_dir": fold_inputs.shards_dir, "shards_id": run_guard.shards_id(fold_inputs.shards_dir),
     }
     fs.remove(layout.path(run_dir, BACKUP))
     fs.write_json(layout.path(run_dir, SUMMARY), summary)  # last: the run is complete

@@ -1,0 +1,70 @@
+"""What pipeline.shards may replace: only a previous shards job's output, recognised by what only that job writes.
+
+`--overwrite` deletes OUT whole, so OUT must be recognised as a shards dir before anything goes: its
+config.json must be a ShardsConfig (data_dir, output_dir, ... keys: a trainer run's config.json has
+none of them) or its manifest.json a shards manifest, and it must hold nothing another command
+writes (a training run's best.keras, summary.json, history.csv, ...). The dataset may not live inside
+OUT, also when --data_dir reaches it through a symlink (compared by real path).
+
+    problem = owned.not_shards_output(out, names)   # "" when OUT may be replaced
+    if owned.data_inside(data_dir, out): ...
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import checks, manifest as layout
+
+# Keys every config.json written by pipeline.shards has (dataclasses.asdict(ShardsConfig)).
+SHARDS_CONFIG_KEYS = frozenset({"data_dir", "output_dir", "num_folds", "slice_seconds"})
+# Names trainer.train, trainer.cv and trainer.baseline write (trainer.run_layout, trainer.cv; the
+# pipeline does not import the trainer): a dir holding one is another command's output.
+OTHER_COMMANDS_NAMES = frozenset({"summary.json", "best.keras", "history.csv", "backup", "checkpoints",
+                                  "val_predictions.csv", "serving.keras", "logs", "curves.png", "cv", "baseline"})
+
+
+def _json(path: str) -> Any:
+    """The JSON document at `path`, or None when it is absent or not JSON."""
+    try:
+        if not FileSystems.exists(path):
+            return None
+        with FileSystems.open(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def is_shards_config(data: Any) -> bool:
+    return isinstance(data, dict) and SHARDS_CONFIG_KEYS <= set(data)
+
+
+def is_shards_manifest(data: Any) -> bool:
+    return isinstance(data, dict) and set(layout.REQUIRED_KEYS) <= set(data)
+
+
+def not_shards_output(out: str, names: Sequence[str]) -> str:
+    """Why OUT (holding entries `names`) is not a previous shards job's output; "" when it is one."""
+    names = sorted({n.rstrip("/").rsplit("/", 1)[-1] for n in names})
+    others = [n for n in names if n in OTHER_COMMANDS_NAMES]
+    config = _json(FileSystems.join(out, layout.CONFIG_FILE))
+    if config is not None and not is_shards_config(config):
+        others.insert(0, f"{layout.CONFIG_FILE} (not a pipeline.shards config)")
+    if others:
+        return f"it holds {', '.join(others)}, which pipeline.shards does not write (another command's output)"
+    if not is_shards_config(config) and not is_shards_manifest(_json(FileSystems.join(out, layout.MANIFEST_FILE))):
+        shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        return (f"it holds no config.json or manifest.json of pipeline.shards (it holds: {shown}), so it was not "
+                f"written by pipeline.shards")
+    return ""
+
+
+def data_inside(data_dir: str, out: str) -> bool:
+    """True when the dataset is OUT or inside it, symlinks resolved (local paths; URLs by prefix)."""
+    if checks.is_remote(out) or checks.is_remote(data_dir):
+        return str(data_dir).rstrip("/").startswith(str(out).rstrip("/") + "/")
+    data, root = os.path.realpath(data_dir), os.path.realpath(out)
+    return data == root or data.startswith(root.rstrip(os.sep) + os.sep)

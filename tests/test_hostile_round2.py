@@ -1,0 +1,227 @@
+"""Hostile input, round 2 (issue 16): no command deletes what it did not write, resume and cv never mix
+folds or shards, every bad file ends as a dead letter without a hang, clear errors.
+
+Data: the session's tiny dataset and shards (tests/conftest.py) and copies of them; damaged files are
+made here by plain file operations. No test trains a ResNet: the run-dir tests stop a real
+trainer.train before its first step (StopAtTrainBegin) or drive trainer.train's own callbacks with a
+one-layer model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import shards
+from pipeline.errors import UserError
+from tests.conftest import TINY_NUM_FOLDS, TINY_SLICE_SECONDS
+from tests.recipe_config import recipe_config
+from trainer import config as config_lib
+from trainer import cv, predict, report, run_guard, runs, train
+from trainer import run_layout as layout
+
+CFG = recipe_config({"batch_size": 4, "epochs": 2, "steps_per_epoch": 1, "verbose": 0})
+
+
+def _shards_args(data_dir, out, *extra):
+    return ["--data_dir", str(data_dir), "--output_dir", str(out), "--num_folds", str(TINY_NUM_FOLDS),
+            "--slice_seconds", str(TINY_SLICE_SECONDS), "--runner", "DirectRunner", *extra]
+
+
+def _snapshot(root) -> dict[str, bytes]:
+    """Every file under `root` (relative path -> bytes)."""
+    out = {}
+    for d, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(d, n)
+            out[os.path.relpath(p, root)] = open(p, "rb").read()
+    return out
+
+
+def _fake_finished_run(run_dir, fold=0, shards_dir="elsewhere", shards_id="0123456789abcdef") -> str:
+    """A run dir with the files trainer.train leaves (contents stand-ins, names and config real)."""
+    run_dir = str(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    config_lib.save_config(CFG, os.path.join(run_dir, layout.CONFIG))
+    with open(os.path.join(run_dir, layout.SUMMARY), "w") as f:
+        json.dump({"fold": fold, "shards_dir": shards_dir, "shards_id": shards_id}, f)
+    for name in (layout.BEST_MODEL, layout.HISTORY):
+        with open(os.path.join(run_dir, name), "w") as f:
+            f.write("trained for hours")
+    return run_dir
+
+
+class Stop(Exception):
+    pass
+
+
+class StopAtTrainBegin(keras.callbacks.Callback):
+    """Ends trainer.train before its first step (everything before fit has run)."""
+
+    def on_train_begin(self, logs=None):
+        raise Stop()
+
+
+# ---- 1, 2: pipeline.shards --overwrite removes only a shards job's output ----
+
+def test_shards_refuse_a_training_run_dir_with_or_without_overwrite(tiny_dataset, tmp_path):
+    run_dir = _fake_finished_run(tmp_path / "run")
+    before = _snapshot(run_dir)
+    for extra in ((), ("--overwrite",)):
+        with pytest.raises(UserError) as e:
+            shards.run(_shards_args(tiny_dataset, run_dir, *extra))
+        assert "best.keras" in str(e.value) and "summary.json" in str(e.value)
+        assert "pass --overwrite" not in str(e.value)  # the old advice led straight to the deletion
+    assert _snapshot(run_dir) == before
+
+
+def test_shards_overwrite_refuses_data_reached_through_a_symlink(tiny_dataset, tiny_shards, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(tiny_shards, out)  # a previous shards job's output ...
+    shutil.copytree(tiny_dataset, out / "data")  # ... holding the dataset
+    link = tmp_path / "link"
+    link.symlink_to(out / "data")
+    with pytest.raises(UserError, match="is inside it"):
+        shards.run(_shards_args(link, out, "--overwrite"))
+    assert _snapshot(out / "data") == _snapshot(tiny_dataset)
+
+
+# ---- 3: no output lands inside a shards dir or another command's run dir ----
+
+def test_predict_refuses_outputs_inside_the_shards_dir(tiny_shards, tmp_path):
+    shards_copy = str(tmp_path / "shards")
+    shutil.copytree(tiny_shards, shards_copy)
+    before = _snapshot(shards_copy)
+    for name in ("test_truth.csv", "manifest.json", "submission.csv"):
+        with pytest.raises(UserError, match="inside the shards dir"):
+            predict.predict([str(tmp_path / "no_run")], shards_copy, os.path.join(shards_copy, name))
+    assert _snapshot(shards_copy) == before
+
+
+def test_train_refuses_a_shards_dir_as_run_dir(tiny_shards, tmp_path):
+    shards_copy = str(tmp_path / "shards")
+    shutil.copytree(tiny_shards, shards_copy)
+    before = _snapshot(shards_copy)
+    for run_dir in (shards_copy, os.path.join(shards_copy, "run")):
+        with pytest.raises(UserError, match="shards dir"):
+            train.train_fold(CFG, shards_copy, 0, run_dir, callbacks=[StopAtTrainBegin()])
+    with pytest.raises(UserError, match="shards dir"):
+        cv.run_cv(CFG, shards_copy, [0], os.path.join(shards_copy, "runs"))
+    assert _snapshot(shards_copy) == before
+
+
+# ---- 7: resume and cv compare the fold and the shards ----
+
+def test_resume_refuses_another_fold_or_other_shards(tiny_shards, tmp_path):
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(Stop):  # a fold-0 run, prepared and stopped where training would start
+        train.train_fold(CFG, tiny_shards, 0, run_dir, callbacks=[StopAtTrainBegin()])
+    # What BackupAndRestore leaves after epoch 1 when the run is killed.
+    os.makedirs(os.path.join(run_dir, "backup"), exist_ok=True)
+    with open(os.path.join(run_dir, "backup", "training_metadata.json"), "w") as f:
+        json.dump({"epoch": 1, "batch": -1}, f)
+    with pytest.raises(UserError, match="interrupted run of fold 0, not 1"):
+        train.train_fold(CFG, tiny_shards, 1, run_dir, callbacks=[StopAtTrainBegin()])
+    other = str(tmp_path / "other_shards")
+    shutil.copytree(tiny_shards, other)
+    manifest = json.load(open(os.path.join(other, "manifest.json")))
+    manifest["fold_seed"] = manifest.get("fold_seed", 0) + 1  # other shards: another manifest
+    json.dump(manifest, open(os.path.join(other, "manifest.json"), "w"))
+    with pytest.raises(UserError, match="interrupted run of shards"):
+        train.train_fold(CFG, other, 0, run_dir, callbacks=[StopAtTrainBegin()])
+    assert json.load(open(os.path.join(run_dir, "backup", "training_metadata.json")))["epoch"] == 1  # kept
+
+
+def test_cv_refuses_a_complete_fold_of_other_shards(tiny_shards, tmp_path):
+    runs_root = tmp_path / "runs"
+    _fake_finished_run(runs_root / "fold0", fold=0, shards_dir="/somewhere/else", shards_id="ffffffffffffffff")
+    with pytest.raises(UserError, match="complete but was trained on shards /somewhere/else"):
+        cv.run_cv(CFG, tiny_shards, [0], str(runs_root))
+
+
+def _fold_outputs(run_dir, fold, shards_dir, shards_id, num_classes=24):
+    """val_predictions.csv, history.csv and summary.json of a finished fold (2 recordings, 2 species)."""
+    os.makedirs(run_dir, exist_ok=True)
+    rows = []
+    for i, species in enumerate((fold, fold + 1)):
+        y = np.eye(num_classes)[species]
+        rows.append({"recording_id": f"r{fold}{i}", "kind": "tp", "row_index": i, "slice_start": 0, "fold": fold,
+                     "offset": 0, **{f"y{c}": y[c] for c in range(num_classes)},
+                     **{f"w{c}": 1.0 for c in range(num_classes)},
+                     **{f"s{c}": 0.9 * y[c] + 0.01 * c for c in range(num_classes)}})
+    pd.DataFrame(rows).to_csv(os.path.join(run_dir, layout.VAL_PREDICTIONS), index=False)
+    pd.DataFrame({"epoch": [0], "val_rec_lwlrap": [1.0]}).to_csv(os.path.join(run_dir, layout.HISTORY), index=False)
+    with open(os.path.join(run_dir, layout.SUMMARY), "w") as f:
+        json.dump({"fold": fold, "shards_dir": shards_dir, "shards_id": shards_id}, f)
+    return str(run_dir)
+
+
+def test_cv_report_names_its_shards_and_refuses_folds_of_different_shards(tmp_path):
+    same = {k: _fold_outputs(tmp_path / "a" / f"fold{k}", k, "/data/shards/x", "aaaa") for k in (0, 1)}
+    result = report.write_cv_report(same, str(tmp_path / "a" / "cv"))
+    written = json.load(open(tmp_path / "a" / "cv" / "report.json"))
+    assert (result["shards_dir"], result["shards_id"]) == (written["shards_dir"], written["shards_id"]) == (
+        "/data/shards/x", "aaaa")
+    mixed = {0: _fold_outputs(tmp_path / "b" / "fold0", 0, "/data/shards/x", "aaaa"),
+             1: _fold_outputs(tmp_path / "b" / "fold1", 1, "/data/shards/y", "bbbb")}
+    with pytest.raises(UserError, match="different shards"):
+        report.write_cv_report(mixed, str(tmp_path / "b" / "cv"))
+
+
+# ---- 5: one trainer.train per run dir ----
+
+def test_a_second_train_into_a_run_dir_in_use_is_refused(tiny_shards, tmp_path):
+    run_dir = str(tmp_path / "run")
+    with run_guard.locked(run_dir, tiny_shards, 0):  # the first run holds it
+        with pytest.raises(UserError, match="in use by another run of trainer.train"):
+            train.train_fold(CFG, tiny_shards, 0, run_dir, callbacks=[StopAtTrainBegin()])
+        assert os.listdir(run_dir) == [run_guard.LOCK_NAME]  # the refused run wrote nothing
+    assert not os.path.exists(run_dir)
+
+
+# ---- 4: a kill while the backup is written resumes from the previous epoch ----
+
+class ValidatorStandIn(keras.callbacks.Callback):
+    """Puts the monitored metric into each epoch's logs, first, as trainer.validation does."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs.update({"val_rec_lwlrap": 0.1 * epoch, "val_lwlrap": 0.0, "val_loss": 1.0})
+
+
+class KillAfter(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):  # after the run's own callbacks saved the epoch
+        if epoch == self.epoch:
+            raise Stop()
+
+
+def _fit_with_train_callbacks(run_dir, epochs, extra=()):
+    """A one-layer model fitted with trainer.train's callbacks (backup, history, checkpoints)."""
+    cfg = recipe_config({"epochs": epochs, "verbose": 0})
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    net.compile(optimizer="adam", loss="mse")
+    callbacks = train._callbacks(run_dir, cfg, layout.read_history(run_dir).iloc[0:0], ValidatorStandIn())
+    return net.fit(np.ones((4, 3)), np.zeros(4), epochs=epochs, verbose=0, callbacks=callbacks + list(extra))
+
+
+@pytest.mark.parametrize("damaged", ["latest.weights.h5", "training_metadata.json"])
+def test_a_kill_while_the_backup_is_written_resumes_from_the_previous_epoch(tmp_path, damaged):
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(Stop):
+        _fit_with_train_callbacks(run_dir, 4, [KillAfter(1)])  # epochs 0 and 1 done and backed up
+    path = os.path.join(run_dir, "backup", damaged)
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:  # the kill came while this file was being written
+        f.write(data[: len(data) // 3])
+    assert train.prepare_run_dir(run_dir, recipe_config({"epochs": 4, "verbose": 0}), overwrite=False) == 1
+    resumed = _fit_with_train_callbacks(run_dir, 4)
+    assert resumed.epoch == [1, 2, 3]
