@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 
 import keras
 import numpy as np
@@ -225,3 +226,22 @@ def test_a_kill_while_the_backup_is_written_resumes_from_the_previous_epoch(tmp_
     assert train.prepare_run_dir(run_dir, recipe_config({"epochs": 4, "verbose": 0}), overwrite=False) == 1
     resumed = _fit_with_train_callbacks(run_dir, 4)
     assert resumed.epoch == [1, 2, 3]
+
+
+# ---- 15: a best.keras naming a function Keras refuses is one error line ----
+
+@pytest.mark.parametrize("module,name", [("os", "system"), ("builtins", "eval")])
+def test_a_model_naming_a_refused_function_is_a_user_error(tmp_path, module, name):
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]).save(str(tmp_path / "good.keras"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with zipfile.ZipFile(tmp_path / "good.keras") as good, zipfile.ZipFile(run_dir / "best.keras", "w") as bad:
+        for item in good.namelist():
+            data = good.read(item)
+            if item == "config.json":
+                doc = json.loads(data)
+                doc["config"]["layers"][0].update({"module": module, "class_name": name})
+                data = json.dumps(doc).encode()
+            bad.writestr(item, data)
+    with pytest.raises(UserError, match="cannot load .*best.keras"):
+        runs.load_model(runs.Run(str(run_dir), CFG))
