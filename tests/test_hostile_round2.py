@@ -8,6 +8,7 @@ one-layer model.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -17,8 +18,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
-from pipeline import shards
+from pipeline import demo_data, examples, labels, shards
+from pipeline.config import ShardsConfig
 from pipeline.errors import UserError
 from tests.conftest import TINY_NUM_FOLDS, TINY_SLICE_SECONDS
 from tests.recipe_config import recipe_config
@@ -245,3 +248,43 @@ def test_a_model_naming_a_refused_function_is_a_user_error(tmp_path, module, nam
             bad.writestr(item, data)
     with pytest.raises(UserError, match="cannot load .*best.keras"):
         runs.load_model(runs.Run(str(run_dir), CFG))
+
+
+# ---- 12, 13: one bad row is a dead letter for that row only ----
+
+def _flac_bytes(seconds: float, sample_rate: int, seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, demo_data.background(int(seconds * sample_rate), np.random.default_rng(seed)), sample_rate,
+             format="FLAC")
+    return buf.getvalue()
+
+
+def _task(rows, kind="tp", num_background=2):
+    csv_rows = tuple(labels.CsvRow(kind, i, {"recording_id": "rec", "species_id": "3", "songtype_id": "1",
+                                             "t_min": "1.0", "f_min": "500", "t_max": "1.5", "f_max": "900", **r})
+                     for i, r in enumerate(rows))
+    return examples.RecordingTask(examples.TRAIN, "rec", "train/rec.flac", 0, csv_rows, num_background)
+
+
+SHARDS_CFG = ShardsConfig(data_dir="data", output_dir="out", slice_seconds=2.0, num_classes=24)
+
+
+def test_a_songtype_id_out_of_range_rejects_only_its_row():
+    rows = [{"t_min": str(t), "t_max": str(t + 0.5)} for t in (1.0, 3.0, 5.0, 7.0)]
+    rows.insert(2, {"songtype_id": "99999999999999999999"})
+    out = examples.process(_task(rows), lambda: _flac_bytes(12.0, 48000), SHARDS_CFG)
+    assert [(r.row_index, r.reason) for r in out.rejections] == [(2, labels.SONGTYPE_OUT_OF_RANGE)]
+    assert sorted(e.kind for e in out.examples) == ["background"] * 2 + ["tp"] * 4
+
+
+@pytest.mark.parametrize("source_rate,f_min,f_max", [
+    (48000, "25000", "26000"), (48000, "500", "1e12"), (8000, "1000", "5000"), (8000, "500", "4001"),
+])
+def test_a_box_above_nyquist_is_bad_frequency(source_rate, f_min, f_max):
+    rows = [{}, {"f_min": f_min, "f_max": f_max, "t_min": "3.0", "t_max": "3.5"}]
+    out = examples.process(_task(rows), lambda: _flac_bytes(8.0, source_rate), SHARDS_CFG)
+    assert [(r.row_index, r.reason) for r in out.rejections] == [(1, labels.BAD_FREQUENCY)]
+    assert "Nyquist" in out.rejections[0].detail
+    assert sorted(e.kind for e in out.examples) == ["background"] * 2 + ["tp"]
+    at_nyquist = [{"f_min": "500", "f_max": str(min(source_rate, 48000) // 2)}]  # still inside the band
+    assert not examples.process(_task(at_nyquist), lambda: _flac_bytes(8.0, source_rate), SHARDS_CFG).rejections
