@@ -103,7 +103,7 @@ def load_inputs(cfg: ShardsConfig) -> JobInputs:
     fp = labels.read_csv(_join(data, labels.FP_CSV), required=False)
     if not FileSystems.exists(_join(data, SUBMISSION_CSV)):
         raise UserError(f"{_join(data, SUBMISSION_CSV)} not found (the RFCX layout has it next to train_tp.csv)")
-    submission_ids = listing.read_submission_ids(_join(data, SUBMISSION_CSV))
+    submission_ids = listing.read_submission_ids(_join(data, SUBMISSION_CSV), cfg.num_classes)
     if not tp.rows:
         raise UserError(f"{tp.path} has no data rows")
     grouped = _group_rows([("tp", tp), ("fp", fp)])

@@ -288,3 +288,25 @@ def test_a_box_above_nyquist_is_bad_frequency(source_rate, f_min, f_max):
     assert sorted(e.kind for e in out.examples) == ["background"] * 2 + ["tp"]
     at_nyquist = [{"f_min": "500", "f_max": str(min(source_rate, 48000) // 2)}]  # still inside the band
     assert not examples.process(_task(at_nyquist), lambda: _flac_bytes(8.0, source_rate), SHARDS_CFG).rejections
+
+
+# ---- 14: sample_submission.csv is checked before the job launches ----
+
+@pytest.mark.parametrize("damage", ["duplicate_id", "only_recording_id", "26_columns"])
+def test_a_bad_sample_submission_stops_the_job_before_launch(tiny_dataset, tmp_path, damage):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train_tp.csv", "train_fp.csv"):
+        shutil.copy(os.path.join(tiny_dataset, name), data / name)
+    sample = pd.read_csv(os.path.join(tiny_dataset, "sample_submission.csv"), dtype=str)
+    if damage == "duplicate_id":
+        sample = pd.concat([sample, sample.iloc[:1]])
+    elif damage == "only_recording_id":
+        sample = sample[["recording_id"]]
+    else:
+        sample = sample.assign(s24="0", s25="0")
+    sample.to_csv(data / "sample_submission.csv", index=False)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="sample_submission.csv"):
+        shards.run(_shards_args(data, out))
+    assert not out.exists()  # stopped before anything was written
