@@ -8,6 +8,7 @@ one-layer model.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from pipeline import demo_data, examples, labels, shards
+from pipeline import audio, demo_data, examples, labels, shards
 from pipeline.config import ShardsConfig
 from pipeline.errors import UserError
 from tests.conftest import TINY_NUM_FOLDS, TINY_SLICE_SECONDS
@@ -310,3 +311,18 @@ def test_a_bad_sample_submission_stops_the_job_before_launch(tiny_dataset, tmp_p
     with pytest.raises(UserError, match="sample_submission.csv"):
         shards.run(_shards_args(data, out))
     assert not out.exists()  # stopped before anything was written
+
+
+# ---- 9: a FLAC with an ID3v1 trailer is good audio ----
+
+def test_a_flac_with_an_id3v1_trailer_is_decoded_whole():
+    good = _flac_bytes(8.0, 48000, seed=3)
+    tagged = good + b"TAG" + b"title".ljust(30, b"\0") + bytes(95)  # the 128-byte ID3v1 layout
+    want, _ = sf.read(io.BytesIO(good), dtype="int16")
+    assert sf.info(io.BytesIO(tagged)).frames == len(want)  # plain soundfile reads every frame
+    np.testing.assert_array_equal(audio.decode_pcm16(tagged, 48000).samples, want)
+    task = _task([{}, {"t_min": "3.0", "t_max": "3.5"}, {"t_min": "5.0", "t_max": "5.5"}])
+    task = dataclasses.replace(task, rows=task.rows[:2] + (labels.CsvRow("fp", 0, {**task.rows[2].raw}),))
+    out = examples.process(task, lambda: tagged, SHARDS_CFG)
+    assert out.rejections == [] and out.file_error is None
+    assert sorted(e.kind for e in out.examples) == ["background"] * 2 + ["fp"] + ["tp"] * 2
