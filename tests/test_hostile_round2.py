@@ -13,6 +13,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import keras
@@ -326,3 +328,34 @@ def test_a_flac_with_an_id3v1_trailer_is_decoded_whole():
     out = examples.process(task, lambda: tagged, SHARDS_CFG)
     assert out.rejections == [] and out.file_error is None
     assert sorted(e.kind for e in out.examples) == ["background"] * 2 + ["fp"] + ["tp"] * 2
+
+
+# ---- 10, 11: only regular files inside the data dir are read, within a size bound, without a hang ----
+
+def test_fifo_dev_zero_huge_and_outside_files_are_dead_letters_without_a_hang(tiny_dataset, tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(tiny_dataset, data)
+    train_ids = sorted(f[:-5] for f in os.listdir(data / "train"))
+    test_ids = sorted(f[:-5] for f in os.listdir(data / "test"))
+    (data / "train" / f"{train_ids[0]}.flac").unlink()
+    (data / "train" / f"{train_ids[0]}.flac").symlink_to("/dev/zero")
+    outside = tmp_path / "elsewhere.flac"
+    shutil.move(data / "train" / f"{train_ids[1]}.flac", outside)  # good audio, but outside the data dir
+    (data / "train" / f"{train_ids[1]}.flac").symlink_to(outside)
+    with open(data / "train" / f"{train_ids[2]}.flac", "r+b") as f:
+        f.truncate(1 << 30)  # 1 GiB (sparse): more than 600 s of any audio the job reads
+    (data / "test" / f"{test_ids[0]}.flac").unlink()
+    os.mkfifo(data / "test" / f"{test_ids[0]}.flac")  # nobody ever writes into it
+    job = subprocess.run([sys.executable, "-m", "pipeline.shards", *_shards_args(data, out)], capture_output=True,
+                         text=True, timeout=240, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert job.returncode == 0, job.stderr[-3000:]
+    letters = [json.loads(line) for p in sorted((out / "rejected").glob("*.jsonl")) for line in open(p)]
+    reasons = {}
+    for r in letters:
+        reasons.setdefault(r["recording_id"], set()).add((r["kind"], r["reason"]))
+    assert reasons[train_ids[0]] and {reason for _, reason in reasons[train_ids[0]]} == {"not_a_file"}
+    assert {reason for _, reason in reasons[train_ids[1]]} == {"outside_data_dir"}
+    assert {reason for _, reason in reasons[train_ids[2]]} == {"too_large"}
+    assert reasons[test_ids[0]] == {("test", "not_a_file")}
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["counts"]["test_examples"] == len(test_ids) - 1
