@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -189,6 +190,15 @@ def test_a_second_train_into_a_run_dir_in_use_is_refused(tiny_shards, tmp_path):
             train.train_fold(CFG, tiny_shards, 0, run_dir, callbacks=[StopAtTrainBegin()])
         assert os.listdir(run_dir) == [run_guard.LOCK_NAME]  # the refused run wrote nothing
     assert not os.path.exists(run_dir)
+    # A killed run's lock (its pid gone) does not stand in the way of resuming it.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, run_guard.LOCK_NAME), "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": int(gone.stdout), "started": "earlier", "command": "killed",
+                   "token": "t"}, f)
+    with pytest.raises(Stop):  # got past the lock, to where training starts
+        train.train_fold(CFG, tiny_shards, 0, run_dir, callbacks=[StopAtTrainBegin()])
+    assert not os.path.exists(os.path.join(run_dir, run_guard.LOCK_NAME))  # released
 
 
 # ---- 4: a kill while the backup is written resumes from the previous epoch ----
@@ -359,3 +369,44 @@ def test_fifo_dev_zero_huge_and_outside_files_are_dead_letters_without_a_hang(ti
     assert reasons[test_ids[0]] == {("test", "not_a_file")}
     manifest = json.load(open(out / "manifest.json"))
     assert manifest["counts"]["test_examples"] == len(test_ids) - 1
+
+
+# ---- 8: training-side reads check the manifest's counts ----
+
+def _cut_last_record(path: str) -> None:
+    """Rewrites a TFRecord file without its last record: cut at a record boundary, framing intact."""
+    import tensorflow as tf
+
+    records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    with tf.io.TFRecordWriter(path) as writer:
+        for r in records[:-1]:
+            writer.write(r)
+
+
+def test_a_training_shard_cut_at_a_record_boundary_is_named_not_trained_on(tmp_path):
+    from tests import shard_factory
+    from tests.recipe_config import small_config
+    from trainer import data, inputs
+
+    shards_dir = shard_factory.write_shards(str(tmp_path / "shards"), shard_factory.three_kind_folds(),
+                                            sample_rate=16000, slice_seconds=2.0)
+    cfg = small_config(negative_fraction=0.5)
+    fold = data.prepare_fold(shards_dir, 0, cfg)
+    _cut_last_record(fold.train_files_by_kind["tp"][0])
+    stream = inputs.train_dataset(fold.train_files_by_kind, cfg, 4, steps_per_epoch=10,
+                                  counts_by_kind=fold.num_train_by_kind)  # 40 draws: past one pass of each kind
+    with pytest.raises(data.ShardsError, match="do not hold the records manifest.json counts"):
+        with data.naming_a_corrupt_shard_of(fold.train_files):
+            for _ in stream:
+                pass
+
+
+def test_the_baseline_refuses_shards_holding_fewer_slices_than_counted(tiny_shards, tmp_path):
+    from trainer import baseline, data
+
+    shards_copy = tmp_path / "shards"
+    shutil.copytree(tiny_shards, shards_copy)
+    manifest = json.load(open(shards_copy / "manifest.json"))
+    _cut_last_record(str(shards_copy / manifest["files"]["train_by_kind"]["1"]["tp"][0]))
+    with pytest.raises(data.ShardsError, match="manifest.json counts"):
+        baseline.run_baseline(str(shards_copy), str(tmp_path / "baseline"))

@@ -225,6 +225,9 @@ def run_baseline(shards_dir: str, out_dir: str, cfg: BaselineConfig = BaselineCo
     read_seconds = time.monotonic() - start
     if not len(table):
         raise UserError(f"the training shards of {shards_dir} hold no slices")
+    if total is not None and len(table) != total:  # as the trainer's reads: never fewer slices unnoticed
+        raise data.ShardsError(f"the training shards of {shards_dir} hold {len(table)} slices but manifest.json "
+                               f"counts {total}; a file was replaced or cut after `make shards`: re-run it")
 
     start = time.monotonic()
     scores, fold_info = cross_validate(table, cfg)

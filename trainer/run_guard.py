@@ -7,7 +7,7 @@ skip of a complete fold (trainer.cv) with another fold or other shards is a User
 that mixes both.
 
 Lock: RUN_DIR/.train.lock (pipeline.outlock, the shards job's own mechanism) keeps a second
-trainer.train out of a run dir while one trains in it.
+trainer.train out of a run dir while one trains in it; the lock of a killed run is replaced.
 
 Backup: BackupAndRestore keeps the previous epoch's state (double_checkpoint); a run killed while
 it wrote the latest one resumes from the previous one (`restore_previous_backup`).
@@ -105,7 +105,9 @@ def locked(run_dir: str, shards_dir: str, fold: int) -> Iterator[dict[str, Any]]
     from pipeline import outlock  # Beam's FileSystems: imported only by the commands that train
 
     ident = identity(shards_dir, fold)
-    with outlock.held(run_dir, overwrite=False, name=LOCK_NAME, job="trainer.train", flag="--run_dir"):
+    # overwrite=True replaces only the lock of a run that is gone (killed on this host): resuming a
+    # killed run is the run dir's normal use, and needs no flag. A live holder is never displaced.
+    with outlock.held(run_dir, overwrite=True, name=LOCK_NAME, job="trainer.train", flag="--run_dir"):
         yield ident
 
 

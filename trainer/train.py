@@ -279,7 +279,7 @@ def _fit(net: keras.Model, fold_inputs: data.FoldInputs, cfg: TrainConfig, run_d
                  run_dir, initial_epoch)
         return
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
-                                 batching.steps_per_epoch, initial_epoch)
+                                 batching.steps_per_epoch, initial_epoch, fold_inputs.num_train_by_kind)
     net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
             callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
 
