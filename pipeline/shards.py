@@ -44,7 +44,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from pipeline import checks, examples, job_manifest, labels, listing, outlock, owned, progress, schema, transforms
+from pipeline import checks, disk_space, examples, job_manifest, labels, listing, outlock, owned, progress, schema
+from pipeline import transforms
 from pipeline import manifest as layout
 from pipeline.tfrecord_sink import write_tfrecords
 from pipeline.config import ShardsConfig, parse_shards_args
@@ -247,7 +248,8 @@ def run(argv: Sequence[str] | None = None):
     checks.output_dir("--output_dir", cfg.output_dir)
     pipeline = _make_pipeline(cfg, beam_argv)
     inputs = load_inputs(cfg)
-    with outlock.held(cfg.output_dir, cfg.overwrite):  # one run per output dir
+    # One run per output dir; a full disk ends in one error line, without temp files or a manifest.
+    with outlock.held(cfg.output_dir, cfg.overwrite), disk_space.full_disk_is_a_user_error(cfg.output_dir):
         prepare_output(cfg)
         write_preamble(cfg, inputs)
         progress_log = logging.getLogger(progress.LOGGER_NAME)
@@ -270,7 +272,8 @@ def run(argv: Sequence[str] | None = None):
         if problems:
             # A bug, not a user error: no manifest, so no reader takes this output for complete.
             raise RuntimeError("counts do not add up: " + "; ".join(problems))
-        _write(_join(cfg.output_dir, layout.MANIFEST_FILE), json.dumps(manifest, indent=2).encode())
+        disk_space.write_atomically(_join(cfg.output_dir, layout.MANIFEST_FILE),
+                                    json.dumps(manifest, indent=2).encode())
     print("\n".join(job_manifest.summary_lines(manifest, counters) + listing.summary_lines(inputs.split, inputs.ignored_files)
                     + [f"wrote {_join(cfg.output_dir, layout.MANIFEST_FILE)}"]))
     return p.result

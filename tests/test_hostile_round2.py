@@ -9,6 +9,7 @@ one-layer model.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import json
 import os
@@ -410,3 +411,45 @@ def test_the_baseline_refuses_shards_holding_fewer_slices_than_counted(tiny_shar
     _cut_last_record(str(shards_copy / manifest["files"]["train_by_kind"]["1"]["tp"][0]))
     with pytest.raises(data.ShardsError, match="manifest.json counts"):
         baseline.run_baseline(str(shards_copy), str(tmp_path / "baseline"))
+
+
+# ---- 6: a full disk is one error line, without temp files or a half manifest ----
+
+class _FullDisk:
+    """A file handle on a disk that is full: the file exists, no byte can be written into it."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self):
+        self._real.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@pytest.mark.parametrize("fills_at", ["manifest", "train shards"])
+def test_a_full_disk_is_one_error_line_and_leaves_no_temp_files(tiny_dataset, tmp_path, monkeypatch, fills_at):
+    from apache_beam.io.filesystems import FileSystems
+
+    real_create = FileSystems.create
+
+    def create(path, *args, **kwargs):
+        handle = real_create(path, *args, **kwargs)
+        name = os.path.basename(path)
+        full = name.startswith("manifest.json") if fills_at == "manifest" else "beam-temp-" in path
+        return _FullDisk(handle) if full else handle
+
+    monkeypatch.setattr(FileSystems, "create", create)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="no space left on the file system mounted at /"):
+        shards.run(_shards_args(tiny_dataset, out))
+    left = [os.path.relpath(os.path.join(d, n), out) for d, dirs, names in os.walk(out) for n in names + dirs]
+    assert "manifest.json" not in left  # no manifest: nothing takes the output for finished
+    assert not [p for p in left if "beam-temp" in p or p.endswith(".writing")], left
