@@ -31,7 +31,7 @@ from pipeline.errors import UserError
 from tests.conftest import TINY_NUM_FOLDS, TINY_SLICE_SECONDS
 from tests.recipe_config import recipe_config
 from trainer import config as config_lib
-from trainer import cv, predict, report, run_guard, runs, train
+from trainer import cv, predict, report, runs, train
 from trainer import run_layout as layout
 
 CFG = recipe_config({"batch_size": 4, "epochs": 2, "steps_per_epoch": 1, "verbose": 0})
@@ -134,6 +134,8 @@ def test_resume_refuses_another_fold_or_other_shards(tiny_shards, tmp_path):
     os.makedirs(os.path.join(run_dir, "backup"), exist_ok=True)
     with open(os.path.join(run_dir, "backup", "training_metadata.json"), "w") as f:
         json.dump({"epoch": 1, "batch": -1}, f)
+    pd.DataFrame({"epoch": [0], "loss": [1.0], "val_loss": [1.0], "val_lwlrap": [0.5], "val_rec_lwlrap": [0.5]}
+                 ).to_csv(os.path.join(run_dir, "history.csv"), index=False)
     with pytest.raises(UserError, match="interrupted run of fold 0, not 1"):
         train.train_fold(CFG, tiny_shards, 1, run_dir, callbacks=[StopAtTrainBegin()])
     other = str(tmp_path / "other_shards")
@@ -185,6 +187,8 @@ def test_cv_report_names_its_shards_and_refuses_folds_of_different_shards(tmp_pa
 # ---- 5: one trainer.train per run dir ----
 
 def test_a_second_train_into_a_run_dir_in_use_is_refused(tiny_shards, tmp_path):
+    from trainer import run_guard
+
     run_dir = str(tmp_path / "run")
     with run_guard.locked(run_dir, tiny_shards, 0):  # the first run holds it
         with pytest.raises(UserError, match="in use by another run of trainer.train"):
