@@ -1,12 +1,14 @@
-"""What pipeline.shards may replace: only a previous shards job's output, recognised by what only that job writes.
+"""Where pipeline.shards may write: over a previous shards job's output only, and never inside another's.
 
 `--overwrite` deletes OUT whole, so OUT must be recognised as a shards dir before anything goes: its
 config.json must be a ShardsConfig (data_dir, output_dir, ... keys: a trainer run's config.json has
 none of them) or its manifest.json a shards manifest, and it must hold nothing another command
 writes (a training run's best.keras, summary.json, history.csv, ...). The dataset may not live inside
-OUT, also when --data_dir reaches it through a symlink (compared by real path).
+OUT, also when --data_dir reaches it through a symlink (compared by real path). And OUT may not lie
+inside a run dir or another shards dir.
 
     problem = owned.not_shards_output(out, names)   # "" when OUT may be replaced
+    where = owned.inside_other_output(out)          # "" unless OUT lies in a shards or run dir
     if owned.data_inside(data_dir, out): ...
 """
 from __future__ import annotations
@@ -59,6 +61,35 @@ def not_shards_output(out: str, names: Sequence[str]) -> str:
         shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
         return (f"it holds no config.json or manifest.json of pipeline.shards (it holds: {shown}), so it was not "
                 f"written by pipeline.shards")
+    return ""
+
+
+# What marks a dir as another job's output, for a new OUT inside it: a shards dir (the job's own
+# markers) or a trainer run dir.
+_PARENT_MARKERS = {"shards dir of pipeline.shards": (layout.MANIFEST_FILE, layout.FOLDS_CSV),
+                   "run dir of trainer.train": ("summary.json", "best.keras", "history.csv", "backup",
+                                                "run_identity.json")}
+
+
+def _parents(out: str) -> list[str]:
+    """The dirs above OUT (real paths locally; up to the bucket for a URL), nearest first."""
+    if checks.is_remote(out):
+        scheme, rest = out.split("://", 1)
+        parts = [p for p in rest.split("/") if p]
+        return [f"{scheme}://" + "/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+    found, path = [], os.path.realpath(out)
+    while os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+        found.append(path)
+    return found
+
+
+def inside_other_output(out: str) -> str:
+    """"the <kind> <dir>" when OUT would lie inside another job's output dir, else ""."""
+    for parent in _parents(out):
+        for kind, names in _PARENT_MARKERS.items():
+            if any(FileSystems.exists(FileSystems.join(parent, n)) for n in names):
+                return f"the {kind} {parent}"
     return ""
 
 

@@ -246,6 +246,9 @@ def run(argv: Sequence[str] | None = None):
     """Runs the job; returns the PipelineResult (its metrics hold the counters)."""
     cfg, beam_argv = parse_shards_args(argv)
     checks.output_dir("--output_dir", cfg.output_dir)
+    inside = owned.inside_other_output(cfg.output_dir)  # a run dir's or another shards job's files
+    if inside:
+        raise UserError(f"--output_dir {cfg.output_dir} is inside {inside}; choose a dir outside it")
     pipeline = _make_pipeline(cfg, beam_argv)
     inputs = load_inputs(cfg)
     # One run per output dir; a full disk ends in one error line, without temp files or a manifest.

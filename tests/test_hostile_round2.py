@@ -457,3 +457,24 @@ def test_a_full_disk_is_one_error_line_and_leaves_no_temp_files(tiny_dataset, tm
     left = [os.path.relpath(os.path.join(d, n), out) for d, dirs, names in os.walk(out) for n in names + dirs]
     assert "manifest.json" not in left  # no manifest: nothing takes the output for finished
     assert not [p for p in left if "beam-temp" in p or p.endswith(".writing")], left
+
+
+def test_shards_refuse_an_output_dir_inside_a_run_dir_or_another_shards_dir(tiny_dataset, tiny_shards, tmp_path):
+    run_dir = _fake_finished_run(tmp_path / "run")
+    for parent in (run_dir, tiny_shards):
+        before = _snapshot(parent)
+        with pytest.raises(UserError, match="is inside the (run|shards) dir"):
+            shards.run(_shards_args(tiny_dataset, os.path.join(parent, "new_shards")))
+        assert _snapshot(parent) == before
+
+
+def test_the_pipeline_names_the_trainer_s_files_as_the_trainer_does():
+    """pipeline.owned cannot import the trainer (its workers never import TensorFlow): its copies of the
+    run dir's names must stay those of trainer.run_layout and trainer.run_guard."""
+    from pipeline import owned
+    from trainer import run_guard
+
+    run_names = {layout.SUMMARY, layout.BEST_MODEL, layout.HISTORY, layout.BACKUP, layout.CHECKPOINTS}
+    assert run_names <= owned.OTHER_COMMANDS_NAMES
+    assert set(owned._PARENT_MARKERS["run dir of trainer.train"]) == run_names - {layout.CHECKPOINTS} | {
+        run_guard.IDENTITY_FILE}

@@ -16,14 +16,14 @@ import os
 
 from pipeline import manifest as shards_layout
 from pipeline.errors import UserError
-from trainer import fs
+from trainer import fs, run_guard
 from trainer import run_layout as layout
 
 SHARDS, RUN = "shards", "run"
 _MARKERS = {
     SHARDS: (shards_layout.MANIFEST_FILE, shards_layout.FOLDS_CSV),
     RUN: (layout.SUMMARY, layout.BEST_MODEL, layout.HISTORY, layout.BACKUP, layout.CHECKPOINTS,
-          "run_identity.json"),
+          run_guard.IDENTITY_FILE),
 }
 _WRITER = {SHARDS: "pipeline.shards", RUN: "trainer.train"}
 
