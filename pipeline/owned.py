@@ -64,11 +64,10 @@ def not_shards_output(out: str, names: Sequence[str]) -> str:
     return ""
 
 
-# What marks a dir as another job's output, for a new OUT inside it: a shards dir (the job's own
-# markers) or a trainer run dir.
-_PARENT_MARKERS = {"shards dir of pipeline.shards": (layout.MANIFEST_FILE, layout.FOLDS_CSV),
-                   "run dir of trainer.train": ("summary.json", "best.keras", "history.csv", "backup",
-                                                "run_identity.json")}
+# A trainer run dir: its run_identity.json, or a config.json beside one of these (names so common
+# alone, e.g. a backup/ dir in a home dir, that they mark nothing by themselves).
+RUN_IDENTITY = "run_identity.json"
+RUN_DIR_NAMES = ("summary.json", "best.keras", "history.csv", "backup")
 
 
 def _parents(out: str) -> list[str]:
@@ -84,12 +83,26 @@ def _parents(out: str) -> list[str]:
     return found
 
 
+def _kind(directory: str) -> str:
+    """"shards dir of pipeline.shards", "run dir of trainer.train", or "" for any other dir."""
+    def exists(name: str) -> bool:
+        return FileSystems.exists(FileSystems.join(directory, name))
+
+    config = _json(FileSystems.join(directory, layout.CONFIG_FILE)) if exists(layout.CONFIG_FILE) else None
+    if is_shards_config(config) or (exists(layout.MANIFEST_FILE)
+                                    and is_shards_manifest(_json(FileSystems.join(directory, layout.MANIFEST_FILE)))):
+        return "shards dir of pipeline.shards"
+    if exists(RUN_IDENTITY) or (config is not None and any(exists(n) for n in RUN_DIR_NAMES)):
+        return "run dir of trainer.train"
+    return ""
+
+
 def inside_other_output(out: str) -> str:
     """"the <kind> <dir>" when OUT would lie inside another job's output dir, else ""."""
     for parent in _parents(out):
-        for kind, names in _PARENT_MARKERS.items():
-            if any(FileSystems.exists(FileSystems.join(parent, n)) for n in names):
-                return f"the {kind} {parent}"
+        kind = _kind(parent)
+        if kind:
+            return f"the {kind} {parent}"
     return ""
 
 

@@ -469,12 +469,25 @@ def test_shards_refuse_an_output_dir_inside_a_run_dir_or_another_shards_dir(tiny
 
 
 def test_the_pipeline_names_the_trainer_s_files_as_the_trainer_does():
-    """pipeline.owned cannot import the trainer (its workers never import TensorFlow): its copies of the
-    run dir's names must stay those of trainer.run_layout and trainer.run_guard."""
+    """pipeline.owned cannot import the trainer (its workers never import TensorFlow), nor trainer.dir_guard
+    the Beam side: their copies of each other's names must stay the same."""
     from pipeline import owned
-    from trainer import run_guard
+    from trainer import dir_guard, run_guard
 
     run_names = {layout.SUMMARY, layout.BEST_MODEL, layout.HISTORY, layout.BACKUP, layout.CHECKPOINTS}
     assert run_names <= owned.OTHER_COMMANDS_NAMES
-    assert set(owned._PARENT_MARKERS["run dir of trainer.train"]) == run_names - {layout.CHECKPOINTS} | {
-        run_guard.IDENTITY_FILE}
+    assert set(owned.RUN_DIR_NAMES) == set(dir_guard.RUN_DIR_NAMES) <= run_names
+    assert owned.RUN_IDENTITY == run_guard.IDENTITY_FILE
+    assert owned.SHARDS_CONFIG_KEYS == dir_guard.SHARDS_CONFIG_KEYS <= set(dataclasses.asdict(SHARDS_CFG))
+
+
+def test_common_names_alone_mark_no_run_or_shards_dir(tmp_path):
+    """A home dir with a backup/ dir, a manifest.json or a history.csv of its own is no run or shards dir."""
+    from trainer import dir_guard
+
+    for name in ("backup", "checkpoints"):
+        (tmp_path / name).mkdir()
+    for name in ("manifest.json", "history.csv", "folds.csv"):
+        (tmp_path / name).write_text("{}" if name.endswith(".json") else "a,b\n")
+    dir_guard.refuse_inside("--output", str(tmp_path / "sub" / "submission.csv"), is_dir=False)
+    dir_guard.refuse_inside("--run_dir", str(tmp_path / "run"), own=dir_guard.RUN)

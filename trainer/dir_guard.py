@@ -1,8 +1,10 @@
 """Outputs never land inside a shards dir, nor inside a run dir of another command.
 
-A shards dir is recognised by what only pipeline.shards writes (manifest.json, folds.csv), a run dir
-by what only trainer.train writes (summary.json, best.keras, history.csv, backup/, checkpoints/,
-run_identity.json). Every entry point checks its output paths before any work:
+A shards dir is recognised by what only pipeline.shards writes (a manifest.json with the shards
+manifest's keys, or a config.json with a ShardsConfig's), a run dir by what only trainer.train
+writes (run_identity.json, or a config.json beside summary.json, best.keras, history.csv or backup/:
+alone, such names are too common to mark anything). Every entry point checks its output paths
+before any work:
 
     dir_guard.refuse_inside("--output", output, is_dir=False)          # trainer.predict
     dir_guard.refuse_inside("--run_dir", run_dir, own=dir_guard.RUN)    # trainer.train: a run dir may be its own
@@ -13,6 +15,9 @@ file system's root or the bucket.
 from __future__ import annotations
 
 import os
+from typing import Any
+
+import tensorflow as tf
 
 from pipeline import manifest as shards_layout
 from pipeline.errors import UserError
@@ -20,19 +25,31 @@ from trainer import fs, run_guard
 from trainer import run_layout as layout
 
 SHARDS, RUN = "shards", "run"
-_MARKERS = {
-    SHARDS: (shards_layout.MANIFEST_FILE, shards_layout.FOLDS_CSV),
-    RUN: (layout.SUMMARY, layout.BEST_MODEL, layout.HISTORY, layout.BACKUP, layout.CHECKPOINTS,
-          run_guard.IDENTITY_FILE),
-}
 _WRITER = {SHARDS: "pipeline.shards", RUN: "trainer.train"}
+# Keys every config.json of pipeline.shards has (pipeline.owned.SHARDS_CONFIG_KEYS; the trainer does
+# not import the Beam side).
+SHARDS_CONFIG_KEYS = frozenset({"data_dir", "output_dir", "num_folds", "slice_seconds"})
+RUN_DIR_NAMES = (layout.SUMMARY, layout.BEST_MODEL, layout.HISTORY, layout.BACKUP)
+
+
+def _json(path: str) -> Any:
+    """The JSON document at `path`, or None when it is absent or unreadable."""
+    try:
+        return fs.read_json(path) if fs.exists(path) else None
+    except (ValueError, UnicodeDecodeError, tf.errors.OpError):
+        return None
 
 
 def kind_of(directory: str) -> str | None:
     """SHARDS, RUN, or None for a dir neither command wrote."""
-    for kind, names in _MARKERS.items():
-        if any(fs.exists(fs.join(directory, n)) for n in names):
-            return kind
+    config = _json(fs.join(directory, layout.CONFIG))
+    manifest = _json(fs.join(directory, shards_layout.MANIFEST_FILE))
+    if (isinstance(config, dict) and SHARDS_CONFIG_KEYS <= set(config)) or (
+            isinstance(manifest, dict) and set(shards_layout.REQUIRED_KEYS) <= set(manifest)):
+        return SHARDS
+    if fs.exists(fs.join(directory, run_guard.IDENTITY_FILE)) or (
+            config is not None and any(fs.exists(fs.join(directory, n)) for n in RUN_DIR_NAMES)):
+        return RUN
     return None
 
 
