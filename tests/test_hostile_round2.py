@@ -388,16 +388,23 @@ def _cut_last_record(path: str) -> None:
             writer.write(r)
 
 
-def test_a_training_shard_cut_at_a_record_boundary_is_named_not_trained_on(tmp_path):
+@pytest.mark.parametrize("damage", ["shard_cut_at_a_record_boundary", "manifest_count_raised"])
+def test_training_reads_check_the_manifest_counts(tmp_path, damage):
     from tests import shard_factory
     from tests.recipe_config import small_config
     from trainer import data, inputs
 
     shards_dir = shard_factory.write_shards(str(tmp_path / "shards"), shard_factory.three_kind_folds(),
                                             sample_rate=16000, slice_seconds=2.0)
+    if damage == "manifest_count_raised":
+        manifest = json.load(open(os.path.join(shards_dir, "manifest.json")))
+        manifest["counts"]["train_examples_per_fold_kind"]["1"]["fp"] += 1
+        manifest["counts"]["train_examples_per_fold"]["1"] += 1
+        json.dump(manifest, open(os.path.join(shards_dir, "manifest.json"), "w"))
     cfg = small_config(negative_fraction=0.5)
     fold = data.prepare_fold(shards_dir, 0, cfg)
-    _cut_last_record(fold.train_files_by_kind["tp"][0])
+    if damage == "shard_cut_at_a_record_boundary":
+        _cut_last_record(fold.train_files_by_kind["tp"][0])
     stream = inputs.train_dataset(fold.train_files_by_kind, cfg, 4, steps_per_epoch=10,
                                   counts_by_kind=fold.num_train_by_kind)  # 40 draws: past one pass of each kind
     with pytest.raises(data.ShardsError, match="do not hold the records manifest.json counts"):
