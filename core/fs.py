@@ -282,21 +282,6 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes `path` so that a reader sees the old file or the whole new one, never a part (local:
-    temp file + rename; gs://: an object is only visible once its upload completes)."""
-    if is_remote(path):
-        write_text(path, text)
-        return
-    temp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write_text(temp, text)
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp)
-
-
 def read_json(path: str) -> Any:
     """The parsed JSON of `path`; json.JSONDecodeError / UnicodeDecodeError propagate for the caller's message."""
     return json.loads(read_text(path))

@@ -92,8 +92,8 @@ def _guard(guard: str) -> Iterator[None]:
 class Lock:
     """A held lock on one output dir; `release()` removes it (only if it is still ours)."""
 
-    def __init__(self, out_dir: str, text: str, created_dir: bool):
-        self.path = fs.join(out_dir, LOCK_NAME)
+    def __init__(self, out_dir: str, text: str, created_dir: bool, name: str = LOCK_NAME):
+        self.path = fs.join(out_dir, name)
         self._out_dir, self._text, self._created_dir = out_dir, text, created_dir
 
     def release(self) -> None:
@@ -105,19 +105,23 @@ class Lock:
                 os.rmdir(self._out_dir)
 
 
-def acquire(out_dir: str, overwrite: bool) -> Lock:
-    """Takes the lock of `out_dir` (created if needed) or raises UserError naming its holder."""
+def acquire(out_dir: str, overwrite: bool, name: str = LOCK_NAME, job: str = "pipeline.shards",
+            flag: str = "--output_dir") -> Lock:
+    """Takes the lock `name` of `out_dir` (created if needed) or raises UserError naming its holder.
+
+    `job` and `flag` name the command and its output flag in the messages (trainer.training.train locks
+    its --run_dir with its own lock name)."""
     created = False
     if not fs.is_remote(out_dir) and not os.path.isdir(out_dir):
         try:
             os.makedirs(out_dir)
         except OSError as e:
-            raise UserError(f"cannot create --output_dir {out_dir}: {e.strerror}") from e
+            raise UserError(f"cannot create {flag} {out_dir}: {e.strerror}") from e
         created = True
-    path, guard = fs.join(out_dir, LOCK_NAME), fs.join(out_dir, BREAK_NAME)
+    path, guard = fs.join(out_dir, name), fs.join(out_dir, name + ".break")
     text = _holder_text()
     if _create(path, text):
-        return Lock(out_dir, text, created)
+        return Lock(out_dir, text, created, name)
     held_by = fs.read_text_or_none(path)
     if is_stale(held_by) and overwrite:
         with _guard(guard):
@@ -125,20 +129,22 @@ def acquire(out_dir: str, overwrite: bool) -> Lock:
                 log.warning("replacing the stale lock %s of %s (--overwrite)", path, _describe(held_by))
                 fs.remove(path)
         if _create(path, text):
-            return Lock(out_dir, text, created)
+            return Lock(out_dir, text, created, name)
         held_by = fs.read_text_or_none(path)
     if is_stale(held_by):
-        raise UserError(f"--output_dir {out_dir} is locked by {_describe(held_by)}, which is no longer running "
+        raise UserError(f"{flag} {out_dir} is locked by {_describe(held_by)}, which is no longer running "
                         f"(a killed run); pass --overwrite to replace it and its output, or delete {path}")
-    raise UserError(f"--output_dir {out_dir} is in use by another run of pipeline.shards: {_describe(held_by)} "
-                    f"holds {path}. Wait for it to finish or use another --output_dir (--overwrite does not "
+    raise UserError(f"{flag} {out_dir} is in use by another run of {job}: {_describe(held_by)} "
+                    f"holds {path}. Wait for it to finish or use another {flag} (--overwrite does not "
                     f"stop a running job); if that run is gone, delete {path}")
 
 
 @contextlib.contextmanager
-def held(out_dir: str, overwrite: bool) -> Iterator[Lock]:
-    """The lock of `out_dir` for the duration of the block, released even when the block raises."""
-    lock = acquire(out_dir, overwrite)
+def held(out_dir: str, overwrite: bool, **who: str) -> Iterator[Lock]:
+    """The lock of `out_dir` for the duration of the block, released even when the block raises.
+
+    `who`: acquire's name, job and flag."""
+    lock = acquire(out_dir, overwrite, **who)
     try:
         yield lock
     finally:

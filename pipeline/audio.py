@@ -84,6 +84,7 @@ def _prepare(data: bytes) -> tuple[bytes, bool, int | None]:
     info = flac_stream.find_streaminfo(data)
     if info is None:
         return data, False, None  # not FLAC: libsndfile reads until its header's length or the end
+    data = flac_stream.without_id3v1(data, info)
     true_total = flac_stream.stream_samples(data, info)
     if true_total is not None and true_total != info.total_samples:
         data = flac_stream.with_total_samples(data, info, true_total)

@@ -175,10 +175,14 @@ def process_train(task: RecordingTask, load: Callable[[], bytes], cfg: ShardsCon
         return out
     duration_s = out.audio.num_samples / cfg.sample_rate
     boxes = []
+    nyquist_rate = min(out.audio.source_sample_rate, cfg.sample_rate)
     for row, box in valid:
         detail = labels.outside_recording(box, duration_s, cfg.sample_rate)
+        band = labels.above_nyquist(box, nyquist_rate)
         if detail:
             out.rejections.append(labels.reject_row(row, labels.EVENT_OUTSIDE_RECORDING, detail))
+        elif band:
+            out.rejections.append(labels.reject_row(row, labels.BAD_FREQUENCY, band))
         else:
             boxes.append(box)
     for event in boxes:  # tp rows first, then fp rows (the driver's order)

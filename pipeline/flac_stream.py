@@ -160,6 +160,19 @@ def frame_end_sample(data: bytes, pos: int, info: StreamInfo) -> int | None:
     return first_sample + block[0]
 
 
+def without_id3v1(data: bytes, info: StreamInfo) -> bytes:
+    """`data` without a trailing ID3v1 tag that follows a whole last frame, else `data` unchanged.
+
+    A streaming decoder (libsndfile's) reads the tag as one more frame and stops with "lost sync",
+    which would make a complete recording look cut off.
+    """
+    size = _ID3V1[1]
+    if len(data) < size or data[-size:-size + 3] != _ID3V1[0]:
+        return data
+    cut = data[:-size]
+    return cut if stream_samples(cut, info) is not None else data
+
+
 def stream_samples(data: bytes, info: StreamInfo) -> int | None:
     """Samples per channel in the stream, from its last frame; None when no valid last frame is found.
 

@@ -34,6 +34,10 @@ NAN_VALUE = "nan_value"
 NOT_A_NUMBER = "not_a_number"
 NOT_AN_INTEGER = "not_an_integer"
 SPECIES_OUT_OF_RANGE = "species_out_of_range"
+SONGTYPE_OUT_OF_RANGE = "songtype_out_of_range"
+# songtype_id is a small non-negative code (RFCX: 1 and 4); the bound keeps it exact as a float and
+# within the examples' int64 fields (an id of 20 digits made the whole recording fail).
+MAX_SONGTYPE_ID = 2**31 - 1
 NEGATIVE_TIME = "negative_time"
 T_MIN_NOT_BEFORE_T_MAX = "t_min_not_before_t_max"
 BAD_FREQUENCY = "bad_frequency"
@@ -181,6 +185,8 @@ def parse_row(row: CsvRow, num_classes: int) -> tuple[Box | None, str, str]:
             return None, NAN_VALUE, f"{col}={raw[col]!r}"
     if not 0 <= values["species_id"] < num_classes:
         return None, SPECIES_OUT_OF_RANGE, f"species_id={raw['species_id']} outside 0..{num_classes - 1}"
+    if not 0 <= values["songtype_id"] <= MAX_SONGTYPE_ID:
+        return None, SONGTYPE_OUT_OF_RANGE, f"songtype_id={raw['songtype_id']} outside 0..{MAX_SONGTYPE_ID}"
     if values["t_min"] < 0 or values["t_max"] < 0:
         return None, NEGATIVE_TIME, f"t_min={raw['t_min']} t_max={raw['t_max']}"
     if values["t_min"] >= values["t_max"]:
@@ -230,6 +236,18 @@ def validate_rows(rows: Iterable[CsvRow], num_classes: int) -> tuple[list[tuple[
         else:
             valid.append((row, box))
     return valid, rejected
+
+
+def above_nyquist(box: Box, sample_rate: int) -> str:
+    """Detail text when the box reaches above the Nyquist frequency of audio at `sample_rate`, else ''.
+
+    The rate is the lower of the file's and the shards' (no frequency above either half exists in the
+    slice), so it is known only once the file is decoded.
+    """
+    nyquist = sample_rate / 2
+    if box.f_max > nyquist:
+        return f"f_min={box.f_min:g} f_max={box.f_max:g} Hz above the Nyquist frequency {nyquist:g} Hz"
+    return ""
 
 
 def outside_recording(box: Box, duration_s: float, sample_rate: int) -> str:

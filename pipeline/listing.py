@@ -14,6 +14,7 @@ recordings inflates every test score.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from typing import Iterable, Mapping
@@ -61,12 +62,31 @@ def flac_files(directory: str) -> FlacFiles:
     return FlacFiles(paths, tuple(ignored))
 
 
-def read_submission_ids(path: str) -> list[str]:
-    """recording_id column of sample_submission.csv (stripped), in file order."""
+def read_submission_ids(path: str, num_classes: int | None = None) -> list[str]:
+    """recording_id column of sample_submission.csv (stripped), in file order.
+
+    With `num_classes`, also what trainer.predict will require of it, so that the job stops before
+    launch rather than predict after training: the header recording_id,s0..s{num_classes-1} and no
+    recording listed twice."""
     table, _ = labels.read_text_csv(path, "sample_submission.csv")
     if ID_COLUMN not in table.columns:
         raise UserError(f"{path} has no {ID_COLUMN} column (its columns: {', '.join(map(str, table.columns))})")
-    return [str(v).strip() for v in table[ID_COLUMN]]
+    ids = [str(v).strip() for v in table[ID_COLUMN]]
+    if num_classes is not None:
+        check_submission_table(path, [str(c).strip() for c in table.columns], ids, num_classes)
+    return ids
+
+
+def check_submission_table(path: str, columns: list[str], ids: list[str], num_classes: int) -> None:
+    """UserError unless the header is recording_id,s0..s{num_classes-1} and every id is listed once."""
+    expected = [ID_COLUMN] + [f"s{k}" for k in range(num_classes)]
+    if columns != expected:
+        shown = ",".join(columns[:6]) + (",..." if len(columns) > 6 else "")
+        raise UserError(f"{path} header is {shown} ({len(columns) - 1} score columns); expected recording_id,"
+                        f"s0,...,s{num_classes - 1} (--num_classes {num_classes})")
+    repeated = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
+    if repeated:
+        raise UserError(f"{path} lists recordings more than once: {', '.join(repeated[:5])}")
 
 
 @dataclasses.dataclass(frozen=True)

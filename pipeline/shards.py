@@ -47,10 +47,10 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from core import checks, fs, outlock, progress, schema
+from core import checks, fs, outlock, outputs, progress, schema
 from core import manifest as layout
 from core.errors import UserError, run_main
-from pipeline import examples, labels, listing, manifest_writer, transforms
+from pipeline import disk_space, examples, labels, listing, manifest_writer, transforms
 from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.folds import assign_folds
 from pipeline.job_inputs import JobInputs
@@ -78,7 +78,7 @@ def load_inputs(cfg: ShardsConfig) -> JobInputs:
     fp = labels.read_csv(fs.join(data, labels.FP_CSV), required=False)
     if not fs.exists(fs.join(data, SUBMISSION_CSV)):
         raise UserError(f"{fs.join(data, SUBMISSION_CSV)} not found (the RFCX layout has it next to train_tp.csv)")
-    submission_ids = listing.read_submission_ids(fs.join(data, SUBMISSION_CSV))
+    submission_ids = listing.read_submission_ids(fs.join(data, SUBMISSION_CSV), cfg.num_classes)
     if not tp.rows:
         raise UserError(f"{tp.path} has no data rows")
     grouped = _group_rows([("tp", tp), ("fp", fp)])
@@ -127,13 +127,14 @@ def prepare_output(cfg: ShardsConfig) -> None:
     existing = [fs.join(out, n) for n in (fs.listdir(out) if fs.isdir(out) else []) if not outlock.is_lock_path(n)]
     if not existing:
         return
+    problem = outputs.not_shards_output(out, existing)
+    if problem:  # not a shards dir: suggesting --overwrite would delete another command's output
+        raise UserError(f"refusing to {'--overwrite' if cfg.overwrite else 'write into'} --output_dir {out}: "
+                        f"{problem}; choose another --output_dir (or delete it yourself if you mean it)")
     if not cfg.overwrite:
         raise UserError(f"--output_dir {out} is not empty; pass --overwrite to replace it "
                         f"(SHARDS_ARGS=--overwrite with make)")
-    if not any(fs.exists(fs.join(out, n)) for n in (layout.CONFIG_FILE, layout.MANIFEST_FILE)):
-        raise UserError(f"refusing to --overwrite {out}: it holds no config.json or manifest.json, so it "
-                        f"was not written by pipeline.shards; delete it yourself if you mean it")
-    if (fs.real(cfg.data_dir) + "/").startswith(fs.real(out) + "/"):
+    if outputs.data_inside(cfg.data_dir, out):  # real paths: a symlinked --data_dir is caught too
         raise UserError(f"refusing to --overwrite {out}: --data_dir {cfg.data_dir} is inside it")
     fs.remove_all(existing)  # everything but this run's lock (core.outlock)
 
@@ -214,9 +215,13 @@ def run(argv: Sequence[str] | None = None):
     """Runs the job; returns the PipelineResult (its metrics hold the counters)."""
     cfg, beam_argv = parse_shards_args(argv)
     checks.output_dir("--output_dir", cfg.output_dir)
+    inside = outputs.inside_other_output(cfg.output_dir)  # a run dir's or another shards job's files
+    if inside:
+        raise UserError(f"--output_dir {cfg.output_dir} is inside {inside}; choose a dir outside it")
     pipeline = _make_pipeline(cfg, beam_argv)
     inputs = load_inputs(cfg)
-    with outlock.held(cfg.output_dir, cfg.overwrite):  # one run per output dir
+    # One run per output dir; a full disk ends in one error line, without temp files or a manifest.
+    with outlock.held(cfg.output_dir, cfg.overwrite), disk_space.full_disk_is_a_user_error(cfg.output_dir):
         prepare_output(cfg)
         write_preamble(cfg, inputs)
         progress_log = logging.getLogger(progress.LOGGER_NAME)
@@ -239,8 +244,10 @@ def run(argv: Sequence[str] | None = None):
         if problems:
             # A bug, not a user error: no manifest, so no reader takes this output for complete.
             raise RuntimeError("counts do not add up: " + "; ".join(problems))
-        fs.write_bytes(fs.join(cfg.output_dir, layout.MANIFEST_FILE), json.dumps(manifest, indent=2).encode())
-    print("\n".join(manifest_writer.summary_lines(manifest, counters) + listing.summary_lines(inputs.split, inputs.ignored_files)
+        disk_space.write_atomically(fs.join(cfg.output_dir, layout.MANIFEST_FILE),
+                                    json.dumps(manifest, indent=2).encode())
+    print("\n".join(manifest_writer.summary_lines(manifest, counters)
+                    + listing.summary_lines(inputs.split, inputs.ignored_files)
                     + [f"wrote {fs.join(cfg.output_dir, layout.MANIFEST_FILE)}"]))
     return p.result
 

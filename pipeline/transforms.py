@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 
 from core import fs, progress, schema
 from pipeline import audio as audio_lib
-from pipeline import examples, labels
+from pipeline import examples, file_guard, labels
 from pipeline.config import ShardsConfig
 
 NAMESPACE = "rfcx_shards"
@@ -122,7 +122,8 @@ class ProcessRecording(beam.DoFn):
 
     def process(self, task: examples.RecordingTask):
         try:
-            outcome = examples.process(task, lambda: read_bytes(task.path), self._cfg)
+            # Checked before it is opened: kind, size, where a symlink leads (pipeline.file_guard).
+            outcome = examples.process(task, lambda: read_bytes(file_guard.checked(task.path, self._cfg)), self._cfg)
         except Exception as e:  # pylint: disable=broad-except
             # One odd recording must not stop the job: whatever it raised becomes its dead letters
             # (the driver still stops a job in which every recording failed: that is a bug).

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from core import checks, fs, schema, settings
+from core import checks, fs, outputs, schema, settings
 from core import manifest as shards_layout
 from core.errors import UserError, run_main
 from core.manifest import Manifest
@@ -133,6 +133,7 @@ def run_baseline(shards_dir: str, out_dir: str, cfg: BaselineConfig = BaselineCo
     started = time.monotonic()
     shards_dir, out_dir = str(shards_dir), str(out_dir)
     checks.output_dir("--out_dir", out_dir)  # a file or read-only dir fails before any work
+    outputs.refuse_inside("--out_dir", out_dir)
     manifest = discovery.read_manifest(shards_dir)
     num_classes, sample_rate = manifest.num_classes, manifest.sample_rate
     mel_cfg = cfg.mel_config(sample_rate)
@@ -161,6 +162,9 @@ def run_baseline(shards_dir: str, out_dir: str, cfg: BaselineConfig = BaselineCo
     read_seconds = time.monotonic() - start
     if not len(table):
         raise UserError(f"the training shards of {shards_dir} hold no slices")
+    if total is not None and len(table) != total:  # as the trainer's reads: never fewer slices unnoticed
+        raise discovery.ShardsError(f"the training shards of {shards_dir} hold {len(table)} slices but manifest.json "
+                                    f"counts {total}; a file was replaced or cut after `make shards`: re-run it")
 
     start = time.monotonic()
     scores, fold_info = cross_validate(table, cfg)

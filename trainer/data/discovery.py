@@ -21,18 +21,20 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import json
-import re
 from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from core import schema
-from core.errors import UserError
+from core import fs, schema
 from core.manifest import MANIFEST_FILE, Manifest, ManifestError
-from core import fs
 from trainer.data import records
-from trainer.data.records import ShardsError, corrupt_shard_error, naming_corrupt_shard, tf_error_reason  # noqa: F401
+from trainer.data.records import (  # noqa: F401
+    ShardsError,
+    corrupt_shard_error,
+    naming_corrupt_shard,
+    tf_error_reason,
+)
 from trainer.features import mel
 from trainer.recipe.config import TrainConfig
 

@@ -32,15 +32,13 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from core import crop
-from core import schema
-from trainer.data import records
+from core import crop, schema
 from trainer.augment import chain
-from trainer.features import mel
 from trainer.augment import spec as spec_augment
-from trainer.data import targets
-from trainer.recipe.config import TrainConfig
+from trainer.data import records, targets
 from trainer.data.discovery import NEGATIVE_KINDS, window_samples
+from trainer.features import mel
+from trainer.recipe.config import TrainConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
 # The features the trainer reads; parsing only these (with the shared spec) skips the rest.
@@ -170,29 +168,43 @@ def _records(files: tf.Tensor | Sequence[str], num_files: int, deterministic: bo
         cycle_length=min(num_files, 8), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
 
-def _endless(files: Sequence[str], cfg: TrainConfig, seed: int) -> tf.data.Dataset:
-    """Serialized records of `files` forever: each pass in a new seeded file order, then a shuffle buffer."""
+def _endless(files: Sequence[str], cfg: TrainConfig, seed: int, count: int | None = None) -> tf.data.Dataset:
+    """Serialized records of `files` forever: each pass in a new seeded file order, then a shuffle buffer.
+
+    With `count` (the manifest's), every pass must hold exactly that many records, as validation's
+    reads must: a shard cut short or a raised count fails at the end of the first pass
+    (trainer.data.discovery.naming_a_corrupt_shard_of names it) instead of training on fewer slices unnoticed.
+    """
     order = (tf.data.Dataset.from_tensor_slices(list(files))
-             .shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat())
+             .shuffle(len(files), seed=seed, reshuffle_each_iteration=True))
+    if count is None:
+        order = order.repeat()
     stream = order.interleave(records.file_records, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
                               deterministic=cfg.deterministic)
+    if count is not None:
+        stream = stream.apply(tf.data.experimental.assert_cardinality(count)).repeat()
     return stream.shuffle(cfg.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
 
 
-def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, resume_index: int) -> tf.data.Dataset:
+def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, resume_index: int,
+                   counts_by_kind: Mapping[str, int] | None = None) -> tf.data.Dataset:
     """The endless stream of serialized training slices: tp with probability 1 - f, else fp/background.
 
     Dataset.shuffle and sample_from_datasets take Python seeds only, so the resume point enters them:
     a resumed run draws a stream of the same distribution, not the uninterrupted run's exact one.
+    `counts_by_kind` (the manifest's): each kind's pass is checked against it (_endless).
     """
     positives = list(files_by_kind.get(schema.KIND_TP, ()))
     negatives = [f for kind in NEGATIVE_KINDS for f in files_by_kind.get(kind, ())]
     seed = cfg.seed * 1_000_003 + resume_index
-    tp = _endless(positives, cfg, seed)
+    counts = None if counts_by_kind is None else {k: int(counts_by_kind.get(k, 0)) for k in schema.SLICE_KINDS}
+    tp = _endless(positives, cfg, seed, None if counts is None else counts[schema.KIND_TP])
     if not negatives or cfg.negative_fraction == 0.0:
         return tp
+    negative_count = None if counts is None else sum(counts[k] for k in NEGATIVE_KINDS)
     return tf.data.Dataset.sample_from_datasets(
-        [tp, _endless(negatives, cfg, seed + 2)], weights=[1.0 - cfg.negative_fraction, cfg.negative_fraction],
+        [tp, _endless(negatives, cfg, seed + 2, negative_count)],
+        weights=[1.0 - cfg.negative_fraction, cfg.negative_fraction],
         seed=seed + 4)
 
 
@@ -218,7 +230,8 @@ def train_element_fn(cfg: TrainConfig, augmented: bool = True) -> Callable[[tf.T
 
 
 def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, global_batch: int,
-                  steps_per_epoch: int, initial_epoch: int = 0) -> tf.data.Dataset:
+                  steps_per_epoch: int, initial_epoch: int = 0,
+                  counts_by_kind: Mapping[str, int] | None = None) -> tf.data.Dataset:
     """(x [B, n_mels, frames, 1], y [B, 2C]) batches of epochs initial_epoch .. cfg.epochs - 1 as one stream.
 
     Each element's randomness (crop, augmentation, masks) comes from a stateless seed of (cfg.seed,
@@ -237,7 +250,7 @@ def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, 
         mix_targets = functools.partial(targets.mix, num_classes=cfg.num_classes)
         return spec_augment.mixup(x, y, cfg.augment, mix_targets, element_seed(cfg, batch_index, salt=1))
 
-    batches = (training_draws(files_by_kind, cfg, first).take(total)
+    batches = (training_draws(files_by_kind, cfg, first, counts_by_kind).take(total)
                .enumerate(start=first)
                .map(example, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
                .batch(global_batch, drop_remainder=True))  # [B, n_mels, frames, 1], [B, 2C]

@@ -30,16 +30,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from core import checks
-from core import schema
+from core import checks, fs, outputs
 from core.errors import run_main
-from trainer.data import records
-from trainer.recipe import config as config_lib
-from trainer.data import discovery
-from core import fs
-from trainer.pictures import plots
-from trainer.recipe.config import TrainConfig
+from trainer.data import discovery, records
 from trainer.features.mel import MelConfig
+from trainer.pictures import plots
+from trainer.recipe import config as config_lib
+from trainer.recipe.config import TrainConfig
 
 EXAMPLES_PNG = "examples.png"
 TP_COLOUR, FP_COLOUR = "#00e5ff", "#ff3d00"  # named in the picture's title as below
@@ -243,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     args, cfg = parse_args(argv)
     out_dir = args.out_dir or fs.join("runs", fs.basename(args.shards_dir), "inspect")
     checks.output_dir("--out_dir", out_dir)
+    outputs.refuse_inside("--out_dir", out_dir)
     files_by_kind = fold_files_by_kind(args.shards_dir, args.fold, cfg)
     with discovery.naming_a_corrupt_shard_of([p for files in files_by_kind.values() for p in files]):
         examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside)

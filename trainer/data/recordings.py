@@ -14,17 +14,15 @@ whatever the number of models scoring it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from core import schema
+from core import fs, schema
 from core.errors import UserError
 from core.manifest import Manifest
-from trainer.data import records
-from trainer.data import discovery
-from core import fs
+from trainer.data import discovery, records
 
 
 @dataclasses.dataclass(frozen=True)

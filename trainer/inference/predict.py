@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from core import checks, fs, progress
+from core import checks, fs, outputs, progress
 from core import manifest as shards_layout
 from core.errors import UserError, run_main
 from core.manifest import Manifest
@@ -146,8 +146,10 @@ def predict(
     shards_dir, output = str(shards_dir), str(output)
     for path in (output, side_path(output, "config"), side_path(output, "score")):  # before any inference
         checks.output_file("--output", path)
+        outputs.refuse_inside("--output", path, is_dir=False)  # not into the shards (test_truth.csv) or a run
     if plot_dir:
         checks.output_dir("--plot_dir", plot_dir)
+        outputs.refuse_inside("--plot_dir", plot_dir)
     manifest = discovery.read_manifest(shards_dir)
     loaded = [runs.open_run(d) for d in run_dirs]  # configs only: every check before a model loads
     runs.check_ensemble(loaded)

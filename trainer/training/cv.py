@@ -23,12 +23,12 @@ import logging
 from collections import Counter
 from typing import Any, Sequence
 
-from core import checks, fs
+from core import checks, fs, outputs
 from core.errors import UserError, run_main
 from trainer.data import discovery
 from trainer.recipe import config as config_lib
 from trainer.recipe.config import TrainConfig
-from trainer.training import report, runs, train
+from trainer.training import report, run_guard, runs, train
 from trainer.training import run_layout as layout
 
 # Settings a complete fold may have been trained with other values of and still belong to this
@@ -60,6 +60,7 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
     cv_dir, baseline_dir = fs.join(runs_root, CV_DIR), fs.join(runs_root, BASELINE_DIR)
     for path in (runs_root, *run_dirs.values(), cv_dir):  # every output dir, before fold 0
         checks.output_dir("--runs_root", path)
+    outputs.refuse_inside("--runs_root", runs_root)
     for fold, run_dir in run_dirs.items():
         if runs.is_complete(run_dir):
             differences = config_lib.config_differences(config_lib.load_run_config(run_dir), cfg,
@@ -69,6 +70,7 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
                     f"fold {fold} in {run_dir} is complete but was trained with another config "
                     f"({'; '.join(differences[:5])}); use another --runs_root or delete {run_dir}"
                 )
+            run_guard.check_complete(run_dir, run_guard.identity(shards_dir, fold))  # its fold, these shards
             print(f"fold {fold}: complete ({layout.path(run_dir, layout.SUMMARY)} present), skipped")
             continue
         print(f"fold {fold}: training into {run_dir}")

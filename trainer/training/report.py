@@ -10,7 +10,8 @@ folds stand beside the model's. Writes into OUT (runs_root/cv by trainer.trainin
 
     oof.csv          all validation slices of the given folds, with labels and scores
     report.json      {"recording_lwlrap", "overall_lwlrap" (slices), "num_examples", "num_recordings",
-                      "folds": {K: {...}}, "per_class": [...], "baseline": {...} or null}
+                      "folds": {K: {...}}, "per_class": [...], "baseline": {...} or null,
+                      "shards_dir", "shards_id" (the shards the folds were trained on)}
     per_class.png    per-class LWLRAP bars (with each class's share of positive labels)
     curves.png       validation LWLRAP per epoch, one line per fold (from each history.csv)
 
@@ -30,7 +31,7 @@ from core.errors import UserError
 from trainer.evaluation import columns
 from trainer.evaluation.lwlrap import lwlrap, per_class_lwlrap, recording_max
 from trainer.pictures import confusion, plots
-from trainer.training import report_md
+from trainer.training import report_md, run_guard
 from trainer.training import run_layout as layout
 
 CURVE = "val_rec_lwlrap"  # the history.csv column plotted per fold
@@ -120,6 +121,7 @@ def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str],
             for k in range(truth.shape[1])
         ],
         "baseline": baseline_beside(baseline_dir, sorted(run_dirs)),
+        **run_guard.shards_of(run_dirs),  # the shards the folds were trained on: shards_dir, shards_id
     }
 
 

@@ -26,21 +26,21 @@ from typing import Any
 
 import pandas as pd
 
-from core import fs
+from core import fs, outputs  # the names that mark a run dir for the other commands
 from core.errors import UserError
 from trainer.recipe.config import CONFIG_FILE
 
 CONFIG = CONFIG_FILE
-BACKUP = "backup"
+BACKUP = outputs.BACKUP
 CHECKPOINTS = "checkpoints"
 LAST_WEIGHTS = fs.join(CHECKPOINTS, "last.weights.h5")
-BEST_MODEL = "best.keras"
-HISTORY = "history.csv"
+BEST_MODEL = outputs.BEST_MODEL
+HISTORY = outputs.HISTORY
 LOGS = "logs"
 VAL_PREDICTIONS = "val_predictions.csv"
 CURVES = "curves.png"
 SERVING_MODEL = "serving.keras"
-SUMMARY = "summary.json"
+SUMMARY = outputs.SUMMARY
 
 # The baseline's output dir (trainer.baseline.run writes it; the CV report reads it beside the model's).
 BASELINE_SETTINGS = "settings.json"  # not config.json, which marks a run dir for trainer.training.runs

@@ -81,7 +81,7 @@ def load_model(run: Run) -> Any:
     path = run.path(layout.BEST_MODEL)
     try:
         model = keras.models.load_model(path, compile=False)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, TypeError, KeyError) as e:  # TypeError: a config naming a refused object
         raise UserError(f"cannot load {path}: {e}") from e
     expected, got = discovery.input_shape(run.config), tuple(model.input_shape[1:])
     if got != expected:

@@ -49,15 +49,15 @@ import keras
 import numpy as np
 import pandas as pd
 
-from core import checks, fs, schema
+from core import checks, fs, outputs, schema
 from core.errors import UserError, run_main
 from trainer.data import discovery, inputs
 from trainer.model import network, strategy
 from trainer.pictures import plots
 from trainer.recipe import config as config_lib
 from trainer.recipe.config import TrainConfig
+from trainer.training import run_guard, validation
 from trainer.training import run_layout as layout
-from trainer.training import validation
 from trainer.training.run_layout import (
     BACKUP,
     BEST_MODEL,
@@ -76,6 +76,7 @@ _BACKUP_METADATA = "training_metadata.json"  # BackupAndRestore's: {"epoch": epo
 def _backup_epoch(run_dir: str) -> int | None:
     """Epochs finished by an interrupted run (from BackupAndRestore's metadata), None if none."""
     meta = layout.path(run_dir, fs.join(layout.BACKUP, _BACKUP_METADATA))
+    run_guard.restore_previous_backup(run_dir)  # a kill while the latest was written: the previous epoch's
     if not fs.exists(meta):
         return None
     try:
@@ -85,8 +86,8 @@ def _backup_epoch(run_dir: str) -> int | None:
                         f"to start {run_dir} over") from e
 
 
-def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
-    """Makes run_dir ready and returns the epoch training starts at (> 0 when resuming)."""
+def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool, identity: dict | None = None) -> int:
+    """Makes run_dir ready and returns the epoch training starts at (> 0 when resuming its `identity`)."""
     fs.makedirs(run_dir)
     if layout.is_complete(run_dir) and not overwrite:
         raise UserError(f"{run_dir} already holds a finished run ({layout.SUMMARY}); pass --overwrite to train it "
@@ -98,6 +99,8 @@ def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool) -> int:
         if differences:
             raise UserError(f"{run_dir} holds an interrupted run with another config ({'; '.join(differences[:5])})"
                             f"; repeat its command to resume it, or pass --overwrite to start over")
+    if resume_at is not None and identity is not None:
+        run_guard.check_resume(run_dir, identity)
     if resume_at is None:
         for name in layout.TRAINING_OUTPUTS:
             fs.remove(layout.path(run_dir, name))
@@ -196,9 +199,10 @@ def _callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
         callbacks.append(ResumableEarlyStopping(list(history[cfg.monitor]), monitor=cfg.monitor, mode=mode,
                                                 patience=cfg.patience, verbose=min(cfg.verbose, 1)))
     # Kept after fit (deleted by us just before summary.json), so a kill after the last epoch
-    # resumes into zero epochs and only redoes the predictions. It saves the weights and the
-    # optimizer state (model.save_weights), which resuming needs.
-    callbacks.append(keras.callbacks.BackupAndRestore(layout.path(run_dir, BACKUP), delete_checkpoint=False))
+    # resumes into zero epochs and only redoes the predictions. It saves the weights and the optimizer
+    # state, which resuming needs, and (double_checkpoint) the previous epoch's, for a kill while writing.
+    callbacks.append(keras.callbacks.BackupAndRestore(layout.path(run_dir, BACKUP), delete_checkpoint=False,
+                                                      double_checkpoint=True))
     return callbacks
 
 
@@ -286,7 +290,7 @@ def _fit(net: keras.Model, fold_inputs: discovery.FoldInputs, cfg: TrainConfig, 
                  run_dir, initial_epoch)
         return
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
-                                 batching.steps_per_epoch, initial_epoch)
+                                 batching.steps_per_epoch, initial_epoch, fold_inputs.num_train_by_kind)
     net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
             callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
 
@@ -299,6 +303,7 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     """
     started = time.monotonic()
     checks.output_dir("--run_dir", run_dir)  # a file or read-only dir fails now, not after the data checks
+    outputs.refuse_inside("--run_dir", run_dir, own=outputs.RUN)
     if importlib.util.find_spec("tensorboard") is None:  # Keras fails only at the first epoch's end
         raise UserError("the TensorBoard logs of a run need the tensorboard package: `pip install tensorboard` "
                         "(`make venv` installs it)")
@@ -307,13 +312,16 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     fold_inputs = discovery.prepare_fold(shards_dir, fold, cfg)  # every input check before run_dir is touched
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     batching = plan_batches(fold_inputs, cfg, placement.num_replicas)
-    initial_epoch = prepare_run_dir(run_dir, cfg, overwrite)
-    config_lib.save_config(cfg, layout.path(run_dir, layout.CONFIG))
-    previous_policy = keras.mixed_precision.global_policy()
-    try:
-        return _train(cfg, fold_inputs, placement, batching, run_dir, initial_epoch, callbacks, started)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)  # a global: leave it as found (trainer.training.cv)
+    with run_guard.locked(run_dir, shards_dir, fold) as identity:  # one trainer.training.train per run dir
+        initial_epoch = prepare_run_dir(run_dir, cfg, overwrite, identity)
+        config_lib.save_config(cfg, layout.path(run_dir, layout.CONFIG))
+        run_guard.write_identity(run_dir, identity)
+        previous_policy = keras.mixed_precision.global_policy()
+        try:
+            return _train(cfg, fold_inputs, placement, batching, run_dir, initial_epoch, callbacks, started)
+        finally:
+            # A global: leave it as found (trainer.training.cv trains several folds in one process).
+            keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strategy.Placement, batching: Batching,
@@ -363,7 +371,7 @@ def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strat
         "precision": precision,
         "preset": cfg.from_preset,
         "input_shape": list(shape),
-        "shards_dir": fold_inputs.shards_dir,
+        "shards_dir": fold_inputs.shards_dir, "shards_id": run_guard.shards_id(fold_inputs.shards_dir),
     }
     fs.remove(layout.path(run_dir, BACKUP))
     fs.write_json(layout.path(run_dir, SUMMARY), summary)  # last: the run is complete

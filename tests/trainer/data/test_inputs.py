@@ -14,8 +14,7 @@ from core import schema
 from tests.helpers import shard_factory as sf
 from tests.helpers.recipe_config import FRAMES, N_MELS, RATE, small_config
 from trainer.augment import chain
-from trainer.data import discovery
-from trainer.data import inputs
+from trainer.data import discovery, inputs
 
 SLICE = 32000  # 2 s
 WINDOW = 16000  # 1 s

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline.demo_data import synthesize_call
 from tests.helpers.shard_factory import train_example, write_shards
-from trainer.recipe import config as config_lib
 from trainer.data import inspect_examples
+from trainer.recipe import config as config_lib
 
 RATE = 16000
 SLICE_SECONDS = 2.0
