@@ -4,9 +4,8 @@
         [--batch_size 32] [--batches 8] [--seed_samples 24] [--repeats 3] [--out bench_out] [--quick]
     make bench [SHARDS=dir DATA_DIR=dir]        # with bench_shards and bench_train
 
---shards_dir is any schema-v2 shards dir and --data_dir the RFCX-layout dataset it was built from
-(the seed generator reads the FLACs), e.g. `--shards_dir /tmp/exp/sh_partial --data_dir
-/tmp/exp/demo`; the defaults are what `make shards` writes (built first when missing).
+--shards_dir is any schema-v2 shards dir and --data_dir the RFCX-layout dataset it was built from (the
+seed generator reads the FLACs); the defaults are what `make shards` writes (built first when missing).
 
 Times, in one run on the same data and machine (samples/s), with the CURRENT default recipe of
 the `full` preset (trainer.recipe.config.preset_config("full"), read at run time: 10 s windows at 48 kHz,
@@ -31,9 +30,8 @@ its augmentation, SpecAugment, mixup, input scaling and tp/negative draws):
 * pipeline_augmented_waveform_pitch: the recipe with the waveform pitch shift
   (librosa.effects.pitch_shift) instead of the mel-stage one; only when the recipe shifts pitch.
 * cpu_ms_per_window: CPU time (one thread) of each augmentation and of the recipe's numpy chain,
-  and per example (all TF threads, batched) of the TF log-mel, of the extra cost of its
-  pitch-shifted form (+-5 semitones), and of the recipe's SpecAugment masks and mixup when on, for one window;
-  librosa.effects.pitch_shift among them.
+  and per example (all TF threads, batched) of the TF log-mel, of its pitch-shifted form (+-5 semitones),
+  and of the recipe's SpecAugment masks and mixup when on, for one window; librosa's pitch shift among them.
 
 Each variant is timed --repeats times, the variants taking turns, and the median is reported
 (every value is kept in the JSON, with the skipped variants and why). Targets: pipeline_augmented

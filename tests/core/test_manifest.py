@@ -17,16 +17,6 @@ from tests.conftest import (
     TINY_SLICE_SECONDS,
 )
 
-SR = 48000
-SLICE_S = 4.0
-NUM_FOLDS = 2
-NUM_CLASSES = 24
-STEREO_ID = "5744100aa"  # the 44.1 kHz stereo recording
-SHORT_ID = "5407000bb"  # 2 s, shorter than the slice
-FPONLY_ID = "f0f0f0f0f"  # fp rows only
-BACKGROUND = 2  # the job's default --background_per_recording
-
-
 def test_manifest_layout_agrees_with_shard_factory(tiny_shards, tmp_path):
     """Trainer tests use tests/helpers/shard_factory.py in place of the job: both must write the same layout."""
     from tests.helpers import shard_factory

@@ -12,16 +12,6 @@ from core.errors import UserError
 from pipeline import shards
 from tests.helpers import common
 
-SR = 48000
-SLICE_S = 4.0
-NUM_FOLDS = 2
-NUM_CLASSES = 24
-STEREO_ID = "5744100aa"  # the 44.1 kHz stereo recording
-SHORT_ID = "5407000bb"  # 2 s, shorter than the slice
-FPONLY_ID = "f0f0f0f0f"  # fp rows only
-BACKGROUND = 2  # the job's default --background_per_recording
-
-
 def test_overwrite_refuses_foreign_dir(tiny_dataset, tmp_path):
     (tmp_path / "precious.txt").write_text("not shards")
     with pytest.raises(UserError, match="not written by pipeline.shards"):

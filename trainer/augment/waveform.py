@@ -163,7 +163,7 @@ class _NoiseSNR(RandomTransform):
       bank_seconds: 0 = fresh noise per call (the seed's way). > 0 = a cut at a random offset,
         with a random sign, of a bank of max(bank_seconds * sample_rate, n) samples of the same
         noise made once per process (`noise_bank`): a copy instead of generating noise per window
-        (costs in the README's benchmark table). The trade-off: windows share bank material (a 60 s bank
+        (costs: docs/results.md). The trade-off: windows share bank material (a 60 s bank
         holds 50 s of distinct 10 s offsets, each with either sign), so the noise varies less
         between windows than fresh draws; its distribution, spectrum and SNR are the same.
       sample_rate: Hz, to convert bank_seconds.

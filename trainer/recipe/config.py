@@ -142,7 +142,7 @@ class TrainConfig:
 
 # Every preset runs the same code; only sizes and schedule differ. "full" is the seed's sizes (input
 # 128 x 938) for accelerators; "cpu" is sized so that a 2-core machine trains a model that learns in
-# minutes (README: measured); "tiny" is the smallest that runs, for tests. "auto" picks "full" when an
+# minutes (figures: docs/results.md); "tiny" is the smallest that runs, for tests. "auto" picks "full" when an
 # accelerator (TPU or GPU) is present, else "cpu" (resolve_preset).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},

@@ -27,7 +27,7 @@ Settings: preset < --config JSON < flags (see trainer.recipe.config). run_dir re
                          example counts per kind, elapsed_seconds, strategy, preset, ...
 
 The names are trainer.training.run_layout's. A resumed run continues the early-stopping patience count of
-the interrupted one (ResumableEarlyStopping). Settings that may differ on resumption:
+the interrupted one (trainer.training.callbacks.ResumableEarlyStopping). Settings that may differ on resumption:
 trainer.recipe.config.RESUMABLE_FIELDS.
 
 A finished run_dir is refused unless --overwrite. Bad input (missing shards, unknown fold, other
@@ -56,14 +56,13 @@ from trainer.model import network, strategy
 from trainer.pictures import plots
 from trainer.recipe import config as config_lib
 from trainer.recipe.config import TrainConfig
+from trainer.training import callbacks as callbacks_lib
 from trainer.training import run_guard, validation
 from trainer.training import run_layout as layout
 from trainer.training.run_layout import (
     BACKUP,
     BEST_MODEL,
     CURVES,
-    HISTORY,
-    LOGS,
     SUMMARY,
     VAL_PREDICTIONS,
 )
@@ -107,103 +106,6 @@ def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool, identity: d
         return 0
     log.info("resuming the interrupted run in %s after epoch %d", run_dir, resume_at)
     return resume_at
-
-
-def monitor_mode(monitor: str) -> str:
-    """"min" for a loss, "max" for the LWLRAPs."""
-    return "min" if monitor.endswith("loss") else "max"
-
-
-def best_row(history: pd.DataFrame, monitor: str) -> pd.Series:
-    """The history row of the best epoch by `monitor` (the first of equals, as the checkpoint keeps it)."""
-    values = history[monitor]
-    return history.loc[values.idxmin() if monitor_mode(monitor) == "min" else values.idxmax()]
-
-
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping whose patience counts the epochs of the interrupted run it resumes.
-
-    `past` holds the monitored value of every epoch finished before the resumption (history.csv
-    up to initial_epoch), oldest first. At train begin they are replayed through EarlyStopping's own
-    on_epoch_end, so wait, best and best_epoch are what an uninterrupted run would hold.
-    """
-
-    def __init__(self, past: Sequence[float] = (), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.past = [float(v) for v in past]
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        super().on_train_begin(logs)
-        for epoch, value in enumerate(self.past):
-            self.on_epoch_end(epoch, {self.monitor: value})
-
-    def stopped_before(self, net: keras.Model) -> bool:
-        """True when the replayed epochs already reach `patience`: the interrupted run had stopped early.
-
-        Keras' fit checks stop_training only after a step, so such a run must not call fit at all.
-        """
-        self.set_model(net)
-        self.on_train_begin()
-        stopped = bool(net.stop_training)
-        net.stop_training = False
-        return stopped
-
-
-class HistoryLogger(keras.callbacks.CSVLogger):
-    """CSVLogger that also closes a gs:// file: Keras' on_train_end asks the file for `.closed`, which
-    tf.io.gfile's GFile (what Keras opens for a remote path) lacks, so the run would end in an AttributeError.
-    """
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self.csv_file is not None:
-            self.csv_file.close()
-            self.csv_file = None
-        self.writer = None
-
-
-class LastWeights(keras.callbacks.Callback):
-    """Writes the model's weights (no optimizer state: BackupAndRestore keeps that) after every epoch.
-
-    Load them into the run's architecture: `net = model.build_model(cfg, shape, ...); net.load_weights(path)`.
-    """
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        # objects_to_skip: keras.saving.save_weights' way to leave out a part of the model's state.
-        keras.saving.save_weights(self.model, self.path, overwrite=True, objects_to_skip=[self.model.optimizer])
-
-
-def _callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
-               validator: validation.RecordingValidation) -> list[keras.callbacks.Callback]:
-    """The run's callbacks; `history` = the epochs finished before this invocation (empty unless resuming)."""
-    fs.makedirs(layout.path(run_dir, layout.CHECKPOINTS))
-    mode = monitor_mode(cfg.monitor)
-    best_so_far = None if history.empty else best_row(history, cfg.monitor)[cfg.monitor]
-    callbacks = [
-        validator,  # first: it puts val_loss, val_lwlrap and val_rec_lwlrap into the logs the others read
-        # Before BackupAndRestore: a kill between the two then duplicates a history row (dropped on
-        # reading) rather than losing one.
-        HistoryLogger(layout.path(run_dir, HISTORY), append=True),
-        # A resumed run must beat the best epoch of before the interruption to replace best.keras.
-        keras.callbacks.ModelCheckpoint(layout.path(run_dir, BEST_MODEL), monitor=cfg.monitor, mode=mode,
-                                        save_best_only=True,
-                                        initial_value_threshold=None if pd.isna(best_so_far) else float(best_so_far),
-                                        verbose=min(cfg.verbose, 1)),
-        LastWeights(layout.path(run_dir, layout.LAST_WEIGHTS)),
-        keras.callbacks.TensorBoard(layout.path(run_dir, LOGS)),
-    ]
-    if cfg.patience:
-        callbacks.append(ResumableEarlyStopping(list(history[cfg.monitor]), monitor=cfg.monitor, mode=mode,
-                                                patience=cfg.patience, verbose=min(cfg.verbose, 1)))
-    # Kept after fit (deleted by us just before summary.json), so a kill after the last epoch
-    # resumes into zero epochs and only redoes the predictions. It saves the weights and the optimizer
-    # state, which resuming needs, and (double_checkpoint) the previous epoch's, for a kill while writing.
-    callbacks.append(keras.callbacks.BackupAndRestore(layout.path(run_dir, BACKUP), delete_checkpoint=False,
-                                                      double_checkpoint=True))
-    return callbacks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,8 +185,8 @@ def _fit(net: keras.Model, fold_inputs: discovery.FoldInputs, cfg: TrainConfig, 
          extra_callbacks: Sequence[keras.callbacks.Callback]) -> None:
     history = layout.read_history(run_dir, cfg.monitor)
     # Rows of epochs the backup does not hold (a kill between CSVLogger and BackupAndRestore) are redone.
-    callbacks = _callbacks(run_dir, cfg, history[history["epoch"] < initial_epoch], validator)
-    early = [c for c in callbacks if isinstance(c, ResumableEarlyStopping)]
+    callbacks = callbacks_lib.run_callbacks(run_dir, cfg, history[history["epoch"] < initial_epoch], validator)
+    early = [c for c in callbacks if isinstance(c, callbacks_lib.ResumableEarlyStopping)]
     if initial_epoch and early and early[0].stopped_before(net):
         log.info("early stopping had ended %s after epoch %d before it was interrupted; not training further",
                  run_dir, initial_epoch)
@@ -346,7 +248,7 @@ def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strat
                                                    fold_inputs.num_val)
         _fit(net, fold_inputs, cfg, run_dir, initial_epoch, batching, validator, callbacks)
         history, final, val_meta = write_results(net, validator, cfg, run_dir)
-    best = best_row(history, cfg.monitor)
+    best = callbacks_lib.best_row(history, cfg.monitor)
     kinds = sorted(set(val_meta["kind"]))
     summary = {
         "fold": fold,

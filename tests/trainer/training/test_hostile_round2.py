@@ -30,6 +30,7 @@ from tests.helpers.round2 import (
     _snapshot,
 )
 from trainer.inference import predict
+from trainer.training import callbacks as callbacks_lib
 from trainer.training import cv, report, runs, train
 from trainer.training import run_layout as layout
 
@@ -182,7 +183,7 @@ def _fit_with_train_callbacks(run_dir, epochs, extra=()):
     keras.utils.set_random_seed(0)
     net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     net.compile(optimizer="adam", loss="mse")
-    callbacks = train._callbacks(run_dir, cfg, layout.read_history(run_dir).iloc[0:0], ValidatorStandIn())
+    callbacks = callbacks_lib.run_callbacks(run_dir, cfg, layout.read_history(run_dir).iloc[0:0], ValidatorStandIn())
     return net.fit(np.ones((4, 3)), np.zeros(4), epochs=epochs, verbose=0, callbacks=callbacks + list(extra))
 
 

@@ -23,6 +23,7 @@ from tests.helpers.recipe_config import as_config_file_content, recipe_config
 from trainer.data import discovery
 from trainer.evaluation.lwlrap import lwlrap, recording_lwlrap
 from trainer.recipe import config
+from trainer.training import callbacks as callbacks_lib
 from trainer.training import run_layout as layout
 from trainer.training import train, validation
 
@@ -188,7 +189,7 @@ def _fit_small(run_dir: str, initial_epoch: int, extra: list) -> keras.callbacks
     history = layout.read_history(run_dir, "val_score")
     past = list(history.loc[history["epoch"] < initial_epoch, "val_score"])
     callbacks = [ScriptMonitor(), keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-                 train.ResumableEarlyStopping(past, monitor="val_score", mode="max", patience=3),
+                 callbacks_lib.ResumableEarlyStopping(past, monitor="val_score", mode="max", patience=3),
                  keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"), delete_checkpoint=False), *extra]
     return net.fit(np.ones((4, 3)), np.zeros(4), epochs=len(SCRIPTED_MONITOR), verbose=0, callbacks=callbacks)
 
@@ -207,7 +208,7 @@ def test_early_stopping_patience_counts_across_an_interruption(tmp_path):
 
 
 def test_resumable_early_stopping_replays_the_past_epochs():
-    stopping = train.ResumableEarlyStopping([0.5, 0.6, 0.55], monitor="val_score", mode="max", patience=3)
+    stopping = callbacks_lib.ResumableEarlyStopping([0.5, 0.6, 0.55], monitor="val_score", mode="max", patience=3)
     stopping.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
     stopping.on_train_begin()
     assert (stopping.wait, stopping.best, stopping.best_epoch) == (1, 0.6, 1)
@@ -216,9 +217,9 @@ def test_resumable_early_stopping_replays_the_past_epochs():
 def test_a_run_that_had_stopped_early_is_not_trained_further_on_resume():
     net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     # best 0.6 at epoch 1, then 3 epochs without improvement: patience 3 was reached before the kill.
-    stopped = train.ResumableEarlyStopping([0.5, 0.6, 0.55, 0.58, 0.59], monitor="val_score", mode="max",
+    stopped = callbacks_lib.ResumableEarlyStopping([0.5, 0.6, 0.55, 0.58, 0.59], monitor="val_score", mode="max",
                                            patience=3)
     assert stopped.stopped_before(net)
     assert not net.stop_training  # left for fit to decide, were it called
-    going = train.ResumableEarlyStopping([0.5, 0.6, 0.55, 0.58], monitor="val_score", mode="max", patience=3)
+    going = callbacks_lib.ResumableEarlyStopping([0.5, 0.6, 0.55, 0.58], monitor="val_score", mode="max", patience=3)
     assert not going.stopped_before(net)
