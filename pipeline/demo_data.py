@@ -124,7 +124,7 @@ def background(num_samples: int, rng: np.random.Generator) -> np.ndarray:
     return (pink + white).astype(np.float32)
 
 
-def _place(y: np.ndarray, call: np.ndarray, start: int, gain: float) -> None:
+def place_call(y: np.ndarray, call: np.ndarray, start: int, gain: float) -> None:
     end = min(len(y), start + len(call))
     y[start:end] += gain * call[: end - start]
 
@@ -139,7 +139,7 @@ def recording_ids(rng: np.random.Generator, count: int) -> list[str]:
     return ids
 
 
-def _box_row(rid: str, call: SpeciesCall, t0: float, t1: float, f_min: float, f_max: float) -> dict:
+def box_row(rid: str, call: SpeciesCall, t0: float, t1: float, f_min: float, f_max: float) -> dict:
     return {"recording_id": rid, "species_id": call.species_id, "songtype_id": call.songtype_id,
             "t_min": round(t0, 4), "f_min": f_min, "t_max": round(t1, 4), "f_max": f_max}
 
@@ -177,9 +177,9 @@ def _synthesize_recording(plan: RecordingPlan, duration_s: float, sample_rate: i
             t0 = k * stretch + float(rng.uniform(0, stretch - seconds))
             wave = synthesize_call(call.shape, call.f_min, call.f_max, seconds, call.rate_hz, sample_rate)
             start = int(round(t0 * sample_rate))
-            _place(y, wave, start, float(rng.uniform(0.12, 0.3)))
+            place_call(y, wave, start, float(rng.uniform(0.12, 0.3)))
             if label_mode == EXHAUSTIVE or k == labelled:
-                tp.append(_box_row(plan.recording_id, call, start / sample_rate,
+                tp.append(box_row(plan.recording_id, call, start / sample_rate,
                                    (start + len(wave)) / sample_rate, call.f_min, call.f_max))
     for _ in range(plan.num_lookalikes):
         # A look-alike: another species' band with a different shape, as a detector would confuse it.
@@ -189,8 +189,8 @@ def _synthesize_recording(plan: RecordingPlan, duration_s: float, sample_rate: i
         t0 = float(rng.uniform(0, duration_s - seconds))
         wave = synthesize_call(shape, look.f_min, look.f_max, seconds, look.rate_hz * 1.7, sample_rate)
         start = int(round(t0 * sample_rate))
-        _place(y, wave, start, float(rng.uniform(0.1, 0.2)))
-        fp.append(_box_row(plan.recording_id, look, start / sample_rate, (start + len(wave)) / sample_rate,
+        place_call(y, wave, start, float(rng.uniform(0.1, 0.2)))
+        fp.append(box_row(plan.recording_id, look, start / sample_rate, (start + len(wave)) / sample_rate,
                            look.f_min, look.f_max))
     peak = float(np.max(np.abs(y)))
     if peak > 0.95:  # keep clear of int16 clipping
@@ -200,7 +200,7 @@ def _synthesize_recording(plan: RecordingPlan, duration_s: float, sample_rate: i
     return y, sorted(tp, key=key), sorted(fp, key=key)
 
 
-def _write_csv(path: str, header: Sequence[str], rows: Sequence[dict]) -> None:
+def write_csv(path: str, header: Sequence[str], rows: Sequence[dict]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(header))
         w.writeheader()
@@ -260,10 +260,10 @@ def write_dataset(out_dir: str, plans: Sequence[RecordingPlan], rows: Sequence[t
             truth_rows.append({"recording_id": plan.recording_id,
                                **{f"s{s}": int(s in plan.species) for s in range(NUM_SPECIES)}})
     sub_header = ["recording_id"] + [f"s{s}" for s in range(NUM_SPECIES)]
-    _write_csv(os.path.join(out_dir, "train_tp.csv"), CSV_COLUMNS, tp_rows)
-    _write_csv(os.path.join(out_dir, "train_fp.csv"), CSV_COLUMNS, fp_rows)
-    _write_csv(os.path.join(out_dir, "test_truth.csv"), sub_header, truth_rows)
-    _write_csv(os.path.join(out_dir, "sample_submission.csv"), sub_header,
+    write_csv(os.path.join(out_dir, "train_tp.csv"), CSV_COLUMNS, tp_rows)
+    write_csv(os.path.join(out_dir, "train_fp.csv"), CSV_COLUMNS, fp_rows)
+    write_csv(os.path.join(out_dir, "test_truth.csv"), sub_header, truth_rows)
+    write_csv(os.path.join(out_dir, "sample_submission.csv"), sub_header,
                [{"recording_id": r["recording_id"], **{f"s{s}": 0 for s in range(NUM_SPECIES)}}
                 for r in truth_rows])
     return {"train_recordings": sum(p.is_train for p in plans), "test_recordings": len(truth_rows),
