@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import signal
 
+from benchmarks import field_acoustics
 from benchmarks import realistic_data as rd
 from pipeline import labels, shards
 
@@ -62,12 +63,12 @@ def test_events_use_the_plans_variants(tiny):
 def test_requested_snr_is_hit_in_the_band(snr_db):
     rng = np.random.default_rng(1)
     n = 2 * SR
-    noise = rd.background(n, rng) + 0.05 * rd.rain(n, SR, rng)
+    noise = rd.background(n, rng) + 0.05 * field_acoustics.rain(n, SR, rng)
     species = rd.species_calls()[9]
     call = rd.synthesize_variant(rd.call_variants()[9][0], SR)
-    call = rd.propagate(call, species.f_max, SR, rng)[: len(call)]
+    call = field_acoustics.propagate(call, species.f_max, SR, rng)[: len(call)]
     seg = noise[SR // 2: SR // 2 + len(call)]
-    gain = rd.gain_for_snr(call, seg, SR, species.f_min, species.f_max, snr_db)
+    gain = field_acoustics.gain_for_snr(call, seg, SR, species.f_min, species.f_max, snr_db)
     # Measured independently: a Butterworth band-pass instead of the generator's FFT mask.
     sos = signal.butter(8, [species.f_min, species.f_max], "bandpass", fs=SR, output="sos")
     p_call = np.mean(signal.sosfiltfilt(sos, gain * call.astype(np.float64)) ** 2)
