@@ -112,7 +112,7 @@ def acquire(out_dir: str, overwrite: bool, name: str = LOCK_NAME, job: str = "pi
     `job` and `flag` name the command and its output flag in the messages (trainer.training.train locks
     its --run_dir with its own lock name)."""
     created = False
-    if not fs.is_remote(out_dir) and not os.path.isdir(out_dir):
+    if not fs.is_remote(out_dir) and not fs.isdir(out_dir):
         try:
             os.makedirs(out_dir)
         except OSError as e:
