@@ -59,10 +59,8 @@ def _wrapped(fn: F) -> F:
     def call(path: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(path, *args, **kwargs)
-        except OSError:
-            raise
         except Exception as e:  # BeamIOError, google.api_core errors, ...: one kind of error for callers
-            if not is_remote(path):
+            if not is_remote(path) or isinstance(e, (FileNotFoundError, FileExistsError, FilesystemError)):
                 raise
             text = str(e)
             if "404" in text or "not found" in text.lower() or "No such" in text:

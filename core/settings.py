@@ -58,7 +58,7 @@ def check_types(cfg: Any, error: type[Exception]) -> None:
         if accepted is None:
             continue
         if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
-            raise error(f"{name} must be a {tp.__name__}, got {value!r}")
+            raise error(f"{name} must be of type {tp.__name__}, got {value!r}")
 
 
 def _optional_inner(tp: Any) -> Any | None:
