@@ -8,6 +8,8 @@ trainer.augment.waveform::
              PitchShift(-5..+5 semitones), TimeShift(-4..+4 s, "replace"),
              VolumeControl(-10..+10 dB, "sine")])
 
+Before it, off by default, the field's effects (trainer.augment.field): TimeStretch, Reverb, RandomEQ.
+
 Noise is cut from per-process banks by default (``noise_bank_seconds``; see
 trainer.augment.waveform._NoiseSNR for the trade-off), 0 draws fresh noise per window as the seed did.
 
@@ -36,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core import choices, settings
+from trainer.augment.field import RandomEQ, Reverb, TimeStretch, check_positive
 from trainer.augment.waveform import (
     AugmentError,
     Compose,
@@ -69,7 +72,10 @@ class AugmentConfig:
     # Bounds whose absurd values would exhaust memory (core.settings applies them to flags/files).
     LIMITS: ClassVar[dict[str, tuple[float | None, float]]] = {
         "noise_bank_seconds": (None, 3600), "noise_min_snr_db": (-100, 100), "noise_max_snr_db": (-100, 100),
-        "pitch_shift_max_steps": (None, 48), "time_shift_max_seconds": (None, 3600), "volume_db_limit": (None, 100)}
+        "pitch_shift_max_steps": (None, 48), "time_shift_max_seconds": (None, 3600), "volume_db_limit": (None, 100),
+        "time_stretch_min": (0.1, 10), "time_stretch_max": (0.1, 10), "reverb_rt60_min": (None, 10),
+        "reverb_rt60_max": (None, 10), "eq_lowpass_min_hz": (None, 1e6), "eq_lowpass_max_hz": (None, 1e6),
+        "eq_highpass_min_hz": (None, 1e6), "eq_highpass_max_hz": (None, 1e6), "eq_peak_db_limit": (None, 40)}
 
     enabled: bool = True
     noise_p: float = 0.5  # probability of adding one noise kind (chosen uniformly among those on)
@@ -88,6 +94,21 @@ class AugmentConfig:
     volume_p: float = 0.5
     volume_db_limit: float = 10.0
     volume_mode: VolumeMode = "sine"
+    # Field effects (trainer.augment.field), off by default: time stretch, then reverb and EQ (see build_augmentation).
+    time_stretch_p: float = 0.0
+    time_stretch_min: float = 0.9  # rate; an event at t moves to t / rate, so the range stays small
+    time_stretch_max: float = 1.1
+    reverb_p: float = 0.0
+    reverb_rt60_min: float = 0.2  # seconds for the tail to fall by 60 dB
+    reverb_rt60_max: float = 1.0
+    reverb_wet_min: float = 0.1  # reverberant share of the mix, in [0, 1]
+    reverb_wet_max: float = 0.5
+    eq_p: float = 0.0  # a low-pass, a high-pass or both, then a peaking filter if eq_peak_db_limit > 0
+    eq_lowpass_min_hz: float = 6000.0
+    eq_lowpass_max_hz: float = 16000.0
+    eq_highpass_min_hz: float = 50.0
+    eq_highpass_max_hz: float = 400.0
+    eq_peak_db_limit: float = 6.0  # peaking gain drawn from [-limit, +limit] dB; 0 = none
     # After the log-mel, as TF ops (trainer.augment.spec): SpecAugment masks per example, mixup per batch.
     time_masks: int = 0  # masks of up to time_mask_fraction of the frames each
     time_mask_fraction: float = 0.1
@@ -99,15 +120,25 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         settings.check_types(self, AugmentError)
         choices.check(self, AugmentError)
-        for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p", "mixup_p", "time_mask_fraction",
-                     "freq_mask_fraction"):
+        for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p", "time_stretch_p", "reverb_p", "eq_p",
+                     "reverb_wet_min", "reverb_wet_max", "mixup_p", "time_mask_fraction", "freq_mask_fraction"):
             check_probability(name, getattr(self, name))
         for name in ("time_masks", "freq_masks", "noise_bank_seconds", "pitch_shift_max_steps",
-                     "time_shift_max_seconds", "volume_db_limit"):
+                     "time_shift_max_seconds", "volume_db_limit", "eq_peak_db_limit"):
             check_nonnegative(name, getattr(self, name))
+        for name in ("time_stretch_min", "reverb_rt60_min", "eq_lowpass_min_hz", "eq_highpass_min_hz"):
+            check_positive(name, getattr(self, name))
         if not self.mixup_alpha > 0:
             raise AugmentError(f"mixup_alpha must be > 0, got {self.mixup_alpha!r}")
         check_range("noise_min_snr_db/noise_max_snr_db", self.noise_min_snr_db, self.noise_max_snr_db)
+        check_range("time_stretch_min/time_stretch_max", self.time_stretch_min, self.time_stretch_max)
+        check_range("reverb_rt60_min/reverb_rt60_max", self.reverb_rt60_min, self.reverb_rt60_max)
+        check_range("reverb_wet_min/reverb_wet_max", self.reverb_wet_min, self.reverb_wet_max)
+        check_range("eq_lowpass_min_hz/eq_lowpass_max_hz", self.eq_lowpass_min_hz, self.eq_lowpass_max_hz)
+        check_range("eq_highpass_min_hz/eq_highpass_max_hz", self.eq_highpass_min_hz, self.eq_highpass_max_hz)
+        if not self.eq_highpass_max_hz < self.eq_lowpass_min_hz:
+            raise AugmentError(f"eq_highpass_max_hz must be below eq_lowpass_min_hz, got {self.eq_highpass_max_hz} "
+                               f">= {self.eq_lowpass_min_hz}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +158,8 @@ class Augmentation:
     is, up to that, the seed's order.
 
     Parameters:
-      chain: the waveform transforms (noise, waveform pitch shift if any, time shift, volume).
+      chain: the waveform transforms (time stretch, reverb, EQ if on; noise, waveform pitch shift if any,
+        time shift, volume).
       mel_pitch: PitchShift(method="mel") whose steps the mel front end applies, or None.
     """
 
@@ -152,6 +184,22 @@ def build_augmentation(cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> A
     if not cfg.enabled:
         return Augmentation()
     transforms: list[Transform] = []
+    # The field's effects in the order a call meets them: the singer's tempo (time stretch; first, so
+    # that it stretches neither a reverb tail nor the recorder's noise), the forest it crosses (reverb),
+    # the microphone and the air's loss of highs (EQ, which colours the reverberant field too), then
+    # the recorder's noise and the seed's chain. Off by default, so the recipe's chain and its seeded
+    # draws are unchanged.
+    if cfg.time_stretch_p > 0:
+        transforms.append(TimeStretch(p=cfg.time_stretch_p, min_rate=cfg.time_stretch_min,
+                                      max_rate=cfg.time_stretch_max))
+    if cfg.reverb_p > 0:
+        transforms.append(Reverb(p=cfg.reverb_p, rt60_min=cfg.reverb_rt60_min, rt60_max=cfg.reverb_rt60_max,
+                                 wet_min=cfg.reverb_wet_min, wet_max=cfg.reverb_wet_max, sample_rate=sample_rate))
+    if cfg.eq_p > 0:
+        transforms.append(RandomEQ(p=cfg.eq_p, lowpass_min_hz=cfg.eq_lowpass_min_hz,
+                                   lowpass_max_hz=cfg.eq_lowpass_max_hz, highpass_min_hz=cfg.eq_highpass_min_hz,
+                                   highpass_max_hz=cfg.eq_highpass_max_hz, peak_db_limit=cfg.eq_peak_db_limit,
+                                   sample_rate=sample_rate))
     noise_kinds = [kind for kind, on in ((GaussianNoiseSNR, cfg.gaussian_noise), (PinkNoiseSNR, cfg.pink_noise)) if on]
     if noise_kinds and cfg.noise_p > 0:
         noises = tuple(
