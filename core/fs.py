@@ -31,12 +31,15 @@ from typing import IO, Any, Callable, Iterator, Sequence, TypeVar
 
 import pandas as pd
 
+from core.errors import UserError
+
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class FilesystemError(OSError):
-    """A remote file system (or its client library) refused an operation; the message names the path."""
+class FilesystemError(UserError, OSError):
+    """A remote file system (or its client library) refused an operation; the message names the path (an
+    OSError for callers that handle file errors, a UserError for the entry points' one `error:` line)."""
 
 
 def is_remote(path: str) -> bool:
@@ -63,6 +66,9 @@ def _wrapped(fn: F) -> F:
             if not is_remote(path) or isinstance(e, (FileNotFoundError, FileExistsError, FilesystemError)):
                 raise
             text = str(e)
+            if "Unable to get filesystem" in text:  # Beam has no file system for the scheme
+                raise FilesystemError(f"{path}: no file system for this scheme here (gs:// needs the gcp extra: "
+                                      f"pip install -e '.[gcp]')") from e
             if "404" in text or "not found" in text.lower() or "No such" in text:
                 raise FileNotFoundError(f"{path}: not found") from e
             raise FilesystemError(f"{path}: {type(e).__name__}: {text.splitlines()[0] if text else ''}") from e
@@ -121,6 +127,8 @@ def isdir(path: str) -> bool:
 def exists(path: str) -> bool:
     if not is_remote(path):
         return os.path.exists(path)
+    if "/" not in str(path).split("://", 1)[1].strip("/"):  # a bucket: no object name to look up
+        return isdir(path)
     return _beam().exists(str(path)) or isdir(path)
 
 

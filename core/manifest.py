@@ -2,7 +2,7 @@
 
 Written by pipeline.shards (and tests/helpers/shard_factory.py, which fakes the job's output); read by
 trainer.data.discovery, trainer.data.recordings, trainer.inference.predict and trainer.baseline.run. No I/O here: callers read and
-write the JSON through their filesystem layer (Beam FileSystems in the job, core.fs in the trainer).
+write the JSON through core.fs, the one filesystem layer of both sides.
 
     OUT/
       config.json, folds.csv, sample_submission.csv [, test_truth.csv]

@@ -97,8 +97,12 @@ class Lock:
         self._out_dir, self._text, self._created_dir = out_dir, text, created_dir
 
     def release(self) -> None:
-        if fs.read_text_or_none(self.path) == self._text:  # never remove a lock another run took over
-            fs.remove(self.path)
+        try:
+            if fs.read_text_or_none(self.path) == self._text:  # never remove a lock another run took over
+                fs.remove(self.path)
+        except OSError as e:  # never hide the error the job itself raised behind a failed clean-up
+            log.warning("could not release the lock %s (%s); delete it by hand", self.path, e)
+            return
         if self._created_dir and not fs.is_remote(self._out_dir):
             # A run that stopped before writing anything leaves no empty dir behind.
             with contextlib.suppress(OSError):

@@ -129,6 +129,8 @@ def apply_overrides(cfg: Any, overrides: Mapping[str, Any], prefix: str = "", fl
     except (ValueError, TypeError) as e:
         if isinstance(e, ConfigError):
             raise
+        if flags:
+            raise ConfigError(f"invalid {'--' + prefix + '* ' if prefix else ''}flag(s): {e}") from e
         raise ConfigError(f"invalid config{' section ' + prefix.rstrip('.') if prefix else ''}: {e}") from e
 
 

@@ -29,6 +29,7 @@ Same arguments => byte-identical files.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import os
@@ -284,14 +285,19 @@ def write_demo_dataset(out_dir: str, num_train: int = 48, num_test: int = 64, du
             "label_mode": label_mode}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    parser = checks.ArgumentParser(prog="python -m pipeline.demo_data", description=__doc__.split("\n\n")[0])
+def add_dataset_flags(parser: argparse.ArgumentParser, num_train: int, num_test: int) -> None:
+    """The flags every dataset generator takes (this one and benchmarks.realistic_data)."""
     parser.add_argument("out_dir")
-    parser.add_argument("--num_train", type=int, default=48)
-    parser.add_argument("--num_test", type=int, default=64)
+    parser.add_argument("--num_train", type=int, default=num_train)
+    parser.add_argument("--num_test", type=int, default=num_test)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per recording")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample_rate", type=int, default=48000)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = checks.ArgumentParser(prog="python -m pipeline.demo_data", description=__doc__.split("\n\n")[0])
+    add_dataset_flags(parser, num_train=48, num_test=64)
     parser.add_argument("--label_mode", default=PARTIAL,
                         help=f"{PARTIAL} (default, as RFCX: one tp box per species per recording, its other "
                              f"calls unlabelled) or {EXHAUSTIVE} (a tp box on every call)")

@@ -53,7 +53,7 @@ def remove_temp_files(out: str) -> None:
     """The sinks' beam-temp-* dirs anywhere under OUT, and a manifest temp file (best effort)."""
     if fs.is_remote(out):
         with contextlib.suppress(Exception):
-            fs.remove_all([p for pattern in ("**" + _BEAM_TEMP + "*", "*" + TEMP_SUFFIX)
+            fs.remove_all([p for pattern in ("**" + _BEAM_TEMP + "**", "*" + TEMP_SUFFIX)
                            for p in fs.glob(fs.join(out, pattern))])
         return
     for root, dirs, names in os.walk(out):

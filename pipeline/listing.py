@@ -65,7 +65,7 @@ def flac_files(directory: str) -> FlacFiles:
 def read_submission_ids(path: str, num_classes: int | None = None) -> list[str]:
     """recording_id column of sample_submission.csv (stripped), in file order.
 
-    With `num_classes`, also what trainer.predict will require of it, so that the job stops before
+    With `num_classes`, also what trainer.inference.predict will require of it, so that the job stops before
     launch rather than predict after training: the header recording_id,s0..s{num_classes-1} and no
     recording listed twice."""
     table, _ = labels.read_text_csv(path, "sample_submission.csv")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -144,3 +145,29 @@ def test_the_beam_job_runs_without_loading_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def _install_requires() -> list[str]:
+    """setup.py's install_requires (what a Dataflow worker installs), read from the file's AST."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "install_requires":
+            return [ast.literal_eval(e) for e in node.value.elts]
+    raise AssertionError("setup.py has no install_requires")
+
+
+# Import name -> distribution name, where they differ.
+_DISTRIBUTIONS = {"apache_beam": "apache-beam", "google_crc32c": "google-crc32c", "sklearn": "scikit-learn"}
+# Imported by core.fs only for gs:// (google-cloud-storage comes with the gcp extra) and by the
+# protobuf runtime Beam installs.
+_OPTIONAL_ON_WORKERS = {"google"}
+
+
+def test_a_worker_installs_what_the_job_imports_and_no_more(graph):
+    names = {re.split(r"[<>=\[ ;]", r, maxsplit=1)[0].lower() for r in _install_requires()}
+    assert not names & {"tensorflow", "tensorboard", "keras", "matplotlib"}, names
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    imported = {x for m, (_, external) in graph.items() if m.split(".")[0] in WORKER_PACKAGES for x in external}
+    missing = sorted(x for x in imported - stdlib - _OPTIONAL_ON_WORKERS
+                     if _DISTRIBUTIONS.get(x, x).lower() not in names)
+    assert missing == []

@@ -17,6 +17,7 @@ from tests.conftest import (
     TINY_SLICE_SECONDS,
 )
 
+
 def test_manifest_layout_agrees_with_shard_factory(tiny_shards, tmp_path):
     """Trainer tests use tests/helpers/shard_factory.py in place of the job: both must write the same layout."""
     from tests.helpers import shard_factory

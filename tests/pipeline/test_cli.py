@@ -12,6 +12,7 @@ from core.errors import UserError
 from pipeline import shards
 from tests.helpers import common
 
+
 def test_overwrite_refuses_foreign_dir(tiny_dataset, tmp_path):
     (tmp_path / "precious.txt").write_text("not shards")
     with pytest.raises(UserError, match="not written by pipeline.shards"):

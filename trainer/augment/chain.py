@@ -27,7 +27,7 @@ Usage::
     augmentation = build_augmentation(AugmentConfig(), sample_rate=48000, seed=0)
     y_aug, pitch_steps = augment_with_seed(augmentation, y, seed=1234)   # float32 [n] -> [n], int32
     features = trainer.features.mel.log_mel(y_aug, mel_cfg, pitch_steps, augmentation.max_pitch_steps)
-    waveform_only = build_augmentation(AugmentConfig(pitch_shift_method="librosa"), 48000).chain
+    waveform_only = build_augmentation(AugmentConfig(pitch_shift_p=1.0, pitch_shift_method="librosa"), 48000).chain
     y_shifted = waveform_only(y, np.random.default_rng(1))                # float32 [n] -> [n]
 """
 from __future__ import annotations

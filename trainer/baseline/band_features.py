@@ -11,7 +11,7 @@ the window (the trainer's validation crop). Test recordings give sliding windows
 samples (trainer.data.windows). Reading streams one record at a time and keeps only the features
 (3 * n_mels floats per window), never the audio, so memory does not grow with the audio read.
 
-    from trainer.baseline import band_features
+    from trainer.baseline import band_features as bf
     stats = bf.BandStats(mel_cfg, window=5 * 48000)
     table = bf.read_train_slices(files_by_fold, num_classes=24, sample_rate=48000, stats=stats)
     ids, x, owner = bf.read_test_windows(shards_dir, manifest, stats, stride=stats.window // 2)

@@ -46,6 +46,13 @@ class BaselineConfig:
     def __post_init__(self) -> None:
         settings.check_types(self, BaselineConfigError)
         choices.check(self, BaselineConfigError)
+        # The features are the trainer's "db" log-mel at the shards' own rate (mel_config): neither is a setting.
+        if self.mel.scaling != "db":
+            raise BaselineConfigError(f"--mel.scaling must be db for the baseline's band statistics, got "
+                                      f"{self.mel.scaling!r}")
+        if self.mel.sample_rate != mel_lib.MelConfig.sample_rate:
+            raise BaselineConfigError("--mel.sample_rate is not a baseline setting: the log-mel runs at the shards' "
+                                      "sample rate")
         def positive_finite(name: str, value: Any) -> None:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise BaselineConfigError(f"--{name} must be a finite number > 0, got {value!r}")

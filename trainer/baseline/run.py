@@ -148,10 +148,10 @@ def run_baseline(shards_dir: str, out_dir: str, cfg: BaselineConfig = BaselineCo
     fs.makedirs(out_dir)
     for name in (REPORT_FILE, OOF_FILE, SUBMISSION_FILE):  # never leave an earlier run's output beside this one
         fs.remove(fs.join(out_dir, name))
-    settings = {"baseline": dataclasses.asdict(cfg), "mel": dataclasses.asdict(mel_cfg), "shards_dir": shards_dir,
+    resolved = {"baseline": dataclasses.asdict(cfg), "mel": dataclasses.asdict(mel_cfg), "shards_dir": shards_dir,
                 "window_samples": window, "stride_samples": cfg.stride_samples(sample_rate),
                 "num_classes": num_classes, "sample_rate": sample_rate, "method": METHOD}
-    fs.write_json(fs.join(out_dir, SETTINGS_FILE), settings)
+    fs.write_json(fs.join(out_dir, SETTINGS_FILE), resolved)
     if mel_cfg.fmax < mel.MelConfig.fmax:
         print(f"log-mel fmax lowered to {mel_cfg.fmax:g} Hz (Nyquist of the shards' {sample_rate} Hz)")
 
@@ -182,7 +182,7 @@ def run_baseline(shards_dir: str, out_dir: str, cfg: BaselineConfig = BaselineCo
     report["test_lwlrap"] = report["test"]["test_lwlrap"] if report["test"] else None
     report["timings"] = {"read_train_seconds": round(read_seconds, 2), "cv_seconds": round(cv_seconds, 2),
                          "total_seconds": round(time.monotonic() - started, 2)}
-    report["settings"] = settings
+    report["settings"] = resolved
     fs.write_json(fs.join(out_dir, REPORT_FILE), report)
     print(f"baseline report in {fs.join(out_dir, REPORT_FILE)} ({report['timings']['total_seconds']:.0f} s)")
     return report

@@ -2,12 +2,12 @@
 
 Identity: a run trains one fold of one set of shards. run_dir/run_identity.json records the fold and
 the shards (their dir and `shards_id`, a digest of their manifest.json, which the job writes last and
-whole), written before the first epoch; summary.json repeats them. A resume (trainer.train) or a
-skip of a complete fold (trainer.cv) with another fold or other shards is a UserError, never a run
+whole), written before the first epoch; summary.json repeats them. A resume (trainer.training.train) or a
+skip of a complete fold (trainer.training.cv) with another fold or other shards is a UserError, never a run
 that mixes both.
 
 Lock: RUN_DIR/.train.lock (core.outlock, the shards job's own mechanism) keeps a second
-trainer.train out of a run dir while one trains in it; the lock of a killed run is replaced.
+trainer.training.train out of a run dir while one trains in it; the lock of a killed run is replaced.
 
 Backup: BackupAndRestore keeps the previous epoch's state (double_checkpoint); a run killed while
 it wrote the latest one resumes from the previous one (`restore_previous_backup`).

@@ -1,6 +1,6 @@
 """trainer.data.targets on hand-built boxes: what a window is known to hold, and mixup's combination.
 
-Every expected value below is written out by hand from the rules in trainer/targets.py's docstring.
+Every expected value below is written out by hand from the rules in trainer/data/targets.py's docstring.
 """
 from __future__ import annotations
 
