@@ -25,7 +25,7 @@ its augmentation, SpecAugment, mixup, input scaling and tp/negative draws):
 * pipeline_ceiling: the same pipeline with augmentation disabled (augment.enabled=False: no numpy
   chain, masks or mixup), its upper bound.
 * pipeline_augmented_fresh_noise: the recipe with fresh noise per window (as the seed drew it)
-  instead of cuts of the per-process noise banks (augment.AugmentConfig.noise_bank_seconds); only
+  instead of cuts of the per-process noise banks (trainer.augment.chain.AugmentConfig.noise_bank_seconds); only
   when the recipe adds noise.
 * pipeline_augmented_waveform_pitch: the recipe with the waveform pitch shift
   (librosa.effects.pitch_shift) instead of the mel-stage one; only when the recipe shifts pitch.

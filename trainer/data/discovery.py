@@ -9,10 +9,10 @@ the slices; each is a UserError with what exists. A file damaged further in is f
 is read: on a tf.errors.DataLossError, `find_corrupt_shard` re-reads the files and names it. The
 tf.data graphs over these files are in trainer.data.inputs.
 
-    from trainer.data import discovery as data
-    fold_inputs = data.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
+    from trainer.data import discovery
+    fold_inputs = discovery.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
     fold_inputs.train_files_by_kind["tp"], fold_inputs.num_train_by_kind["fp"], fold_inputs.val_files
-    with data.naming_corrupt_shard(path):        # DataLossError -> ShardsError naming `path`
+    with discovery.naming_corrupt_shard(path):        # DataLossError -> ShardsError naming `path`
         ...read path...
 """
 from __future__ import annotations

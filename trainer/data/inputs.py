@@ -5,10 +5,10 @@ Training (all epochs as one stream of steps_per_epoch x epochs batches):
     tp files ------shuffle, repeat--> interleave(TFRecordDataset) --> shuffle(buffer) --\\
                                                                                         sample_from_datasets
     fp + background files --same------------------------------------------------------/  (1 - f, f)
-      --> enumerate i (from the resume point) --> parse (schema.train_parse_spec)
+      --> enumerate i (from the resume point) --> parse (trainer.data.records.train_parse_spec)
       --> int16 -> float32 [slice] --> random window [window] keeping >= min_box_overlap of the event,
           seeded by (seed, i) --> targets from the slice's boxes: y = [labels | weights] [2C] (trainer.data.targets)
-      --> augment.augment_with_seed (tf.numpy_function) -> (waveform [window], pitch steps [])
+      --> trainer.augment.chain.augment_with_seed (tf.numpy_function) -> (waveform [window], pitch steps [])
       --> mel.log_mel, pitch-shifted by the steps [n_mels, frames, 1] --> SpecAugment masks
       --> batch(drop_remainder) [B, n_mels, frames, 1], [B, 2C] --> mixup --> prefetch
 
@@ -18,8 +18,8 @@ order, a window centred on the event (background: the slice centre), no augmenta
 partial batch kept; each batch carries its slices' recording id, kind, targets and crop offset
 with the features (for the recording-level metric and val_predictions.csv).
 
-    from trainer.data import discovery as data; from trainer.data import inputs
-    fold_inputs = data.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
+    from trainer.data import discovery, inputs
+    fold_inputs = discovery.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, global_batch=32, steps_per_epoch=40)
     val = inputs.eval_dataset(fold_inputs.val_files, cfg, batch_size=32)   # {"x", "y", "offset", META_KEYS}
 """
