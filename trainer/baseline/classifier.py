@@ -4,11 +4,11 @@ Plain functions on arrays (features [N, F], labels and label_known masks [N, C])
 reads the shards, calls these and writes the outputs. Partial labels: for species c a slice where c
 is known weighs 1, any other slice `unlabelled_weight` with target 0 (see trainer.baseline.run).
 
-    from trainer.baseline import classifier as baseline_fit
-    model = fit.fit_one_vs_rest(features, labels, known, cfg)      # cfg: trainer.baseline.run.BaselineConfig
-    scores = model.score(features)                                  # float64 [N, C]
-    oof, info = fit.cross_validate(table, cfg)                      # table: band_features.SliceTable
-    fit.oof_metrics(table, oof)["recording_lwlrap"]
+    from trainer.baseline import classifier
+    model = classifier.fit_one_vs_rest(features, labels, known, cfg)  # cfg: trainer.baseline.config.BaselineConfig
+    scores = model.score(features)                                     # float64 [N, C]
+    oof, info = classifier.cross_validate(table, cfg)                  # table: band_features.SliceTable
+    classifier.oof_metrics(table, oof)["recording_lwlrap"]
 """
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ Usage:
         [--preset cpu] [--no-augmentation] [--unaugmented_beside] [--out_dir runs/demo/inspect]
     make inspect [SHARDS=dir] [FOLD=0] [N=16] [ARGS="--unaugmented_beside"]   # -> runs/<shards>/inspect/examples.png
 
-    from trainer.data import inspect_examples as inspect
-    examples = inspect.draw_examples(files_by_kind, cfg, n=4, augmented=False)
-    examples[0].image, inspect.box_pixels(examples[0].boxes[0], cfg.mel)   # [n_mels, frames], pixel box
+    from trainer.data import inspect_examples
+    examples = inspect_examples.draw_examples(files_by_kind, cfg, n=4, augmented=False)
+    examples[0].image, inspect_examples.box_pixels(examples[0].boxes[0], cfg.mel)   # [n_mels, frames], pixel box
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ listed in the manifest's files.test. Inference streams them one at a time (the f
 is ~11 GB of int16 audio, too much to hold at once), so each recording is decoded once per run
 whatever the number of models scoring it.
 
-    from trainer.data import discovery as data; from trainer.data import recordings
-    manifest = data.read_manifest(shards_dir)                          # core.manifest.Manifest
+    from trainer.data import discovery, recordings
+    manifest = discovery.read_manifest(shards_dir)                         # core.manifest.Manifest
     ids = recordings.list_test_ids(shards_dir, manifest)              # cheap pre-pass
     for rec in recordings.iter_test_recordings(shards_dir, manifest):
         rec.recording_id, rec.waveform                                 # str, float32 [samples]

@@ -13,9 +13,9 @@ Default: sigmoid scores + binary cross-entropy masked to the known labels (train
 targets of trainer.data.targets); loss "softmax" is the seed's softmax + categorical cross-entropy. The
 last layer computes in float32 under mixed precision.
 
-    from trainer.model import network as model
-    net = model.build_model(cfg, input_shape=(128, 938, 1), band_stats=(mean, variance))  # [n_mels] each
-    model.compile_model(net, cfg, steps_per_epoch=25)
+    from trainer.model import network
+    net = network.build_model(cfg, input_shape=(128, 938, 1), band_stats=(mean, variance))  # [n_mels] each
+    network.compile_model(net, cfg, steps_per_epoch=25)
 """
 from __future__ import annotations
 
