@@ -113,7 +113,7 @@ inspect: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.data.inspect_examples --shards_dir $(SHARDS) --fold $(FOLD) --n $(N) --out_dir $(INSPECT_DIR) $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # bench_shards generates its own datasets; bench_input and bench_train read SHARDS, and bench_input's
 # seed generator the dataset those came from (the demo's for the default SHARDS, else DATA_DIR).
