@@ -55,6 +55,7 @@ from pipeline.demo_data import (
     background,
     box_row,
     check_args,
+    check_dataset_flags,
     place_call,
     recording_ids,
     species_calls,
@@ -347,10 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                    description=__doc__.split("\n\n")[0])
     add_dataset_flags(parser, num_train=240, num_test=96)
     args = parser.parse_args(argv)
-    checks.output_dir("out_dir", args.out_dir)
-    checks.number("--duration", args.duration, 2.0, 24 * 3600.0)
-    checks.number("--seed", args.seed, 0)
-    checks.number("--sample_rate", args.sample_rate, high=768000)
+    check_dataset_flags(args)
     summary = write_realistic_dataset(args.out_dir, args.num_train, args.num_test, args.duration, args.seed,
                                       args.sample_rate)
     print(", ".join(f"{k}={v}" for k, v in summary.items()))

@@ -295,6 +295,14 @@ def add_dataset_flags(parser: argparse.ArgumentParser, num_train: int, num_test:
     parser.add_argument("--sample_rate", type=int, default=48000)
 
 
+def check_dataset_flags(args: argparse.Namespace) -> None:
+    """One `error:` line for a bad value of add_dataset_flags' flags, before anything is written."""
+    checks.output_dir("out_dir", args.out_dir)
+    checks.number("--duration", args.duration, 2.0, 24 * 3600.0)
+    checks.number("--seed", args.seed, 0)
+    checks.number("--sample_rate", args.sample_rate, high=768000)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = checks.ArgumentParser(prog="python -m pipeline.demo_data", description=__doc__.split("\n\n")[0])
     add_dataset_flags(parser, num_train=48, num_test=64)
@@ -302,10 +310,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help=f"{PARTIAL} (default, as RFCX: one tp box per species per recording, its other "
                              f"calls unlabelled) or {EXHAUSTIVE} (a tp box on every call)")
     args = parser.parse_args(argv)
-    checks.output_dir("out_dir", args.out_dir)
-    checks.number("--duration", args.duration, 2.0, 24 * 3600.0)
-    checks.number("--seed", args.seed, 0)
-    checks.number("--sample_rate", args.sample_rate, high=768000)
+    check_dataset_flags(args)
     summary = write_demo_dataset(args.out_dir, args.num_train, args.num_test, args.duration, args.seed,
                                  args.sample_rate, args.label_mode)
     print(", ".join(f"{k}={v}" for k, v in summary.items()))
