@@ -29,7 +29,7 @@ from core.errors import UserError
 from core.manifest import Manifest
 from core.progress import Progress
 from trainer.data import recordings, records
-from trainer.data.windows import window_batches
+from core.windows import window_batches
 from trainer.features import mel
 
 STATISTICS = ("mean", "max", "std")

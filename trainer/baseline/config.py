@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from core import choices, settings
 from core.errors import UserError
-from trainer.data.windows import default_stride, seconds_to_samples
+from core.windows import default_stride, seconds_to_samples
 from trainer.features import mel as mel_lib
 
 

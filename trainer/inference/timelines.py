@@ -25,7 +25,7 @@ from core import manifest as shards_layout
 from core.errors import UserError
 from core.manifest import Manifest
 from trainer.data import discovery, recordings
-from trainer.data.windows import cut_windows, window_starts
+from core.windows import cut_windows, window_starts
 from trainer.features import mel
 from trainer.inference import submission
 from trainer.pictures import plots

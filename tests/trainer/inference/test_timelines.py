@@ -18,7 +18,7 @@ import pytest
 
 from core.errors import UserError
 from trainer.data import discovery
-from trainer.data.windows import cut_windows
+from core.windows import cut_windows
 from trainer.features import mel
 from trainer.inference import predict, timelines
 from trainer.recipe import config as config_lib

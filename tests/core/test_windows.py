@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.data import windows
+from core import windows
 
 
 def _covered(num_samples: int, window: int, starts: np.ndarray) -> np.ndarray:

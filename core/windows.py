@@ -6,7 +6,7 @@ samples. The last window always ends at the recording's end, so every sample is 
 recording shorter than one window becomes a single window, zero-padded at the end (the same padding
 the trainer applies to short slices).
 
-    from trainer.data import windows
+    from core import windows
     starts = windows.window_starts(num_samples=60 * 48000, window=10 * 48000, stride=5 * 48000)
     batch = windows.cut_windows(waveform, window=480000, stride=240000)   # [num_windows, window]
     for batch, owner in windows.window_batches(waveforms, 480000, 240000, batch_size=16): ...
