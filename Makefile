@@ -41,12 +41,17 @@ INSPECT_DIR ?= $(RUNS_ROOT)/inspect
 PLOTS ?=
 PLOT_DIR ?= $(RUNS_ROOT)/timelines
 
+# ---- detection (detect.run) ----
+MODEL ?=
+AUDIO ?=
+
 # ---- Dataflow ----
 PROJECT ?=
 REGION ?=
 BUCKET ?=
 
-.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict inspect test bench clean
+.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict inspect detect detect-dataflow \
+	import-annotations test bench clean
 
 help:
 	@echo "make shards [DATA_DIR=dir] [OUTPUT_DIR=dir] [RUNNER=DirectRunner] [BEAM_ARGS='...'] [SHARDS_ARGS='--overwrite ...']"
@@ -55,6 +60,8 @@ help:
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
 	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
 	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)]"
+	@echo "make detect MODEL=export_dir AUDIO=folder|gs://... OUT=dir [ARGS='--threshold 0.7 --embeddings ...'] [BEAM_ARGS=...]"
+	@echo "make detect-dataflow MODEL=gs://... AUDIO=gs://... OUT=gs://... PROJECT=p REGION=r BUCKET=b [ARGS=...]"
 	@echo "make inspect [SHARDS=dir] [FOLD=0] [N=16] [INSPECT_DIR=runs/<shards>/inspect] [ARGS='--unaugmented_beside ...']"
 	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...']"
 	@echo "make test | make clean"
@@ -63,7 +70,7 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m pip install -q -e '.[train,detect,dev]'
 	touch $@
 
 # The demo dataset is generated once; the job refuses to overwrite existing shards unless
@@ -107,6 +114,28 @@ predict: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.inference.predict --shards_dir $(SHARDS) --output $(OUT) \
 		$(if $(strip $(RUNS)),$(foreach r,$(RUNS),--run_dir $(r)),--runs_root $(RUNS_ROOT)) \
 		$(if $(filter 1,$(PLOTS)),--plot_dir $(PLOT_DIR)) $(ARGS)
+
+# An exported model (make export) over a folder or bucket of recordings -> OUT/detections.csv, OUT/raven/.
+# Re-running the same command resumes (recordings already done are skipped).
+detect: $(STAMP)
+	@test -n "$(MODEL)" -a -n "$(AUDIO)" -a -n "$(filter-out $(RUNS_ROOT)/submission.csv,$(OUT))" || \
+		{ echo "error: detect needs MODEL=<export dir> AUDIO=<folder or gs://...> OUT=<dir>"; exit 2; }
+	$(PY) -m detect.run --model $(MODEL) --audio $(AUDIO) --out $(OUT) --runner $(RUNNER) $(ARGS) $(BEAM_ARGS)
+
+# Workers install the project with the detect extra's TensorFlow and pyarrow (detect/requirements-worker.txt).
+detect-dataflow: $(STAMP)
+	@test -n "$(MODEL)" -a -n "$(AUDIO)" -a -n "$(PROJECT)" -a -n "$(REGION)" -a -n "$(BUCKET)" || \
+		{ echo "error: detect-dataflow needs MODEL=gs://... AUDIO=gs://... PROJECT=... REGION=... BUCKET=..."; exit 2; }
+	$(PY) -m pip install -q -e '.[gcp]'
+	$(PY) -m detect.run --model $(MODEL) --audio $(AUDIO) \
+		--out $(if $(filter gs://%,$(OUT)),$(OUT),gs://$(BUCKET)/detections/$(notdir $(patsubst %/,%,$(AUDIO)))) \
+		--runner DataflowRunner --project $(PROJECT) --region $(REGION) \
+		--temp_location gs://$(BUCKET)/tmp --staging_location gs://$(BUCKET)/staging \
+		--setup_file ./setup.py --requirements_file detect/requirements-worker.txt $(ARGS) $(BEAM_ARGS)
+
+# Raven selection tables (or a CSV of boxes) -> train_tp.csv / train_fp.csv for `make shards`.
+import-annotations: $(STAMP)
+	$(PY) -m pipeline.import_annotations $(ARGS)
 
 # A grid of training examples as the trainer feeds them, with their tp/fp boxes (no model needed).
 inspect: $(STAMP) $(DEMO_DEP)

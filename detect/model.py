@@ -1,0 +1,67 @@
+"""An exported SavedModel's "windows" signature as a numpy function (core.export_layout's contract).
+
+    model = ExportedModel.load("gs://bucket/exports/demo")   # copies a remote model to a local temp dir
+    scores, embeddings = model(batch)                         # float32 [B, window] -> [B, C], [B, D]
+
+A remote export is copied through core.fs (Beam's GCS IO) to a local temp dir before TensorFlow loads
+it, so a worker needs no TensorFlow file-system plugin for the scheme and reads each file once.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from core import export_layout, fs
+from core.errors import UserError
+
+
+def local_copy(remote_dir: str) -> str:
+    """Every file under `remote_dir` copied into a new local temp dir (same relative paths); its path."""
+    local = tempfile.mkdtemp(prefix="detect-model-")
+    prefix = remote_dir.rstrip("/") + "/"
+    files = fs.glob(prefix + "**")
+    if not files:
+        raise UserError(f"{remote_dir}: no files (is it the saved_model dir of an export?)")
+    for path in files:
+        target = os.path.join(local, *path[len(prefix):].split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(fs.read_bytes(path))
+    return local
+
+
+class ExportedModel:
+    """The windows signature of EXPORT/saved_model; scores float32 [B, C], embeddings float32 [B, D]."""
+
+    def __init__(self, fn, meta: export_layout.ExportMetadata, temp_dir: str | None = None):
+        self._fn, self.meta, self._temp_dir = fn, meta, temp_dir
+
+    @classmethod
+    def load(cls, export_dir: str, meta: export_layout.ExportMetadata | None = None) -> "ExportedModel":
+        import tensorflow as tf  # on workers only: the driver never loads TensorFlow
+
+        meta = meta or export_layout.read_metadata(export_dir)
+        saved = export_layout.path(export_dir, export_layout.SAVED_MODEL)
+        temp = local_copy(saved) if fs.is_remote(saved) else None
+        loaded = tf.saved_model.load(temp or saved)
+        if export_layout.WINDOWS_SIGNATURE not in loaded.signatures:
+            raise UserError(f"{saved} has no {export_layout.WINDOWS_SIGNATURE!r} signature (it has: "
+                            f"{', '.join(loaded.signatures)}); re-export it with `make export`")
+        model = cls(loaded.signatures[export_layout.WINDOWS_SIGNATURE], meta, temp)
+        model._loaded = loaded  # keeps the signature's variables alive
+        return model
+
+    def __call__(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        out = self._fn(**{export_layout.INPUT: tf.constant(np.asarray(windows, np.float32))})
+        return (np.asarray(out[export_layout.SCORES], np.float32),
+                np.asarray(out[export_layout.EMBEDDINGS], np.float32))
+
+    def close(self) -> None:
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
