@@ -23,10 +23,13 @@ BAD = {"empty": ("empty.flac", "empty_file"), "text": ("text.wav", "not_audio"),
 
 
 def signal(sample_rate: int, seconds: float, channels: int, seed: int) -> np.ndarray:
-    """float [n, channels]: a different tone per channel (rising with the channel) plus a little noise."""
+    """float [n, channels]: a different tone per channel (rising with the channel) that steps up every 0.4 s
+    (so windows of one recording score differently), plus a little noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(round(seconds * sample_rate))) / sample_rate
-    tones = [0.4 * np.sin(2 * np.pi * (300 + 900 * c + 100 * seed) * t) for c in range(channels)]
+    step = 1.0 + (t // 0.4) % 4 * 0.6
+    tones = [0.4 * np.sin(2 * np.pi * np.cumsum((300 + 700 * c + 100 * seed) * step) / sample_rate)
+             for c in range(channels)]
     return np.stack(tones, axis=1) + 0.02 * rng.standard_normal((len(t), channels))
 
 

@@ -4,8 +4,8 @@ tf.Module), for the detection job's tests; the real exporter (`make export`) is 
     meta = write_fake_export(export_dir, sample_rate=8000, window_samples=4000, stride_samples=2000)
     # EXPORT/saved_model ("windows" and "serving_default" signatures) + EXPORT/metadata.json
 
-The model: the window's magnitude spectrum summed into NUM_BANDS equal bands, log-compressed
-(features [B, NUM_BANDS]); scores = sigmoid(features @ P + b) with a fixed random P (seeded), so a tone
+The model: the window's magnitude spectrum summed into NUM_BANDS equal bands, log-compressed and
+centred over the bands (features [B, NUM_BANDS]); scores = sigmoid(features @ P + b) with a fixed random P (seeded), so a tone
 raises the score of the species whose weights favour its band; embeddings = features @ Q.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ NUM_BANDS = 8
 
 def _weights(num_classes: int, embedding_size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    p = rng.normal(0, 0.6, (NUM_BANDS, num_classes)).astype(np.float32)
+    p = rng.normal(0, 0.5, (NUM_BANDS, num_classes)).astype(np.float32)
     q = rng.normal(0, 1.0, (NUM_BANDS, embedding_size)).astype(np.float32)
-    b = np.full(num_classes, -1.0, np.float32)
+    b = np.zeros(num_classes, np.float32)
     return p, q, b
 
 
@@ -43,7 +43,9 @@ def build_module(window: int, stride: int, num_classes: int, embedding_size: int
 
         def _score(self, x):  # x [B, window]
             spectrum = tf.abs(tf.signal.rfft(x)) / window  # [B, bins]
-            features = tf.math.log1p(100.0 * tf.matmul(spectrum, self.pool))  # [B, NUM_BANDS]
+            log_bands = tf.math.log(1e-4 + tf.matmul(spectrum, self.pool))  # [B, NUM_BANDS]
+            # Centred over the bands: the spectrum's shape, not the loudness, decides.
+            features = log_bands - tf.reduce_mean(log_bands, axis=1, keepdims=True)
             return tf.sigmoid(tf.matmul(features, self.p) + self.b), tf.matmul(features, self.q)
 
         @tf.function(input_signature=[tf.TensorSpec([None, window], tf.float32, name=export_layout.INPUT)])
