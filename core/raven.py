@@ -105,7 +105,8 @@ def find_species_column(columns: Sequence[str], wanted: str | None = None) -> st
 def parse_table(text: str, where: str = "selection table", species_column: str | None = None) -> RavenTable:
     """A selection table's text -> RavenTable; RavenError for a missing header or box column, or a line
     with more fields than the header. Blank lines are skipped. When a Selection and a View column exist,
-    a selection repeated in another view ("Waveform 1" beside "Spectrogram 1") is kept once."""
+    a selection repeated in another view ("Waveform 1" beside "Spectrogram 1") is kept once, from its
+    spectrogram view's line."""
     lines = text.lstrip("\ufeff").splitlines()
     if not lines or not lines[0].strip():
         raise RavenError(f"{where}: empty, no header line")
@@ -115,7 +116,8 @@ def parse_table(text: str, where: str = "selection table", species_column: str |
         raise RavenError(f"{where}: missing column(s) {', '.join(missing)} (a Raven selection table is tab-separated "
                          f"with {', '.join(BOX_COLUMNS)}; header read: {', '.join(columns)})")
     species = find_species_column(columns, species_column)
-    rows, seen = [], set()
+    rows: list[RavenRow] = []
+    slot: dict[str, int] = {}  # selection number -> its index in rows
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -123,13 +125,17 @@ def parse_table(text: str, where: str = "selection table", species_column: str |
         if len(values) > len(columns):
             raise RavenError(f"{where} line {number}: {len(values)} tab-separated fields, the header has "
                              f"{len(columns)}")
-        fields = dict(zip(columns, values + [""] * (len(columns) - len(values))))
-        key = fields.get(SELECTION, "").strip()
-        if key and VIEW in fields:
-            if key in seen:
-                continue  # the same selection in another view
-            seen.add(key)
-        rows.append(RavenRow(number, fields))
+        row = RavenRow(number, dict(zip(columns, values + [""] * (len(columns) - len(values)))))
+        key = row.fields.get(SELECTION, "").strip()
+        if key and VIEW in columns:
+            if key in slot:
+                # The same selection in another view: the spectrogram's line holds its frequencies
+                # (a waveform view's are 0).
+                if row.fields[VIEW].strip().lower().startswith("spectrogram"):
+                    rows[slot[key]] = row
+                continue
+            slot[key] = len(rows)
+        rows.append(row)
     return RavenTable(where, columns, tuple(rows), species)
 
 
