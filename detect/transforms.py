@@ -23,6 +23,7 @@ from core import export_layout, fs, progress
 from detect import layout, scoring, tables
 from detect.config import DetectConfig
 from detect.listing import DUPLICATE_ID, Recording
+from detect.model import ExportedModel
 from pipeline import audio, file_guard
 
 NAMESPACE = "detect"
@@ -71,8 +72,7 @@ class ScoreRecording(beam.DoFn):
         self._progress: progress.ProgressReporter | None = None
 
     def setup(self):
-        from detect.model import ExportedModel  # TensorFlow: loaded once per worker, here
-
+        # TensorFlow is imported here, on the worker, once (detect.model imports it lazily).
         self._model = ExportedModel.load(self._cfg.model, self._meta)
         if self._total and self._cfg.progress_seconds > 0:
             own_process = self._processes is not None and os.getpid() != self._driver_pid
