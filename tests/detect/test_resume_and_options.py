@@ -133,3 +133,27 @@ def test_refuses_an_out_it_did_not_write_and_a_model_dir_without_metadata(capsys
                                          str(tmp_path / "o")], "metadata.json not found")
     expect_user_error(capsys, run.main, ["--model", fake_export, "--audio", field_audio[0], "--out",
                                          os.path.join(field_audio[0], "out")], "inside --audio")
+
+
+def test_two_files_of_one_recording_id_score_one_and_reject_the_other(fake_export, field_audio, tmp_path):
+    audio, out = _copy(field_audio, tmp_path, ["tone_8k"]), str(tmp_path / "out")
+    shutil.copyfile(field_audio[1]["stereo_16k"], os.path.join(audio, "tone_8k.wav"))
+    result = run.run(["--model", fake_export, "--audio", audio, "--out", out])
+    counters = run.read_counters(result)
+    assert counters[transforms.SCORED] == 1 and counters["rejected_duplicate_recording_id"] == 1
+    starts, scores, _ = reference.window_scores(fake_export, field_audio[1]["tone_8k"])  # the .flac won
+    np.testing.assert_allclose(np.stack(_part(out, "tone_8k")["scores"]), scores, atol=2e-4)
+
+
+def test_the_benchmarks_plain_loop_writes_what_the_job_writes(fake_export, field_audio, detect_run, tmp_path):
+    from benchmarks import bench_detect
+
+    ids = sorted(field_audio[1])
+    out = str(tmp_path / "loop")
+    bench_detect.loop(fake_export, _copy(field_audio, tmp_path, ids), out)
+    pd.testing.assert_frame_equal(pd.read_csv(os.path.join(out, "detections.csv")),
+                                  pd.read_csv(os.path.join(detect_run[0], "detections.csv")))
+    for rid in ids:
+        with open(os.path.join(out, "raven", rid + ".txt")) as a, open(os.path.join(detect_run[0], "raven",
+                                                                                  rid + ".txt")) as b:
+            assert a.read() == b.read()
