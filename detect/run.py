@@ -208,7 +208,9 @@ def run(argv: Sequence[str] | None = None):
     checks.output_dir("--out", cfg.out)
     pipeline = _make_pipeline(cfg, beam_argv)
     plan = make_plan(cfg)
-    with outlock.held(cfg.out, cfg.overwrite, name=layout.LOCK, job="detect.run", flag="--out"):
+    # A lock left by a killed run on this host is replaced without --overwrite: resuming is this job's normal
+    # way after a kill (a live run's lock, or one of another host, still stops this one).
+    with outlock.held(cfg.out, True, name=layout.LOCK, job="detect.run", flag="--out"):
         prepare_output(cfg, plan.meta)
         listed = {r.recording_id for r in plan.listing.tasks}
         plan = dataclasses.replace(plan, complete_before=tuple(sorted(layout.complete_ids(cfg.out) & listed)))

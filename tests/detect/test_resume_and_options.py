@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -49,12 +52,18 @@ def test_a_killed_run_resumes_with_only_the_missing_recordings(fake_export, fiel
     for path in leftovers:
         with open(path, "wb") as f:
             f.write(b"half a file")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with open(os.path.join(out, ".detect.lock"), "w") as f:  # the killed run's lock
+        json.dump({"host": socket.gethostname(), "pid": dead.pid, "token": "x", "started": "2026-01-01T00:00:00",
+                   "command": "python -m detect.run"}, f)
     kept = {rid: os.stat(os.path.join(out, "windows", rid + ".parquet")).st_mtime_ns for rid in ids if rid not in gone}
 
     counters = run.read_counters(run.run(argv))
     assert counters[transforms.SCORED] == len(gone)
     assert counters[transforms.COMPLETE_BEFORE] == len(ids) - len(gone)
     assert not any(os.path.exists(p) for p in leftovers)
+    assert not os.path.exists(os.path.join(out, ".detect.lock"))
     assert {rid: os.stat(os.path.join(out, "windows", rid + ".parquet")).st_mtime_ns for rid in kept} == kept
     with open(os.path.join(out, "detections.csv")) as f:
         assert f.read() == first
