@@ -151,6 +151,7 @@ bench: $(STAMP) $(DEMO_DEP)
 	$(PY) -m benchmarks.bench_shards
 	$(PY) -m benchmarks.bench_input --shards_dir $(SHARDS) $(if $(strip $(DATA_DIR)),--data_dir $(DATA_DIR)) $(BENCH_ARGS)
 	$(PY) -m benchmarks.bench_train --shards_dir $(SHARDS) $(BENCH_ARGS)
+	$(PY) -m benchmarks.bench_detect $(if $(strip $(MODEL)),--model $(MODEL))
 
 clean:
 	rm -rf runs bench_out .pytest_cache
