@@ -2,15 +2,18 @@
 
     model = ExportedModel.load("gs://bucket/exports/demo")   # copies a remote model to a local temp dir
     scores, embeddings = model(batch)                         # float32 [B, window] -> [B, C], [B, D]
+    model = shared("gs://bucket/exports/demo", meta)          # one per process, whatever the DoFn instances
 
 A remote export is copied through core.fs (Beam's GCS IO) to a local temp dir before TensorFlow loads
 it, so a worker needs no TensorFlow file-system plugin for the scheme and reads each file once.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
+import threading
 
 import numpy as np
 
@@ -65,3 +68,18 @@ class ExportedModel:
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
+
+
+_shared: dict[str, ExportedModel] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(export_dir: str, meta: export_layout.ExportMetadata) -> ExportedModel:
+    """The process's one loaded copy of `export_dir`: a runner may make a DoFn instance per thread (Dataflow
+    runs several threads per worker process), and each loading its own model would multiply the memory and
+    the start-up. A TF signature may be called from several threads at once. Its temp dir goes at exit."""
+    with _shared_lock:
+        if export_dir not in _shared:
+            _shared[export_dir] = ExportedModel.load(export_dir, meta)
+            atexit.register(_shared[export_dir].close)
+        return _shared[export_dir]

@@ -21,9 +21,9 @@ from apache_beam.metrics import Metrics
 
 from core import export_layout, fs, progress
 from detect import layout, scoring, tables
+from detect import model as exported
 from detect.config import DetectConfig
 from detect.listing import DUPLICATE_ID, Recording
-from detect.model import ExportedModel
 from pipeline import audio, file_guard
 
 NAMESPACE = "detect"
@@ -72,16 +72,13 @@ class ScoreRecording(beam.DoFn):
         self._progress: progress.ProgressReporter | None = None
 
     def setup(self):
-        # TensorFlow is imported here, on the worker, once (detect.model imports it lazily).
-        self._model = ExportedModel.load(self._cfg.model, self._meta)
+        # TensorFlow is imported here, on the worker (detect.model imports it lazily), and the model
+        # loaded once per process.
+        self._model = exported.shared(self._cfg.model, self._meta)
         if self._total and self._cfg.progress_seconds > 0:
             own_process = self._processes is not None and os.getpid() != self._driver_pid
             self._progress = progress.shared(self._job, self._total, self._cfg.progress_seconds, self._processes,
                                              to_stderr=own_process)
-
-    def teardown(self):
-        if self._model is not None:
-            self._model.close()
 
     def _read(self, rec: Recording) -> np.ndarray:
         path = file_guard.checked_path(rec.path, self._cfg.audio, self._cfg.max_recording_seconds)
