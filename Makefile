@@ -33,6 +33,9 @@ RUNS_ROOT ?= runs/$(SHARDS_NAME)
 RUNS ?=
 OUT ?= $(RUNS_ROOT)/submission.csv
 BASELINE_DIR ?= $(RUNS_ROOT)/baseline
+# ---- export (trainer.inference.export): RUN = a run dir, or a runs root for the CV ensemble ----
+RUN ?= $(RUN_DIR)
+EXPORT ?= exports/$(SHARDS_NAME)
 ARGS ?=
 BENCH_ARGS ?=
 # ---- pictures (trainer.data.inspect_examples, trainer.inference.timelines) ----
@@ -46,7 +49,7 @@ PROJECT ?=
 REGION ?=
 BUCKET ?=
 
-.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict inspect test bench clean
+.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict export inspect test bench bench-export clean
 
 help:
 	@echo "make shards [DATA_DIR=dir] [OUTPUT_DIR=dir] [RUNNER=DirectRunner] [BEAM_ARGS='...'] [SHARDS_ARGS='--overwrite ...']"
@@ -55,8 +58,10 @@ help:
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
 	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
 	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)]"
+	@echo "make export [RUN=runs/demo/fold0, or a runs root for the CV ensemble] [EXPORT=exports/<shards>] [ARGS='--stride_seconds 1.5 --overwrite ...']"
 	@echo "make inspect [SHARDS=dir] [FOLD=0] [N=16] [INSPECT_DIR=runs/<shards>/inspect] [ARGS='--unaugmented_beside ...']"
 	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...']"
+	@echo "make bench-export [RUN=runs/demo/fold0] [SHARDS=dir] [BENCH_ARGS='--seconds 60 ...']"
 	@echo "make test | make clean"
 
 venv: $(STAMP)
@@ -108,6 +113,10 @@ predict: $(STAMP) $(DEMO_DEP)
 		$(if $(strip $(RUNS)),$(foreach r,$(RUNS),--run_dir $(r)),--runs_root $(RUNS_ROOT)) \
 		$(if $(filter 1,$(PLOTS)),--plot_dir $(PLOT_DIR)) $(ARGS)
 
+# A SavedModel (recording and window signatures), TFLite float32 and int8, metadata.json: core.export_layout.
+export: $(STAMP)
+	$(PY) -m trainer.inference.export --run $(RUN) --export_dir $(EXPORT) $(ARGS)
+
 # A grid of training examples as the trainer feeds them, with their tp/fp boxes (no model needed).
 inspect: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.data.inspect_examples --shards_dir $(SHARDS) --fold $(FOLD) --n $(N) --out_dir $(INSPECT_DIR) $(ARGS)
@@ -123,5 +132,9 @@ bench: $(STAMP) $(DEMO_DEP)
 	$(PY) -m benchmarks.bench_input --shards_dir $(SHARDS) $(if $(strip $(DATA_DIR)),--data_dir $(DATA_DIR)) $(BENCH_ARGS)
 	$(PY) -m benchmarks.bench_train --shards_dir $(SHARDS) $(BENCH_ARGS)
 
+# Real-time factor and test LWLRAP of the Keras, SavedModel and TFLite float/int8 forms of RUN (minutes).
+bench-export: $(STAMP) $(DEMO_DEP)
+	$(PY) -m benchmarks.bench_export --run $(RUN) --shards_dir $(SHARDS) $(BENCH_ARGS)
+
 clean:
-	rm -rf runs bench_out .pytest_cache
+	rm -rf runs exports bench_out .pytest_cache
