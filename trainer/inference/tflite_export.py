@@ -66,14 +66,14 @@ def convert(ensemble: Ensemble, trackables: Sequence[Any], variants: Sequence[bo
         return out
 
 
-def interpreter(model: str | bytes) -> Any:
+def interpreter(model: str | bytes, num_threads: int | None = None) -> Any:
     """A TFLite interpreter (tf.lite's) for a .tflite path or its bytes, tensors allocated."""
     import tensorflow as tf
 
     with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to the LiteRT package
         warnings.simplefilter("ignore")
         kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
-        it = tf.lite.Interpreter(**kwargs)
+        it = tf.lite.Interpreter(**kwargs, num_threads=num_threads)
     it.allocate_tensors()
     return it
 
