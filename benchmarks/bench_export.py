@@ -17,7 +17,8 @@ timing; then each form scores every recording, windows of the run's window every
 * tflite, tflite_int8: model.tflite / model_int8.tflite through tf.lite's interpreter, one window
   per call (their fixed [1, window] input), --threads threads (default: every core).
 
-Each form scores one window first (tracing, delegate set-up) outside the timing. The real-time factor
+Each form scores one window first (tracing, delegate set-up) outside the timing. Each form's recording
+scores are compared with the first form's (keras by default): max and mean absolute difference. The real-time factor
 is the test audio's seconds / the wall seconds of the scoring pass. LWLRAP is over recordings against
 the shards' test_truth.csv (leaving out recordings without a positive). --untrained_preset builds
 that preset's model with its initial weights instead of reading a run: speed only, no LWLRAP.
@@ -35,8 +36,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from benchmarks import common
-from core import fs
 from core import export_layout as layout
+from core import fs
 from core import manifest as shards_layout
 from core.windows import cut_windows, default_stride, window_batches
 from trainer.data import discovery, recordings
@@ -138,11 +139,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ids, waves = [r.recording_id for r in recs], [r.waveform for r in recs]
     rate = manifest.sample_rate
     results: dict[str, Any] = {}
+    reference = None  # the first form's recording scores [R, C]: the others' differences from it
     for form in args.forms:
         print(f"{form}: scoring {len(waves)} recordings ...", flush=True)
         m = measure(scorer(form, run, export_dir, args.threads), waves, rate)
         scores = m.pop("scores")
         m["test_lwlrap"] = None if args.untrained_preset else score_lwlrap(args.shards_dir, ids, scores)
+        if reference is None:
+            reference, m["reference"] = scores, True
+        else:
+            diff = np.abs(scores - reference)
+            m["max_abs_diff"], m["mean_abs_diff"] = float(diff.max()), float(diff.mean())
         m["load_after"] = common.load_average()
         results[form] = m
     summary = {
@@ -157,9 +164,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": common.machine_info(),
         "forms": results,
     }
-    print(f"\n| form | real-time factor | wall s | cores used | test LWLRAP |\n|---|---|---|---|---|")
+    print("\n| form | real-time factor | wall s | cores used | test LWLRAP | max / mean abs diff |\n|---|---|---|---|---|---|")
     for form, m in results.items():
-        print(f"| {form} | {m['real_time_factor']}x | {m['wall_s']} | {m['cores_used']} | {m['test_lwlrap']} |")
+        diff = "reference" if m.get("reference") else f"{m['max_abs_diff']:.2g} / {m['mean_abs_diff']:.2g}"
+        print(f"| {form} | {m['real_time_factor']}x | {m['wall_s']} | {m['cores_used']} | {m['test_lwlrap']} | {diff} |")
     os.makedirs(args.out, exist_ok=True)
     name = "bench_export.json" if not args.untrained_preset else f"bench_export_untrained_{args.untrained_preset}.json"
     with open(os.path.join(args.out, name), "w") as f:
