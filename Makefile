@@ -61,7 +61,7 @@ help:
 	@echo "make export [RUN=runs/demo/fold0, or a runs root for the CV ensemble] [EXPORT=exports/<shards>] [ARGS='--stride_seconds 1.5 --overwrite ...']"
 	@echo "make inspect [SHARDS=dir] [FOLD=0] [N=16] [INSPECT_DIR=runs/<shards>/inspect] [ARGS='--unaugmented_beside ...']"
 	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...']"
-	@echo "make bench-export [RUN=runs/demo/fold0] [SHARDS=dir] [BENCH_ARGS='--seconds 60 ...']"
+	@echo "make bench-export [RUN=runs/demo/fold0] [SHARDS=dir] [BENCH_ARGS='--max_recordings 8 --threads 2 ...']"
 	@echo "make test | make clean"
 
 venv: $(STAMP)
