@@ -33,6 +33,9 @@ RUNS_ROOT ?= runs/$(SHARDS_NAME)
 RUNS ?=
 OUT ?= $(RUNS_ROOT)/submission.csv
 BASELINE_DIR ?= $(RUNS_ROOT)/baseline
+# ---- export (trainer.inference.export): RUN = a run dir, or a runs root for the CV ensemble ----
+RUN ?= $(RUN_DIR)
+EXPORT ?= exports/$(SHARDS_NAME)
 ARGS ?=
 BENCH_ARGS ?=
 # ---- pictures (trainer.data.inspect_examples, trainer.inference.timelines) ----
@@ -50,8 +53,8 @@ PROJECT ?=
 REGION ?=
 BUCKET ?=
 
-.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict inspect detect detect-dataflow \
-	import-annotations test bench clean
+.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict export inspect detect detect-dataflow \
+	import-annotations test bench bench-export clean
 
 help:
 	@echo "make shards [DATA_DIR=dir] [OUTPUT_DIR=dir] [RUNNER=DirectRunner] [BEAM_ARGS='...'] [SHARDS_ARGS='--overwrite ...']"
@@ -62,8 +65,10 @@ help:
 	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)]"
 	@echo "make detect MODEL=export_dir AUDIO=folder|gs://... OUT=dir [ARGS='--threshold 0.7 --embeddings ...'] [BEAM_ARGS=...]"
 	@echo "make detect-dataflow MODEL=gs://... AUDIO=gs://... OUT=gs://... PROJECT=p REGION=r BUCKET=b [ARGS=...]"
+	@echo "make export [RUN=runs/demo/fold0, or a runs root for the CV ensemble] [EXPORT=exports/<shards>] [ARGS='--stride_seconds 1.5 --overwrite ...']"
 	@echo "make inspect [SHARDS=dir] [FOLD=0] [N=16] [INSPECT_DIR=runs/<shards>/inspect] [ARGS='--unaugmented_beside ...']"
 	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...']"
+	@echo "make bench-export [RUN=runs/demo/fold0] [SHARDS=dir] [BENCH_ARGS='--max_recordings 8 --threads 2 ...']"
 	@echo "make test | make clean"
 
 venv: $(STAMP)
@@ -137,6 +142,10 @@ detect-dataflow: $(STAMP)
 import-annotations: $(STAMP)
 	$(PY) -m pipeline.import_annotations $(ARGS)
 
+# A SavedModel (recording and window signatures), TFLite float32 and int8, metadata.json: core.export_layout.
+export: $(STAMP)
+	$(PY) -m trainer.inference.export --run $(RUN) --export_dir $(EXPORT) $(ARGS)
+
 # A grid of training examples as the trainer feeds them, with their tp/fp boxes (no model needed).
 inspect: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.data.inspect_examples --shards_dir $(SHARDS) --fold $(FOLD) --n $(N) --out_dir $(INSPECT_DIR) $(ARGS)
@@ -153,5 +162,9 @@ bench: $(STAMP) $(DEMO_DEP)
 	$(PY) -m benchmarks.bench_train --shards_dir $(SHARDS) $(BENCH_ARGS)
 	$(PY) -m benchmarks.bench_detect $(if $(strip $(MODEL)),--model $(MODEL))
 
+# Real-time factor and test LWLRAP of the Keras, SavedModel and TFLite float/int8 forms of RUN (minutes).
+bench-export: $(STAMP) $(DEMO_DEP)
+	$(PY) -m benchmarks.bench_export --run $(RUN) --shards_dir $(SHARDS) $(BENCH_ARGS)
+
 clean:
-	rm -rf runs bench_out .pytest_cache
+	rm -rf runs exports bench_out .pytest_cache

@@ -180,11 +180,13 @@ def mel_power(waveform: tf.Tensor, cfg: MelConfig, pitch_steps: tf.Tensor | None
         index = tf.cast(pitch_steps, tf.int32) + max_pitch_steps
         # Out-of-range steps fail loudly (tf.gather's index check on CPU) rather than clamping.
         bank = tf.gather(tf.constant(banks), index)  # [..., n_mels, bins_used]
-    spec = spec[..., first : first + bank.shape[-1]]  # [..., frames, bins_used]
     if cfg.power == 2.0:
         power = tf.math.square(tf.math.real(spec)) + tf.math.square(tf.math.imag(spec))
     else:
         power = tf.math.pow(tf.math.abs(spec), cfg.power)
+    # Sliced after the complex -> real step: TFLite's builtins cannot slice a complex tensor, and this
+    # order keeps the exported TFLite model (trainer.inference.tflite_export) free of Flex ops.
+    power = power[..., first : first + bank.shape[-1]]  # [..., frames, bins_used]
     # [(...,) n_mels, bins_used] x [..., frames, bins_used]^T, batch dims broadcast -> [..., n_mels, frames]
     return tf.linalg.matmul(bank, power, transpose_b=True)
 
