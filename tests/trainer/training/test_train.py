@@ -128,7 +128,7 @@ def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_pa
     assert summary["val_rec_lwlrap"] == pytest.approx(summary["best_val_rec_lwlrap"], abs=1e-4)
 
     assert config.load_run_config(run_dir) == train.resolve_mel_device(cfg)  # --mel.device auto resolved
-    assert config.load_run_config(run_dir).mel.device == "host" == summary["mel_device"]  # no GPU here
+    assert config.load_run_config(run_dir).mel.device == summary["mel_device"] != "auto"
     best = keras.saving.load_model(os.path.join(run_dir, "best.keras"), compile=False)
     frames = 1 + int(round(cfg.window_seconds * cfg.mel.sample_rate)) // cfg.mel.hop_length
     assert best.input_shape == (None, cfg.mel.n_mels, frames, 1) and best.output_shape == (None, 24)
