@@ -59,6 +59,11 @@ def test_mixed_speedup_is_per_preset_and_source_against_float32():
              case("full", "mixed", fixed=0.5),  # no float32 to compare with
              {"preset": "full", "precision": "float32", "error": "timed out"}]
     assert bench_train.mixed_speedups(cases) == {"cpu": {"fixed": 1.5, "pipeline": 1.5}}
+    # Each placement of the log-mel against its own float32.
+    on_model = [{**case("cpu", "float32", fixed=2.0, pipeline=1.0), "mel_device": "model"},
+                {**case("cpu", "mixed", fixed=4.0, pipeline=1.5), "mel_device": "model"}]
+    assert bench_train.mixed_speedups(cases + on_model) == {
+        "cpu": {"fixed": 1.5, "pipeline": 1.5, "fixed mel on model": 2.0, "pipeline mel on model": 1.5}}
 
 
 def test_only_the_first_source_warms_up_long():
@@ -142,10 +147,12 @@ def test_input_measurements_run_on_the_current_pipeline(tiny_v2_shards):
     assert {"log_mel_tf", "recipe_chain_numpy", "spec_augment_masks_tf", "mixup_tf"} <= set(costs)
 
 
-def test_a_training_case_times_every_source_of_the_real_model(tiny_v2_shards):
+@pytest.mark.parametrize("mel_device", ["host", "model"])
+def test_a_training_case_times_every_source_of_the_real_model(tiny_v2_shards, mel_device):
     plans = {"fixed": bench_train.Plan(1, 1, 1), "pipeline": bench_train.Plan(1, 1, 1)}
-    result = bench_train.run_case(tiny_v2_shards, 0, "tiny", "float32", ["fixed", "pipeline"], plans, batch_size=2)
-    assert result["policy"] == "float32" and result["global_batch"] == 2
+    result = bench_train.run_case(tiny_v2_shards, 0, "tiny", "float32", ["fixed", "pipeline"], plans, batch_size=2,
+                                  mel_device=mel_device)
+    assert result["policy"] == "float32" and result["global_batch"] == 2 and result["mel_device"] == mel_device
     assert tuple(result["input_shape"]) == discovery.input_shape(config.preset_config("tiny"))
     for source in ("fixed", "pipeline"):
         timed = result["sources"][source]
