@@ -160,6 +160,18 @@ def test_damaged_backup_metadata_is_a_user_error(tmp_path):
     assert train.prepare_run_dir(str(tmp_path / "run"), RECIPE, overwrite=True) == 0
 
 
+def test_an_interrupted_run_resumes_only_in_its_log_mel_placement(tmp_path):
+    """The backup holds the training model of one --mel.device placement; another is refused up front."""
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": -1}')
+    on_model = config.apply_overrides(RECIPE, {"mel": {"device": "model"}})
+    config.save_config(on_model, str(run_dir / "config.json"))
+    with pytest.raises(UserError, match=r"mel.device: 'model' -> 'host'"):
+        train.prepare_run_dir(str(run_dir), config.apply_overrides(RECIPE, {"mel": {"device": "host"}}), overwrite=False)
+    assert train.prepare_run_dir(str(run_dir), on_model, overwrite=False) == 1
+
+
 # Monitored values of an early-stopped run (patience 3, mode max): best at epoch 1, then three epochs
 # without improvement, so an uninterrupted run stops after epoch 4 (0-based).
 SCRIPTED_MONITOR = [0.5, 0.6, 0.55, 0.58, 0.59, 0.7, 0.8, 0.9]
