@@ -168,7 +168,8 @@ def test_an_interrupted_run_resumes_only_in_its_log_mel_placement(tmp_path):
     on_model = config.apply_overrides(RECIPE, {"mel": {"device": "model"}})
     config.save_config(on_model, str(run_dir / "config.json"))
     with pytest.raises(UserError, match=r"mel.device: 'model' -> 'host'"):
-        train.prepare_run_dir(str(run_dir), config.apply_overrides(RECIPE, {"mel": {"device": "host"}}), overwrite=False)
+        on_host = config.apply_overrides(RECIPE, {"mel": {"device": "host"}})
+        train.prepare_run_dir(str(run_dir), on_host, overwrite=False)
     assert train.prepare_run_dir(str(run_dir), on_model, overwrite=False) == 1
 
 
