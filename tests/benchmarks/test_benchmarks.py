@@ -139,8 +139,9 @@ def test_input_measurements_run_on_the_current_pipeline(tiny_v2_shards):
     fold = discovery.prepare_fold(tiny_v2_shards, 0, cfg)
     rate = bench_input.time_pipeline(fold, cfg, batch_size=2, batches=1, warmup=1)
     assert rate["samples_per_s"] > 0 and rate["cpu_ms_per_sample"] >= 0
+    # Batches of waveforms and the draws of the log-mel augmentations.
     model_cfg = dataclasses.replace(cfg, mel=dataclasses.replace(cfg.mel, device="model"))
-    on_model = bench_input.time_pipeline(fold, model_cfg, batch_size=2, batches=1, warmup=1)  # batches of waveforms and draws
+    on_model = bench_input.time_pipeline(fold, model_cfg, batch_size=2, batches=1, warmup=1)
     assert on_model["samples_per_s"] > 0
     with_masks = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, time_masks=1, mixup_p=0.5))
     costs = bench_input.time_costs(fold.train_files_by_kind["tp"], with_masks, batch_size=2, calls=1)
