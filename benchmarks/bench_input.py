@@ -24,6 +24,12 @@ its augmentation, SpecAugment, mixup, input scaling and tp/negative draws):
   after --warmup batches.
 * pipeline_ceiling: the same pipeline with augmentation disabled (augment.enabled=False: no numpy
   chain, masks or mixup), its upper bound.
+* pipeline_augmented_mel_on_model, pipeline_ceiling_mel_on_model: the same two with `--mel.device model`
+  (trainer.features.placement): the pipeline yields augmented waveforms and the draws of the
+  log-mel augmentations, and the model computes the log-mel on the accelerator. Only the input
+  pipeline is timed, so their CPU ms per sample is what the host spends per sample when a GPU/TPU
+  computes the log-mel (target: <= 4 ms); their samples/s is the most the host can feed, measured
+  here on the CPU alone (nothing computes the log-mel in this timing).
 * pipeline_augmented_fresh_noise: the recipe with fresh noise per window (as the seed drew it)
   instead of cuts of the per-process noise banks (trainer.augment.chain.AugmentConfig.noise_bank_seconds); only
   when the recipe adds noise.
@@ -33,6 +39,7 @@ its augmentation, SpecAugment, mixup, input scaling and tp/negative draws):
   and per example (all TF threads, batched) of the TF log-mel, of its pitch-shifted form (+-5 semitones),
   and of the recipe's SpecAugment masks and mixup when on, for one window; librosa's pitch shift among them.
 
+The host-placement variants are the recipe as trained without an accelerator (--mel.device host).
 Each variant is timed --repeats times, the variants taking turns, and the median is reported
 (every value is kept in the JSON, with the skipped variants and why). Targets: pipeline_augmented
 >= 20x seed, and >= 50 % of pipeline_ceiling. Prints a table (samples/s, ratios, cores used =
@@ -156,11 +163,21 @@ def time_pipeline(fold: discovery.FoldInputs, cfg: config.TrainConfig, batch_siz
 
     def run() -> None:
         for _ in range(batches):
-            next(iterator)[0].numpy()
+            tf.nest.map_structure(lambda t: t.numpy(), next(iterator)[0])  # x, or the model-side inputs
 
     rate = _rate(batches * batch_size, run)
-    del iterator  # stops its threads now, not at interpreter exit
+    iterator = None  # stops its threads now, not at interpreter exit
     return rate
+
+
+# The input pipeline with the log-mel in the model (--mel.device model): what the host still does per sample.
+MODEL_AUGMENTED, MODEL_CEILING = "pipeline_augmented_mel_on_model", "pipeline_ceiling_mel_on_model"
+HOST_CPU_TARGET_MS = 4.0  # host CPU per sample with the log-mel in the model (a GPU's ~1,000 samples/s on 2 cores)
+
+
+def _placed(cfg: config.TrainConfig, device: str) -> config.TrainConfig:
+    """`cfg` with the log-mel computed on the host or in the model (--mel.device)."""
+    return dataclasses.replace(cfg, mel=dataclasses.replace(cfg.mel, device=device))
 
 
 def pipeline_variants(cfg: config.TrainConfig) -> tuple[dict[str, config.TrainConfig], dict[str, str]]:
@@ -170,13 +187,17 @@ def pipeline_variants(cfg: config.TrainConfig) -> tuple[dict[str, config.TrainCo
     when the recipe has that piece; without augmentation at all only the ceiling remains.
     """
     a = cfg.augment
+    cfg = _placed(cfg, "host")
     with_augment = lambda **changes: dataclasses.replace(cfg, augment=dataclasses.replace(a, **changes))
-    variants = {"pipeline_ceiling": with_augment(enabled=False)}
+    variants = {"pipeline_ceiling": with_augment(enabled=False),
+                MODEL_CEILING: _placed(with_augment(enabled=False), "model")}
     skipped: dict[str, str] = {}
     if not a.enabled:
         skipped["pipeline_augmented"] = "augmentation is off in the recipe (augment.enabled=False)"
+        skipped[MODEL_AUGMENTED] = skipped["pipeline_augmented"]
         return variants, skipped
     variants["pipeline_augmented"] = cfg
+    variants[MODEL_AUGMENTED] = _placed(cfg, "model")
     adds_noise = a.noise_p > 0 and (a.gaussian_noise or a.pink_noise)
     if not adds_noise:
         skipped["pipeline_augmented_fresh_noise"] = "the recipe adds no noise"
@@ -301,6 +322,13 @@ def report(results: dict[str, Any]) -> str:
             f"({t['speedup']:.1f}x); >= {CEILING_TARGET:.0%} of ceiling: "
             f"{'met' if t['ceiling_met'] else 'NOT met'} ({t['of_ceiling']:.0%})"
         )
+    placements = results.get("host_cpu_ms_per_sample", {})
+    if placements:
+        lines.append("host CPU ms per sample (median of the runs), log-mel on the host -> in the model: " + "; ".join(
+            f"{kind} {p['host']:.1f} -> {p['model']:.1f}" for kind, p in placements.items()))
+    if "host_cpu_met" in t:
+        lines.append(f"target: host CPU <= {HOST_CPU_TARGET_MS:g} ms per sample with --mel.device model: "
+                     f"{'met' if t['host_cpu_met'] else 'NOT met'} ({t['host_cpu_ms_mel_on_model']:.1f} ms)")
     return "\n".join(lines)
 
 
@@ -378,6 +406,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             _measure(results, name, fn)
     results["median"] = {name: common.median_by(results["runs"][name], "samples_per_s") for name in timed}
     results["targets"] = {}
+    # Host CPU per sample in each placement: with the log-mel in the model that is all the host does.
+    cpu_ms = {name: float(np.median([r["cpu_ms_per_sample"] for r in runs])) for name, runs in results["runs"].items()}
+    results["host_cpu_ms_per_sample"] = {
+        kind: {"host": cpu_ms[host], "model": cpu_ms[model]}
+        for kind, host, model in (("augmented", "pipeline_augmented", MODEL_AUGMENTED),
+                                  ("ceiling", "pipeline_ceiling", MODEL_CEILING))
+        if host in cpu_ms and model in cpu_ms}
     if "pipeline_augmented" in results["median"]:
         augmented = results["median"]["pipeline_augmented"]["samples_per_s"]
         speedup = augmented / results["median"]["seed"]["samples_per_s"]
@@ -388,6 +423,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "of_ceiling": of_ceiling,
             "ceiling_met": of_ceiling >= CEILING_TARGET,
         }
+    if MODEL_AUGMENTED in cpu_ms:
+        results["targets"]["host_cpu_ms_mel_on_model"] = cpu_ms[MODEL_AUGMENTED]
+        results["targets"]["host_cpu_met"] = cpu_ms[MODEL_AUGMENTED] <= HOST_CPU_TARGET_MS
     table = report(results)
     print(table)
     os.makedirs(args.out, exist_ok=True)

@@ -1,8 +1,8 @@
 """Training speed of the real model at the `cpu` and `full` presets, with and without mixed precision.
 
     python -m benchmarks.bench_train [--shards_dir data/shards/demo] [--fold 0] [--presets cpu full]
-        [--precisions float32 mixed] [--sources fixed pipeline] [--windows 3] [--warmup_steps N]
-        [--window_steps N] [--batch_size B] [--out bench_out] [--quick]
+        [--precisions float32 mixed] [--mel_devices host model] [--sources fixed pipeline] [--windows 3]
+        [--warmup_steps N] [--window_steps N] [--batch_size B] [--out bench_out] [--quick]
     make bench [SHARDS=dir]        # with bench_shards and bench_input
 
 --shards_dir is any schema-v2 shards dir (e.g. `--shards_dir /tmp/exp/sh_partial`, 10 s slices);
@@ -14,6 +14,11 @@ on a CPU, see trainer.model.strategy), one child process builds the model the wa
 model.build_model + compile_model; band_norm gets placeholder statistics, which do not change the
 cost) and runs Keras `fit` on two sources in turn:
 
+and, with --mel_devices, for each placement of the log-mel (`--mel.device`: host = the input pipeline
+computes it, model = the model's first layer does, trainer.model.front_end; default: the one `auto`
+picks on this machine, so host without a GPU/TPU; `--mel_devices host model` on an accelerator
+measures both),
+
 * fixed: the input pipeline's first batch, cached in memory and repeated (the model's cost alone);
 * pipeline: trainer.data.inputs.train_dataset over the shards' training folds with the preset's recipe,
   running beside the model on the same cores, as in training.
@@ -22,9 +27,10 @@ A callback notes the wall and CPU clock after every step (waiting for the step's
 steps of each source are warm-up (the first step of the first source also traces the graph: its
 time is reported apart); the next --windows x --window_steps steps form the timed windows, and the
 median window is reported as steps/s, examples/s (x the global batch) and cores used (process CPU
-/ wall). Peak RSS is the child's peak resident memory during each source (the peak is reset in
-between). Defaults keep `make bench` near 10 minutes on 2 cores: a full-size step takes ~15 s there,
-so the full preset times 1-step windows.
+/ wall). With nvidia-smi on the PATH, the GPU's utilisation is sampled every 0.5 s and averaged over
+the timed windows (gpu_util_percent; None without). Peak RSS is the child's peak resident memory
+during each source (the peak is reset in between). Defaults keep `make bench` near 10 minutes on
+2 cores: a full-size step takes ~15 s there, so the full preset times 1-step windows.
 
 Prints a table and writes OUT/bench_train.json, with the CPU's bfloat16 features (avx512_bf16 and
 AMX from /proc/cpuinfo: without them bfloat16 is emulated and mixed precision is slower) and the
@@ -112,14 +118,53 @@ def _step_clock():  # a factory: keras is imported in the child only
     return StepClock()
 
 
+class GpuUtilisation:
+    """nvidia-smi's utilization.gpu (percent, first GPU) sampled every `interval` s in a thread, with times."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import shutil
+        import threading
+
+        self.samples: list[tuple[float, float]] = []  # (perf_counter, percent)
+        self.available = shutil.which("nvidia-smi") is not None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(interval,), daemon=True)
+
+    def _poll(self, interval: float) -> None:
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout.split()
+                self.samples.append((time.perf_counter(), float(out[0])))
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+                pass
+            self._stop.wait(interval)
+
+    def __enter__(self) -> "GpuUtilisation":
+        if self.available:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self.available:
+            self._thread.join()
+
+    def mean_after(self, start: float) -> float | None:
+        """Mean percent of the samples taken after perf_counter `start`; None without any."""
+        values = [v for t, v in self.samples if t >= start]
+        return sum(values) / len(values) if values else None
+
+
 def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sources: Sequence[str],
-             plans: dict[str, Plan], batch_size: int | None) -> dict[str, Any]:
+             plans: dict[str, Plan], batch_size: int | None, mel_device: str = "auto") -> dict[str, Any]:
     """Times one preset at one precision on each source; runs in its own process (global policy, RSS)."""
     import keras
     import numpy as np
 
     from trainer.data import discovery, inputs
-    from trainer.model import network, strategy
+    from trainer.features import placement as mel_placement
+    from trainer.model import front_end, network, strategy
     from trainer.recipe import config
 
     cfg = config.preset_config(preset)
@@ -127,6 +172,8 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
                               batch_size=batch_size or cfg.batch_size)
     fold = discovery.prepare_fold(shards_dir, fold_index, cfg)
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
+    mel_device = mel_placement.resolve(mel_device)[0]  # after the strategy: a TPU is listed once initialised
+    cfg = dataclasses.replace(cfg, mel=dataclasses.replace(cfg.mel, device=mel_device))
     policy = strategy.set_precision(placement, cfg.mixed_precision)
     keras.utils.set_random_seed(cfg.seed)
     global_batch = cfg.batch_size * placement.num_replicas
@@ -136,9 +183,12 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
     longest = max(plans[s].steps for s in sources)
     with placement.strategy.scope():
         net = network.build_model(cfg, shape, band_stats)
+        if mel_device == mel_placement.MODEL:
+            net = front_end.build_training_model(cfg, net)  # waveforms in, as trainer.training.train builds it
         network.compile_model(net, cfg, steps_per_epoch=longest)
     result: dict[str, Any] = {
-        "preset": preset, "precision": precision, "policy": policy, "strategy": placement.name,
+        "preset": preset, "precision": precision, "mel_device": mel_device, "policy": policy,
+        "strategy": placement.name,
         "replicas": placement.num_replicas, "global_batch": global_batch, "input_shape": list(shape),
         "params": int(net.count_params()), "sources": {},
         "preset_uses_mixed_precision": config.preset_config(preset).mixed_precision,
@@ -148,7 +198,8 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
     }
     for source in sources:
         plan = plans[source]
-        stream = inputs.train_dataset(fold.train_files_by_kind, one, global_batch, steps_per_epoch=plan.steps)
+        stream = inputs.train_dataset(fold.train_files_by_kind, one, global_batch, steps_per_epoch=plan.steps,
+                                      replicas=placement.num_replicas)
         if source == "fixed":
             # The pipeline's first batch, cached and repeated: the same element spec as the pipeline's
             # (y is [B, None] there), so switching sources does not retrace the train step.
@@ -156,7 +207,8 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
         clock = _step_clock()
         common.reset_peak_rss()
         load = common.load_average()
-        net.fit(stream, epochs=1, steps_per_epoch=plan.steps, callbacks=[clock], verbose=0, shuffle=False)
+        with GpuUtilisation() as gpu:
+            net.fit(stream, epochs=1, steps_per_epoch=plan.steps, callbacks=[clock], verbose=0, shuffle=False)
         windows = window_rates(clock.wall, clock.cpu, plan.warmup, plan.window_steps, global_batch)
         result["sources"][source] = {
             "plan": dataclasses.asdict(plan),
@@ -166,9 +218,10 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
             "peak_rss_mib": common.peak_rss_mib(),
             "last_loss": clock.loss,  # finite, or mixed precision broke something
             "load_average_1min": [load, common.load_average()],
+            "gpu_util_percent": gpu.mean_after(clock.wall[plan.warmup]),  # the timed windows; None without a GPU
         }
         del stream
-        print(f"  {preset} {precision} {source}: {result['sources'][source]['median']}", flush=True)
+        print(f"  {preset} {precision} mel on {mel_device} {source}: {result['sources'][source]['median']}", flush=True)
     return result
 
 
@@ -183,11 +236,12 @@ def case_plans(preset: str, sources: Sequence[str], args: argparse.Namespace) ->
     return {s: Plan(warmup if i == 0 else min(warmup, 1), window_steps, args.windows) for i, s in enumerate(sources)}
 
 
-def _run_child(args: argparse.Namespace, preset: str, precision: str) -> dict[str, Any]:
+def _run_child(args: argparse.Namespace, preset: str, precision: str, mel_device: str = "auto") -> dict[str, Any]:
     """Runs one case in a fresh interpreter; its result, or {"error": ...} with the tail of its output."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "case.json")
-        command = [sys.executable, "-m", "benchmarks.bench_train", "--case", f"{preset}:{precision}", "--case_out", out,
+        command = [sys.executable, "-m", "benchmarks.bench_train", "--case", f"{preset}:{precision}:{mel_device}",
+                   "--case_out", out,
                    "--shards_dir", args.shards_dir, "--fold", str(args.fold), "--windows", str(args.windows),
                    "--sources", *args.sources]
         for flag in ("warmup_steps", "window_steps", "batch_size"):
@@ -197,10 +251,12 @@ def _run_child(args: argparse.Namespace, preset: str, precision: str) -> dict[st
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout)
         except subprocess.TimeoutExpired:
-            return {"preset": preset, "precision": precision, "error": f"timed out after {args.case_timeout} s"}
+            return {"preset": preset, "precision": precision, "mel_device": mel_device,
+                    "error": f"timed out after {args.case_timeout} s"}
         if proc.returncode != 0 or not os.path.exists(out):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            return {"preset": preset, "precision": precision, "error": f"exit status {proc.returncode}:\n{tail}"}
+            return {"preset": preset, "precision": precision, "mel_device": mel_device,
+                    "error": f"exit status {proc.returncode}:\n{tail}"}
         with open(out) as f:
             result = json.load(f)
     result["process_seconds"] = round(time.perf_counter() - started, 1)
@@ -209,14 +265,15 @@ def _run_child(args: argparse.Namespace, preset: str, precision: str) -> dict[st
 
 
 def mixed_speedups(cases: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """{preset: {source: mixed steps/s / float32 steps/s}} where both were measured."""
-    rate = {(c["preset"], c["precision"], s): v["median"]["steps_per_s"]
+    """{preset: {source: mixed steps/s / float32 steps/s}} where both were measured (source + " mel on model"
+    with the log-mel in the model)."""
+    rate = {(c["preset"], c["precision"], c.get("mel_device", "host"), s): v["median"]["steps_per_s"]
             for c in cases if "error" not in c for s, v in c["sources"].items()}
     out: dict[str, dict[str, float]] = {}
-    for (preset, precision, source), value in rate.items():
-        base = rate.get((preset, "float32", source))
+    for (preset, precision, device, source), value in rate.items():
+        base = rate.get((preset, "float32", device, source))
         if precision == "mixed" and base:
-            out.setdefault(preset, {})[source] = value / base
+            out.setdefault(preset, {})[source + (" mel on model" if device == "model" else "")] = value / base
     return out
 
 
@@ -226,19 +283,25 @@ def report(results: dict[str, Any]) -> str:
             f"{'yes' if cpu['amx_tile'] and cpu['amx_bf16'] else 'no'}")
     lines = [f"training speed, {results['machine']['cpu_count']} cores ({cpu['model']}; {bf16}), median window"
              f"{' (QUICK: figures mean nothing)' if results['quick'] else ''}",
-             f"{'preset':6s} {'precision':9s} {'source':8s} {'input':>12s} {'batch':>5s} {'steps/s':>8s} "
-             f"{'examples/s':>10s} {'s/step':>7s} {'cores':>5s} {'peak RSS MiB':>12s} {'1st step s':>10s}"]
+             f"{'preset':6s} {'precision':9s} {'mel on':6s} {'source':8s} {'input':>12s} {'batch':>5s} "
+             f"{'steps/s':>8s} "
+             f"{'examples/s':>10s} {'s/step':>7s} {'cores':>5s} {'GPU %':>5s} {'peak RSS MiB':>12s} "
+             f"{'1st step s':>10s}"]
     for case in results["cases"]:
+        device = case.get("mel_device", "?")
         if "error" in case:
-            lines.append(f"{case['preset']:6s} {case['precision']:9s} FAILED: {case['error'].splitlines()[0]}")
+            lines.append(f"{case['preset']:6s} {case['precision']:9s} {device:6s} "
+                         f"FAILED: {case['error'].splitlines()[0]}")
             continue
         shape = "x".join(str(d) for d in case["input_shape"])
         for source, r in case["sources"].items():
             m = r["median"]
-            lines.append(f"{case['preset']:6s} {case['precision']:9s} {source:8s} {shape:>12s} {case['global_batch']:5d} "
-                         f"{m['steps_per_s']:8.3f} {m['examples_per_s']:10.1f} {m['seconds_per_step']:7.2f} "
-                         f"{m['cores_used']:5.2f} {r['peak_rss_mib'] or float('nan'):12.0f} "
-                         f"{r['first_step_seconds']:10.1f}")
+            util = r.get("gpu_util_percent")
+            lines.append(f"{case['preset']:6s} {case['precision']:9s} {device:6s} {source:8s} {shape:>12s} "
+                         f"{case['global_batch']:5d} {m['steps_per_s']:8.3f} {m['examples_per_s']:10.1f} "
+                         f"{m['seconds_per_step']:7.2f} {m['cores_used']:5.2f} "
+                         f"{'-' if util is None else format(util, '.0f'):>5s} "
+                         f"{r['peak_rss_mib'] or float('nan'):12.0f} {r['first_step_seconds']:10.1f}")
     for preset, by_source in results["mixed_speedup"].items():
         lines.append(f"mixed precision vs float32, {preset}: " +
                      ", ".join(f"{s} x{v:.2f}" for s, v in by_source.items()))
@@ -252,6 +315,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--fold", type=int, default=0, help="validation fold; the pipeline reads the others")
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=("cpu", "full", "tiny"))
     p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    p.add_argument("--mel_devices", nargs="+", default=["auto"], choices=("auto", "host", "model"),
+                   help="where the log-mel is computed (--mel.device of training); default: what auto picks here")
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES,
                    help="fixed: one in-memory batch repeated; pipeline: the real input pipeline (in this order)")
     p.add_argument("--windows", type=int, default=3, help="timed windows per source (the median is reported)")
@@ -262,7 +327,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--case_timeout", type=float, default=1200.0, help="seconds before a case is abandoned")
     p.add_argument("--out", default="bench_out", help="directory of bench_train.json")
     p.add_argument("--quick", action="store_true", help="batch 4, 1 warm-up step, 2 windows of 1 step: checks it runs")
-    p.add_argument("--case", help=argparse.SUPPRESS)  # PRESET:PRECISION, run in a child process
+    p.add_argument("--case", help=argparse.SUPPRESS)  # PRESET:PRECISION:MEL_DEVICE, run in a child process
     p.add_argument("--case_out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -277,9 +342,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.case:
-        preset, precision = args.case.split(":")
+        preset, precision, mel_device = args.case.split(":")
         result = run_case(args.shards_dir, args.fold, preset, precision, args.sources,
-                          case_plans(preset, args.sources, args), args.batch_size)
+                          case_plans(preset, args.sources, args), args.batch_size, mel_device)
         with open(args.case_out, "w") as f:
             json.dump(result, f)
         return
@@ -301,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     for preset in args.presets:
         for precision in args.precisions:
-            results["cases"].append(_run_child(args, preset, precision))
+            for mel_device in args.mel_devices:
+                results["cases"].append(_run_child(args, preset, precision, mel_device))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["mixed_speedup"] = mixed_speedups(results["cases"])
     table = report(results)
@@ -315,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if failed:
         for case in results["cases"]:
             if "error" in case:
-                print(f"{case['preset']} {case['precision']} failed: {case['error']}", file=sys.stderr)
+                print(f"{case['preset']} {case['precision']} mel on {case.get('mel_device')} failed: {case['error']}",
+                      file=sys.stderr)
         sys.exit(1)
 
 

@@ -218,3 +218,8 @@ def test_baseline_flags(capsys, tmp_path):
     assert "is a file, not a directory" in _error_line(capsys, run.main, base)
     assert "mel.n_fft=1000000000 is out of range (must be <= 65536)" in _error_line(capsys, run.main, base + ["--mel.n_fft", str(10**9)])
     assert "finite" in _error_line(capsys, run.main, base + ["--c", "nan"])
+    # --mel.device places the trainer's log-mel; the baseline trains no network, and an unknown place is named.
+    assert "--mel.device is not a baseline setting" in _error_line(capsys, run.main, base + ["--mel.device", "model"])
+    assert "invalid choice: 'gpu'" in _error_line(
+        capsys, train.main, ["--shards_dir", str(tmp_path), "--fold", "0", "--run_dir", str(tmp_path / "r"),
+                             "--mel.device", "gpu"])

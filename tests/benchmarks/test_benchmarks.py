@@ -59,6 +59,11 @@ def test_mixed_speedup_is_per_preset_and_source_against_float32():
              case("full", "mixed", fixed=0.5),  # no float32 to compare with
              {"preset": "full", "precision": "float32", "error": "timed out"}]
     assert bench_train.mixed_speedups(cases) == {"cpu": {"fixed": 1.5, "pipeline": 1.5}}
+    # Each placement of the log-mel against its own float32.
+    on_model = [{**case("cpu", "float32", fixed=2.0, pipeline=1.0), "mel_device": "model"},
+                {**case("cpu", "mixed", fixed=4.0, pipeline=1.5), "mel_device": "model"}]
+    assert bench_train.mixed_speedups(cases + on_model) == {
+        "cpu": {"fixed": 1.5, "pipeline": 1.5, "fixed mel on model": 2.0, "pipeline mel on model": 1.5}}
 
 
 def test_only_the_first_source_warms_up_long():
@@ -80,8 +85,14 @@ def test_input_variants_follow_the_recipe():
     variants, skipped = bench_input.pipeline_variants(
         _recipe(noise_p=0.5, noise_bank_seconds=60.0, pitch_shift_p=0.5, pitch_shift_method="mel"))
     assert set(variants) == {"pipeline_ceiling", "pipeline_augmented", "pipeline_augmented_fresh_noise",
-                             "pipeline_augmented_waveform_pitch"} and not skipped
+                             "pipeline_augmented_waveform_pitch", "pipeline_ceiling_mel_on_model",
+                             "pipeline_augmented_mel_on_model"} and not skipped
     assert not variants["pipeline_ceiling"].augment.enabled
+    # Both placements of the log-mel, the rest of the recipe the same.
+    assert {name: c.mel.device for name, c in variants.items()} == {
+        name: "model" if name.endswith("mel_on_model") else "host" for name in variants}
+    assert variants["pipeline_augmented_mel_on_model"].augment == variants["pipeline_augmented"].augment
+    assert not variants["pipeline_ceiling_mel_on_model"].augment.enabled
     assert variants["pipeline_augmented_fresh_noise"].augment.noise_bank_seconds == 0.0
     assert variants["pipeline_augmented_waveform_pitch"].augment.pitch_shift_method == "librosa"
     assert variants["pipeline_augmented_waveform_pitch"].augment.noise_p == 0.5  # the rest of the recipe kept
@@ -92,7 +103,8 @@ def test_input_variants_follow_the_recipe():
                                                        pitch_shift_method="librosa"))
     assert set(skipped) == {"pipeline_augmented_fresh_noise", "pipeline_augmented_waveform_pitch"}
     variants, skipped = bench_input.pipeline_variants(_recipe(enabled=False))
-    assert set(variants) == {"pipeline_ceiling"} and set(skipped) == {"pipeline_augmented"}
+    assert set(variants) == {"pipeline_ceiling", "pipeline_ceiling_mel_on_model"}
+    assert set(skipped) == {"pipeline_augmented", "pipeline_augmented_mel_on_model"}
 
 
 def test_bench_input_needs_the_data_dir_of_other_shards():
@@ -127,15 +139,21 @@ def test_input_measurements_run_on_the_current_pipeline(tiny_v2_shards):
     fold = discovery.prepare_fold(tiny_v2_shards, 0, cfg)
     rate = bench_input.time_pipeline(fold, cfg, batch_size=2, batches=1, warmup=1)
     assert rate["samples_per_s"] > 0 and rate["cpu_ms_per_sample"] >= 0
+    # Batches of waveforms and the draws of the log-mel augmentations.
+    model_cfg = dataclasses.replace(cfg, mel=dataclasses.replace(cfg.mel, device="model"))
+    on_model = bench_input.time_pipeline(fold, model_cfg, batch_size=2, batches=1, warmup=1)
+    assert on_model["samples_per_s"] > 0
     with_masks = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, time_masks=1, mixup_p=0.5))
     costs = bench_input.time_costs(fold.train_files_by_kind["tp"], with_masks, batch_size=2, calls=1)
     assert {"log_mel_tf", "recipe_chain_numpy", "spec_augment_masks_tf", "mixup_tf"} <= set(costs)
 
 
-def test_a_training_case_times_every_source_of_the_real_model(tiny_v2_shards):
+@pytest.mark.parametrize("mel_device", ["host", "model"])
+def test_a_training_case_times_every_source_of_the_real_model(tiny_v2_shards, mel_device):
     plans = {"fixed": bench_train.Plan(1, 1, 1), "pipeline": bench_train.Plan(1, 1, 1)}
-    result = bench_train.run_case(tiny_v2_shards, 0, "tiny", "float32", ["fixed", "pipeline"], plans, batch_size=2)
-    assert result["policy"] == "float32" and result["global_batch"] == 2
+    result = bench_train.run_case(tiny_v2_shards, 0, "tiny", "float32", ["fixed", "pipeline"], plans, batch_size=2,
+                                  mel_device=mel_device)
+    assert result["policy"] == "float32" and result["global_batch"] == 2 and result["mel_device"] == mel_device
     assert tuple(result["input_shape"]) == discovery.input_shape(config.preset_config("tiny"))
     for source in ("fixed", "pipeline"):
         timed = result["sources"][source]

@@ -50,6 +50,8 @@ class BaselineConfig:
         if self.mel.scaling != "db":
             raise BaselineConfigError(f"--mel.scaling must be db for the baseline's band statistics, got "
                                       f"{self.mel.scaling!r}")
+        if self.mel.device != mel_lib.MelConfig.device:  # a training placement; the baseline trains no network
+            raise BaselineConfigError("--mel.device is not a baseline setting: it places the trainer's log-mel")
         if self.mel.sample_rate != mel_lib.MelConfig.sample_rate:
             raise BaselineConfigError("--mel.sample_rate is not a baseline setting: the log-mel runs at the shards' "
                                       "sample rate")

@@ -12,11 +12,17 @@ Training (all epochs as one stream of steps_per_epoch x epochs batches):
       --> mel.log_mel, pitch-shifted by the steps [n_mels, frames, 1] --> SpecAugment masks
       --> batch(drop_remainder) [B, n_mels, frames, 1], [B, 2C] --> mixup --> prefetch
 
+With the log-mel in the model (`--mel.device model`, trainer.features.placement) the map stops after the
+numpy chain and draws the SpecAugment stripes instead of applying them; each batch is then
+{WAVEFORM [B, window], PITCH_STEPS [B], FREQ_MASK [B, n_mels], TIME_MASK [B, frames], MIX_PARTNER [B],
+MIX_LAM [B]} and the targets [B, 2C] mixed on the host (mixup's draw), same seeds, same values.
+
 f is `negative_fraction`: each batch holds on average that share of negative slices (fp boxes and
 background), drawn independently of how many there are. Validation: every slice of the fold in file
 order, a window centred on the event (background: the slice centre), no augmentation, the last
 partial batch kept; each batch carries its slices' recording id, kind, targets and crop offset
-with the features (for the recording-level metric and val_predictions.csv).
+with the features (for the recording-level metric and val_predictions.csv); with the log-mel in the
+model the features are the waveforms, "waveform" [B, window] instead of "x".
 
     from trainer.data import discovery, inputs
     fold_inputs = discovery.prepare_fold("data/shards/demo", fold=0, cfg=cfg)
@@ -35,9 +41,9 @@ import tensorflow as tf
 from core import crop, schema
 from trainer.augment import chain
 from trainer.augment import spec as spec_augment
-from trainer.data import records, targets
+from trainer.data import discovery, records, targets
 from trainer.data.discovery import NEGATIVE_KINDS, window_samples
-from trainer.features import mel
+from trainer.features import mel, placement
 from trainer.recipe.config import TrainConfig
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -208,11 +214,19 @@ def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig,
         seed=seed + 4)
 
 
-def train_element_fn(cfg: TrainConfig, augmented: bool = True) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+def mel_on_model(cfg: TrainConfig) -> bool:
+    """True when the model computes the log-mel (cfg.mel.device, "auto" resolved: trainer.features.placement)."""
+    return placement.resolve(cfg.mel.device)[0] == placement.MODEL
+
+
+def train_element_fn(cfg: TrainConfig, augmented: bool = True,
+                     on_model: bool = False) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
     """(draw index, serialized slice) -> window_example's dict plus "x" [n_mels, frames, 1]: one training element.
 
     The crop is seeded by (cfg.seed, index) whether or not `augmented`, so an element without
     augmentation (trainer.data.inspect_examples shows both) is the same window as the one the trainer is fed.
+    `on_model` (augmented only): "inputs" instead of "x", the model-side inputs of trainer.features.placement
+    without mixup's: the augmented waveform, pitch steps and SpecAugment stripes.
     """
     augment_fn, max_pitch_steps = _augment_fn(cfg)
 
@@ -223,6 +237,13 @@ def train_element_fn(cfg: TrainConfig, augmented: bool = True) -> Callable[[tf.T
             return {**ex, "x": features(ex["waveform"], cfg)}
         # [window], [] semitones or None
         waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1))
+        if on_model:
+            n_mels, frames, _ = discovery.input_shape(cfg)
+            in_freq, in_time = spec_augment.draw_masks(n_mels, frames, cfg.augment,
+                                                       tf.random.experimental.stateless_fold_in(seed, 2))
+            model_inputs = {placement.WAVEFORM: waveform, placement.FREQ_MASK: in_freq, placement.TIME_MASK: in_time,
+                            placement.PITCH_STEPS: tf.zeros([], tf.int32) if steps is None else steps}
+            return {**ex, "inputs": model_inputs}
         x = features(waveform, cfg, steps, max_pitch_steps)  # [n_mels, frames, 1]
         return {**ex, "x": spec_augment.mask(x, cfg.augment, tf.random.experimental.stateless_fold_in(seed, 2))}
 
@@ -231,30 +252,51 @@ def train_element_fn(cfg: TrainConfig, augmented: bool = True) -> Callable[[tf.T
 
 def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, global_batch: int,
                   steps_per_epoch: int, initial_epoch: int = 0,
-                  counts_by_kind: Mapping[str, int] | None = None) -> tf.data.Dataset:
+                  counts_by_kind: Mapping[str, int] | None = None, replicas: int = 1) -> tf.data.Dataset:
     """(x [B, n_mels, frames, 1], y [B, 2C]) batches of epochs initial_epoch .. cfg.epochs - 1 as one stream.
 
     Each element's randomness (crop, augmentation, masks) comes from a stateless seed of (cfg.seed,
     draw index), and mixup's from (cfg.seed, batch index), so parallel map calls share no RNG state.
+    With the log-mel in the model (mel_on_model) x is the dict of trainer.features.placement; mixup
+    partners are then drawn within each of the `replicas` parts of the batch (spec.draw_mixup).
     """
-    element = train_element_fn(cfg)
+    on_model = mel_on_model(cfg)
+    element = train_element_fn(cfg, on_model=on_model)
     first = initial_epoch * steps_per_epoch * global_batch
     total = (cfg.epochs - initial_epoch) * steps_per_epoch * global_batch
 
-    def example(index: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def example(index: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor | dict[str, tf.Tensor], tf.Tensor]:
         ex = element(index, record)
-        return ex["x"], ex["y"]  # [n_mels, frames, 1], [2C]
+        return ex["inputs" if on_model else "x"], ex["y"]  # [n_mels, frames, 1] or the model's inputs, [2C]
 
     def mixup(batch_index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = batch
         mix_targets = functools.partial(targets.mix, num_classes=cfg.num_classes)
         return spec_augment.mixup(x, y, cfg.augment, mix_targets, element_seed(cfg, batch_index, salt=1))
 
+    def mixup_draw(batch_index: tf.Tensor, batch: tuple[dict[str, tf.Tensor], tf.Tensor]
+                   ) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """The model mixes the log-mels (trainer.model.front_end); the targets are mixed here."""
+        model_inputs, y = batch
+        partner, lam, chosen = spec_augment.draw_mixup(tf.shape(y)[0], cfg.augment,
+                                                       element_seed(cfg, batch_index, salt=1), replicas)
+        y = spec_augment.mix_labels(y, partner, chosen, functools.partial(targets.mix, num_classes=cfg.num_classes))
+        return {**model_inputs, placement.MIX_PARTNER: partner, placement.MIX_LAM: lam}, y
+
+    def no_mixup(model_inputs: dict[str, tf.Tensor], y: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        batch = tf.shape(y)[0]
+        return {**model_inputs, placement.MIX_PARTNER: tf.range(batch), placement.MIX_LAM: tf.ones([batch])}, y
+
     batches = (training_draws(files_by_kind, cfg, first, counts_by_kind).take(total)
                .enumerate(start=first)
                .map(example, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
                .batch(global_batch, drop_remainder=True))  # [B, n_mels, frames, 1], [B, 2C]
-    if spec_augment.mixup_enabled(cfg.augment):
+    if on_model:
+        if spec_augment.mixup_enabled(cfg.augment):
+            batches = batches.enumerate(start=initial_epoch * steps_per_epoch).map(mixup_draw)
+        else:
+            batches = batches.map(no_mixup)
+    elif spec_augment.mixup_enabled(cfg.augment):
         batches = batches.enumerate(start=initial_epoch * steps_per_epoch).map(mixup, num_parallel_calls=AUTOTUNE,
                                                                                deterministic=cfg.deterministic)
     return batches.prefetch(AUTOTUNE).with_options(_input_options())
@@ -273,18 +315,23 @@ def eval_dataset(files: Sequence[str], cfg: TrainConfig, batch_size: int,
                  num_examples: int | None = None) -> tf.data.Dataset:
     """Validation batches in file order, the last one partial, each example with its metadata.
 
-    Each batch is {"x": [B, n_mels, frames, 1], "y": [B, 2C], "offset": [B] crop start, META_KEYS: [B]},
-    so scores and the slices they belong to come from one pass (trainer.training.validation). With
+    Each batch is {"x": [B, n_mels, frames, 1], "y": [B, 2C], "offset": [B] crop start, META_KEYS: [B]}
+    ("waveform" [B, window] instead of "x" with the log-mel in the model: mel_on_model), so scores
+    and the slices they belong to come from one pass (trainer.training.validation). With
     `num_examples` (from prepare_fold) the dataset's length is known, so its end is not discovered
     by running out of data.
     """
     examples = eval_examples(files, cfg)
+    on_model = mel_on_model(cfg)
     if num_examples is not None:
         examples = examples.apply(tf.data.experimental.assert_cardinality(num_examples))
 
     def with_features(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = {k: ex[k] for k in META_KEYS + ("y", "offset")}
-        out["x"] = features(ex["waveform"], cfg)  # [n_mels, frames, 1]
+        if on_model:
+            out["waveform"] = ex["waveform"]  # [window]
+        else:
+            out["x"] = features(ex["waveform"], cfg)  # [n_mels, frames, 1]
         return out
 
     return (examples

@@ -48,6 +48,7 @@ import tensorflow as tf
 from core import choices
 from core.errors import UserError
 from trainer.augment import pitch_warp
+from trainer.features import placement
 
 
 class MelConfigError(UserError, ValueError):
@@ -81,6 +82,10 @@ class MelConfig:
     scaling: Literal["minmax", "db"] = "minmax"
     db_offset: float = -60.0  # "db" scaling: roughly the middle of field recordings' dB (float audio, ref 1)
     db_scale: float = 20.0
+    # Training only: where the log-mel is computed, in the input pipeline ("host") or in the model
+    # ("model"), "auto" = the model when there is a GPU/TPU (trainer.features.placement). Not part
+    # of the features: LogMel and the exported model drop it (`features_only`).
+    device: placement.MelDevice = "auto"
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
@@ -99,6 +104,11 @@ class MelConfig:
         for name in ("power", "top_db", "amin", "db_scale"):
             if not getattr(self, name) > 0:
                 raise MelConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+
+def features_only(cfg: MelConfig) -> MelConfig:
+    """`cfg` without the training placement (device "auto"): equal for equal features."""
+    return dataclasses.replace(cfg, device=placement.AUTO) if cfg.device != placement.AUTO else cfg
 
 
 def num_frames(num_samples: int, cfg: MelConfig) -> int:
@@ -233,7 +243,8 @@ class LogMel(keras.layers.Layer):
     def __init__(self, mel_config: MelConfig | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.mel_config = mel_config or MelConfig()
+        # The placement is how a run was trained, not what the layer computes (the same log-mel either way).
+        self.mel_config = features_only(mel_config or MelConfig())
 
     def call(self, waveforms: tf.Tensor) -> tf.Tensor:
         return log_mel(waveforms, self.mel_config)[..., tf.newaxis]

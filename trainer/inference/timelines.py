@@ -159,7 +159,7 @@ def write_timelines(plot_dir: str, scorers: Sequence[Any], shards_dir: str, sele
     sample = submission.read_sample_submission(str(shards_dir), manifest.num_classes)
     ids = select_ids(sample[submission.ID_COLUMN].tolist(), selection)
     first = scorers[0]
-    key = lambda s: (s.window, s.stride, s.run.config.mel)  # noqa: E731
+    key = lambda s: (s.window, s.stride, mel.features_only(s.run.config.mel))  # noqa: E731  (not --mel.device)
     used = [s for s in scorers if key(s) == key(first)]
     if len(used) < len(scorers):
         print(f"timelines: left out {len(scorers) - len(used)} run(s) whose window, stride or log-mel differs "

@@ -12,6 +12,7 @@ import keras
 import pandas as pd
 
 from core import fs
+from trainer.model import front_end
 from trainer.recipe.config import TrainConfig
 from trainer.training import run_layout as layout
 from trainer.training import validation
@@ -70,10 +71,19 @@ class HistoryLogger(keras.callbacks.CSVLogger):
         self.writer = None
 
 
+class BestClassifier(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint of the classifier: best.keras takes log-mels whether or not the log-mel is in the
+    trained model (trainer.model.front_end.classifier_of)."""
+
+    def set_model(self, model: keras.Model) -> None:
+        super().set_model(front_end.classifier_of(model))
+
+
 class LastWeights(keras.callbacks.Callback):
-    """Writes the model's weights (no optimizer state: BackupAndRestore keeps that) after every epoch.
+    """Writes the classifier's weights (no optimizer state: BackupAndRestore keeps that) after every epoch.
 
     Load them into the run's architecture: `net = model.build_model(cfg, shape, ...); net.load_weights(path)`.
+    With the log-mel in the model, the classifier is the part behind it (trainer.model.front_end.classifier_of).
     """
 
     def __init__(self, path: str) -> None:
@@ -82,7 +92,8 @@ class LastWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # objects_to_skip: keras.saving.save_weights' way to leave out a part of the model's state.
-        keras.saving.save_weights(self.model, self.path, overwrite=True, objects_to_skip=[self.model.optimizer])
+        classifier = front_end.classifier_of(self.model)
+        keras.saving.save_weights(classifier, self.path, overwrite=True, objects_to_skip=[self.model.optimizer])
 
 
 def run_callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
@@ -97,7 +108,7 @@ def run_callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
         # reading) rather than losing one.
         HistoryLogger(layout.path(run_dir, HISTORY), append=True),
         # A resumed run must beat the best epoch of before the interruption to replace best.keras.
-        keras.callbacks.ModelCheckpoint(layout.path(run_dir, BEST_MODEL), monitor=cfg.monitor, mode=mode,
+        BestClassifier(layout.path(run_dir, BEST_MODEL), monitor=cfg.monitor, mode=mode,
                                         save_best_only=True,
                                         initial_value_threshold=None if pd.isna(best_so_far) else float(best_so_far),
                                         verbose=min(cfg.verbose, 1)),

@@ -34,7 +34,8 @@ from trainer.training import run_layout as layout
 # Settings a complete fold may have been trained with other values of and still belong to this
 # cross-validation: those a run may resume with, except epochs (a complete run is not resumed, so
 # its number of epochs is part of what it learnt).
-_SAME_CV_IGNORES = config_lib.RESUMABLE_FIELDS - {"epochs"}
+# Where the log-mel was computed (--mel.device) does not change what a finished fold learned.
+_SAME_CV_IGNORES = (config_lib.RESUMABLE_FIELDS - {"epochs"}) | {"mel.device"}
 CV_DIR, BASELINE_DIR = "cv", "baseline"
 
 

@@ -3,15 +3,20 @@
     python -m trainer.training.train --shards_dir DIR --fold K --run_dir DIR [--preset auto|full|cpu|tiny]
         [--config FILE] [--epochs N] [--steps_per_epoch S] [--batch_size B] [--unlabelled_weight W]
         [--monitor val_rec_lwlrap|val_lwlrap|val_loss] [--strategy auto|default|mirrored|tpu]
-        [--mixed_precision] [--mel.n_mels 64] [--augment.mixup_p 0.5] ... [--overwrite]
+        [--mixed_precision] [--mel.device auto|host|model] [--mel.n_mels 64] [--augment.mixup_p 0.5] ...
+        [--overwrite]
     python -m trainer.training.train --help        # every flag (one per config field) with its default
     make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--preset cpu']
 
 Trains on the shards of every fold but K (tp and fp/background slices drawn by negative_fraction,
 see trainer.data.inputs) and validates on every slice of fold K after each epoch (trainer.training.validation).
+The log-mel is computed by the input pipeline on the host CPU or, to feed an accelerator, by the model
+as its first layer (`--mel.device`, default auto = the model when a GPU/TPU is present:
+trainer.features.placement, trainer.model.front_end); either way best.keras takes log-mels.
 Settings: preset < --config JSON < flags (see trainer.recipe.config). run_dir receives:
 
-    config.json          the resolved TrainConfig (written first; `--config` it to reproduce the run)
+    config.json          the resolved TrainConfig (written first; `--config` it to reproduce the run;
+                         mel.device holds the placement "auto" chose)
     backup/              BackupAndRestore state (weights and optimizer state, epochs done) while
                          training; run the same command again to resume
     checkpoints/last.weights.h5  the weights after the latest epoch (no optimizer state; load them with
@@ -24,7 +29,7 @@ Settings: preset < --config JSON < flags (see trainer.recipe.config). run_dir re
     curves.png           loss and LWLRAP per epoch: train, validation slices, validation recordings
     summary.json         written last (its presence = the run is complete): fold, monitor, best_epoch
                          (1-based), val_rec_lwlrap / val_lwlrap / val_loss of best.keras, epochs_run,
-                         example counts per kind, elapsed_seconds, strategy, preset, ...
+                         example counts per kind, elapsed_seconds, strategy, mel_device, preset, ...
 
 The names are trainer.training.run_layout's. A resumed run continues the early-stopping patience count of
 the interrupted one (trainer.training.callbacks.ResumableEarlyStopping). Settings that may differ on resumption:
@@ -52,7 +57,8 @@ import pandas as pd
 from core import checks, fs, outputs, schema
 from core.errors import UserError, run_main
 from trainer.data import discovery, inputs
-from trainer.model import network, strategy
+from trainer.features import placement as mel_placement
+from trainer.model import front_end, network, strategy
 from trainer.pictures import plots
 from trainer.recipe import config as config_lib
 from trainer.recipe.config import TrainConfig
@@ -108,6 +114,18 @@ def prepare_run_dir(run_dir: str, cfg: TrainConfig, overwrite: bool, identity: d
     return resume_at
 
 
+def resolve_mel_device(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with --mel.device "auto" resolved (trainer.features.placement), saved so as config.json.
+
+    A run resumed where auto resolves otherwise is then refused by the config check (its backup holds
+    the training model of the other placement) instead of failing inside Keras.
+    """
+    device, why = mel_placement.resolve(cfg.mel.device)
+    log.info("log-mel computed %s (--mel.device %s: %s)",
+             "in the model" if device == mel_placement.MODEL else "in the input pipeline", cfg.mel.device, why)
+    return dataclasses.replace(cfg, mel=dataclasses.replace(cfg.mel, device=device))
+
+
 @dataclasses.dataclass(frozen=True)
 class Batching:
     """Batch sizes of one run: global = per-replica batch x replicas."""
@@ -115,6 +133,7 @@ class Batching:
     global_batch: int
     steps_per_epoch: int
     eval_batch: int
+    replicas: int = 1
 
 
 def plan_batches(fold_inputs: discovery.FoldInputs, cfg: TrainConfig, replicas: int) -> Batching:
@@ -136,7 +155,7 @@ def plan_batches(fold_inputs: discovery.FoldInputs, cfg: TrainConfig, replicas: 
     # replicas, which fails when that batch splits unevenly: a validation set smaller than one
     # global batch gets a first batch of whole per-replica shares (the rest follows in a second).
     eval_batch = global_batch if fold_inputs.num_val >= global_batch else fold_inputs.num_val // replicas * replicas
-    return Batching(global_batch, steps, eval_batch)
+    return Batching(global_batch, steps, eval_batch, replicas)
 
 
 # Batches of the training stream whose log-mels give the per-band statistics of band_norm.
@@ -147,14 +166,18 @@ def band_statistics(fold_inputs: discovery.FoldInputs, cfg: TrainConfig, batchin
     """(mean, variance) float64 [n_mels] of the model inputs over the first batches of the training stream.
 
     The stream is the seeded one training starts with (augmentation included), so a resumed run
-    computes the same numbers (and restores them with the weights anyway).
+    computes the same numbers (and restores them with the weights anyway). With the log-mel in the
+    model, the training front end computes the same log-mels from the same draws (training=True).
     """
     stream = inputs.train_dataset(fold_inputs.train_files_by_kind, dataclasses.replace(cfg, epochs=1),
-                                  batching.global_batch, min(batching.steps_per_epoch, _BAND_STATS_BATCHES))
+                                  batching.global_batch, min(batching.steps_per_epoch, _BAND_STATS_BATCHES),
+                                  replicas=batching.replicas)
+    front = (front_end.TrainingFrontEnd(cfg.mel, cfg.augment, front_end.max_pitch_steps(cfg))
+             if inputs.mel_on_model(cfg) else None)
     total = sum_sq = 0.0
     count = 0
-    for x, _ in stream.as_numpy_iterator():  # x [B, n_mels, frames, 1]
-        x = x.astype(np.float64)
+    for x, _ in stream:  # x [B, n_mels, frames, 1] (or the model-side inputs)
+        x = (x if front is None else front(x, training=True)).numpy().astype(np.float64)  # [B, n_mels, frames, 1]
         total = total + x.sum(axis=(0, 2, 3))
         sum_sq = sum_sq + np.square(x).sum(axis=(0, 2, 3))
         count += x.shape[0] * x.shape[2] * x.shape[3]
@@ -171,7 +194,8 @@ def write_results(net: keras.Model, validator: validation.RecordingValidation, c
     history = layout.read_history(run_dir, cfg.monitor)
     if history.empty or not fs.exists(layout.path(run_dir, BEST_MODEL)):
         raise RuntimeError(f"training of {run_dir} ended without a history or {BEST_MODEL}")
-    net.load_weights(layout.path(run_dir, BEST_MODEL))  # the best epoch's weights (same architecture)
+    # The best epoch's weights (best.keras is the classifier, also inside a training model with the log-mel).
+    front_end.classifier_of(net).load_weights(layout.path(run_dir, BEST_MODEL))
     validator.set_model(net)
     meta, scores = validator.predict()
     table = validation.prediction_table(meta, scores, cfg.num_classes)
@@ -192,7 +216,8 @@ def _fit(net: keras.Model, fold_inputs: discovery.FoldInputs, cfg: TrainConfig, 
                  run_dir, initial_epoch)
         return
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
-                                 batching.steps_per_epoch, initial_epoch, fold_inputs.num_train_by_kind)
+                                 batching.steps_per_epoch, initial_epoch, fold_inputs.num_train_by_kind,
+                                 replicas=batching.replicas)
     net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
             callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
 
@@ -213,6 +238,7 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     network.check_input_shape(shape)
     fold_inputs = discovery.prepare_fold(shards_dir, fold, cfg)  # every input check before run_dir is touched
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
+    cfg = resolve_mel_device(cfg)  # after the strategy: a TPU is visible once its system is initialised
     batching = plan_batches(fold_inputs, cfg, placement.num_replicas)
     with run_guard.locked(run_dir, shards_dir, fold) as identity:  # one trainer.training.train per run dir
         initial_epoch = prepare_run_dir(run_dir, cfg, overwrite, identity)
@@ -242,7 +268,9 @@ def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strat
     with discovery.naming_a_corrupt_shard_of(fold_inputs.train_files + fold_inputs.val_files):
         band_stats = band_statistics(fold_inputs, cfg, batching) if cfg.band_norm else None
         with placement.strategy.scope():
-            net = network.build_model(cfg, shape, band_stats)
+            net = network.build_model(cfg, shape, band_stats)  # the classifier: log-mel in
+            if inputs.mel_on_model(cfg):
+                net = front_end.build_training_model(cfg, net)  # waveforms in (trainer.model.front_end)
             network.compile_model(net, cfg, batching.steps_per_epoch)
         validator = validation.RecordingValidation(fold_inputs.val_files, cfg, batching.eval_batch,
                                                    fold_inputs.num_val)
@@ -269,6 +297,7 @@ def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strat
         "steps_per_epoch": batching.steps_per_epoch,
         "global_batch_size": batching.global_batch,
         "strategy": placement.name,
+        "mel_device": cfg.mel.device,
         "num_replicas": placement.num_replicas,
         "precision": precision,
         "preset": cfg.from_preset,

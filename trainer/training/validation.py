@@ -12,6 +12,9 @@ callbacks read them:
 Each epoch makes one pass over the validation batches (trainer.data.inputs.eval_dataset): one
 `model.predict` over their features, while the metadata and targets that travel with each batch
 are collected as the batches go by, so every score row belongs to the slice it sits next to.
+With the log-mel in the model (`--mel.device model`) the batches hold waveforms and the classifier
+scores them behind a LogMel layer (trainer.model.front_end.scoring_model), so validation computes
+its log-mels on the accelerator too, without the training-time augmentation.
 
     callback = RecordingValidation(fold_inputs.val_files, cfg, batch_size=32, num_examples=n)
     net.fit(train, epochs=..., callbacks=[callback, checkpoint, ...])   # first, so the others see its logs
@@ -30,6 +33,7 @@ import pandas as pd
 from trainer.data import inputs
 from trainer.evaluation import columns
 from trainer.evaluation.lwlrap import LwlrapError, lwlrap, recording_lwlrap
+from trainer.model import front_end
 from trainer.model.losses import masked_bce
 from trainer.recipe.config import TrainConfig
 
@@ -59,9 +63,18 @@ class RecordingValidation(keras.callbacks.Callback):
     def __init__(self, files: Sequence[str], cfg: TrainConfig, batch_size: int, num_examples: int) -> None:
         super().__init__()
         self.num_classes = cfg.num_classes
+        self.cfg = cfg
+        self.on_model = inputs.mel_on_model(cfg)
         self.batches = inputs.eval_dataset(files, cfg, batch_size, num_examples)
+        self.scorer: keras.Model | None = None
         self.steps = math.ceil(num_examples / batch_size)  # batches per pass, the last one partial
         self.meta: dict[str, np.ndarray] = {}
+
+    def set_model(self, model: keras.Model) -> None:
+        """The model to score with: a classifier (log-mel in) or build_training_model's model."""
+        super().set_model(model)
+        classifier = front_end.classifier_of(model)
+        self.scorer = front_end.scoring_model(self.cfg, classifier) if self.on_model else classifier
 
     def predict(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(metadata columns, scores float64 [N, C]) of one pass over the validation slices, row for row."""
@@ -71,9 +84,9 @@ class RecordingValidation(keras.callbacks.Callback):
             for batch in self.batches.as_numpy_iterator():
                 for key, values in collected.items():
                     values.append(batch[key])
-                yield (batch["x"],)  # (inputs,): x [B, n_mels, frames, 1]
+                yield (batch["waveform"] if self.on_model else batch["x"],)  # [B, window] or [B, n_mels, frames, 1]
 
-        scores = np.asarray(self.model.predict(features(), steps=self.steps, verbose=0), np.float64)  # [N, C]
+        scores = np.asarray(self.scorer.predict(features(), steps=self.steps, verbose=0), np.float64)  # [N, C]
         meta = {k: np.concatenate(v) for k, v in collected.items()}
         for key in ("recording_id", "kind"):
             meta[key] = np.array([r.decode() for r in meta[key]], dtype=object)

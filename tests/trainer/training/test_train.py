@@ -127,7 +127,8 @@ def test_killed_mirrored_run_resumes_and_writes_every_output(tiny_shards, tmp_pa
     # best.keras re-scored on the validation set reproduces the metric logged for its epoch.
     assert summary["val_rec_lwlrap"] == pytest.approx(summary["best_val_rec_lwlrap"], abs=1e-4)
 
-    assert config.load_run_config(run_dir) == cfg
+    assert config.load_run_config(run_dir) == train.resolve_mel_device(cfg)  # --mel.device auto resolved
+    assert config.load_run_config(run_dir).mel.device == summary["mel_device"] != "auto"
     best = keras.saving.load_model(os.path.join(run_dir, "best.keras"), compile=False)
     frames = 1 + int(round(cfg.window_seconds * cfg.mel.sample_rate)) // cfg.mel.hop_length
     assert best.input_shape == (None, cfg.mel.n_mels, frames, 1) and best.output_shape == (None, 24)
@@ -157,6 +158,19 @@ def test_damaged_backup_metadata_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--overwrite"):
         train.prepare_run_dir(str(tmp_path / "run"), RECIPE, overwrite=False)
     assert train.prepare_run_dir(str(tmp_path / "run"), RECIPE, overwrite=True) == 0
+
+
+def test_an_interrupted_run_resumes_only_in_its_log_mel_placement(tmp_path):
+    """The backup holds the training model of one --mel.device placement; another is refused up front."""
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": -1}')
+    on_model = config.apply_overrides(RECIPE, {"mel": {"device": "model"}})
+    config.save_config(on_model, str(run_dir / "config.json"))
+    with pytest.raises(UserError, match=r"mel.device: 'model' -> 'host'"):
+        on_host = config.apply_overrides(RECIPE, {"mel": {"device": "host"}})
+        train.prepare_run_dir(str(run_dir), on_host, overwrite=False)
+    assert train.prepare_run_dir(str(run_dir), on_model, overwrite=False) == 1
 
 
 # Monitored values of an early-stopped run (patience 3, mode max): best at epoch 1, then three epochs

@@ -139,8 +139,10 @@ def test_auto_preset_is_resolved_once_and_recorded(run):
     assert len(run["auto_lines"]) == 1 and "cpu" in run["auto_lines"][0]
     saved = json.loads(open(os.path.join(run["run_dir"], "config.json")).read())
     assert saved["from_preset"] == "cpu" and run["summary"]["preset"] == "cpu"
-    # Every other setting came from the config file.
-    assert {k: v for k, v in saved.items() if k != "from_preset"} == as_config_file_content(run["cfg"])
+    # Every other setting came from the config file, --mel.device auto resolved as the preset was.
+    assert saved["mel"]["device"] == run["summary"]["mel_device"] != "auto"
+    assert ({k: v for k, v in saved.items() if k != "from_preset"}
+            == as_config_file_content(train.resolve_mel_device(run["cfg"])))
 
 
 def test_every_epoch_logs_the_three_metrics_computed_by_hand(run):
