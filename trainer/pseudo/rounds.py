@@ -38,7 +38,6 @@ from trainer.inference.predict import PredictConfig
 from trainer.pseudo import label
 from trainer.recipe import config as config_lib
 from trainer.training import cv, report, run_guard, runs
-from trainer.training import run_layout as layout
 
 ROUNDS_JSON, ROUNDS_MD, SUBMISSION = "rounds.json", "rounds.md", "submission.csv"
 

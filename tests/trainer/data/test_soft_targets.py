@@ -11,7 +11,14 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers.recipe_config import small_config
-from tests.trainer.data.test_targets import BOXES, C, MIN_OVERLAP, OFFSET, WINDOW, _boxes
+from tests.trainer.data.test_targets import (
+    BOXES,
+    MIN_OVERLAP,
+    OFFSET,
+    WINDOW,
+    C,
+    _boxes,
+)
 from trainer.data import discovery, inputs, soft_targets, targets
 
 
