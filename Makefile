@@ -53,7 +53,7 @@ PROJECT ?=
 REGION ?=
 BUCKET ?=
 
-.PHONY: help venv shards shards-dataflow demo-data train cv baseline predict export inspect detect detect-dataflow \
+.PHONY: help venv shards shards-dataflow demo-data train cv pseudo baseline predict export inspect detect detect-dataflow \
 	import-annotations test bench bench-export clean
 
 help:
@@ -61,6 +61,7 @@ help:
 	@echo "make shards-dataflow DATA_DIR=gs://... PROJECT=p REGION=r BUCKET=b [OUTPUT_DIR=gs://...]"
 	@echo "make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--epochs 3 --preset tiny ...']"
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
+	@echo "make pseudo [SHARDS=dir] [RUNS_ROOT=runs/<shards>] [ARGS='--rounds 2 ...'] (after make cv)"
 	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
 	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)]"
 	@echo "make detect MODEL=export_dir AUDIO=folder|gs://... OUT=dir [ARGS='--threshold 0.7 --embeddings ...'] [BEAM_ARGS=...]"
@@ -110,6 +111,11 @@ train: $(STAMP) $(DEMO_DEP)
 
 cv: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.training.cv --shards_dir $(SHARDS) --folds $(FOLDS) --runs_root $(RUNS_ROOT) $(ARGS)
+
+# Pseudo-label rounds after `make cv`: out-of-fold soft targets -> a cross-validation trained on them,
+# into RUNS_ROOT/pseudo/roundR (resumable; rounds.md holds each round's OOF and test LWLRAP).
+pseudo: $(STAMP) $(DEMO_DEP)
+	$(PY) -m trainer.pseudo --shards_dir $(SHARDS) --runs_root $(RUNS_ROOT) $(ARGS)
 
 # The floor every model must beat: log-mel band statistics + logistic regression, same folds.
 baseline: $(STAMP) $(DEMO_DEP)

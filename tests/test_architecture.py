@@ -30,6 +30,7 @@ STAGES = (
     "trainer.model",
     "trainer.training",
     "trainer.inference",
+    "trainer.pseudo",
     "trainer.baseline",
 )
 # The trainer reads shards through the data contract (core), never through the Beam job's package; the

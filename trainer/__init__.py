@@ -12,8 +12,10 @@ one and never `pipeline` (tests/test_architecture.py):
     model       the network, losses, distribution strategy
     training    fit loop, callbacks, run dir, resume, validation, cross-validation and its report
     inference   predict, serving model, Kaggle submission, detection timelines
+    pseudo      pseudo-label rounds: out-of-fold soft targets, then a cross-validation trained on them
     baseline    the band-statistics + logistic-regression floor every model must beat
 
 Entry points: python -m trainer.training.train | trainer.training.cv | trainer.inference.predict |
-trainer.baseline.run | trainer.data.inspect_examples (the Makefile's train, cv, predict, baseline, inspect).
+trainer.pseudo | trainer.baseline.run | trainer.data.inspect_examples (the Makefile's train, cv, predict,
+pseudo, baseline, inspect).
 """

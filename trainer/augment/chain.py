@@ -8,7 +8,9 @@ trainer.augment.waveform::
              PitchShift(-5..+5 semitones), TimeShift(-4..+4 s, "replace"),
              VolumeControl(-10..+10 dB, "sine")])
 
-Before it, off by default, the field's effects (trainer.augment.field): TimeStretch, Reverb, RandomEQ.
+Before it, off by default, the field's effects (trainer.augment.field): TimeStretch, Reverb, RandomEQ; and
+before those, off by default, background mixing (trainer.augment.background): the window plus a background
+window of another training recording at a random SNR (the input pipeline draws the background windows).
 
 Noise is cut from per-process banks by default (``noise_bank_seconds``; see
 trainer.augment.waveform._NoiseSNR for the trade-off), 0 draws fresh noise per window as the seed did.
@@ -26,6 +28,7 @@ Usage::
     from trainer.augment.chain import AugmentConfig, build_augmentation, augment_with_seed
     augmentation = build_augmentation(AugmentConfig(), sample_rate=48000, seed=0)
     y_aug, pitch_steps = augment_with_seed(augmentation, y, seed=1234)   # float32 [n] -> [n], int32
+    y_aug, pitch_steps = augment_with_seed(augmentation, y, 1234, background=b)   # b float32 [n] (mixing on)
     features = trainer.features.mel.log_mel(y_aug, mel_cfg, pitch_steps, augmentation.max_pitch_steps)
     waveform_only = build_augmentation(AugmentConfig(pitch_shift_p=1.0, pitch_shift_method="librosa"), 48000).chain
     y_shifted = waveform_only(y, np.random.default_rng(1))                # float32 [n] -> [n]
@@ -38,6 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core import choices, settings
+from trainer.augment.background import BackgroundMix
 from trainer.augment.field import RandomEQ, Reverb, TimeStretch, check_positive
 from trainer.augment.waveform import (
     AugmentError,
@@ -75,7 +79,8 @@ class AugmentConfig:
         "pitch_shift_max_steps": (None, 48), "time_shift_max_seconds": (None, 3600), "volume_db_limit": (None, 100),
         "time_stretch_min": (0.1, 10), "time_stretch_max": (0.1, 10), "reverb_rt60_min": (None, 10),
         "reverb_rt60_max": (None, 10), "eq_lowpass_min_hz": (None, 1e6), "eq_lowpass_max_hz": (None, 1e6),
-        "eq_highpass_min_hz": (None, 1e6), "eq_highpass_max_hz": (None, 1e6), "eq_peak_db_limit": (None, 40)}
+        "eq_highpass_min_hz": (None, 1e6), "eq_highpass_max_hz": (None, 1e6), "eq_peak_db_limit": (None, 40),
+        "background_snr_db_min": (-100, 100), "background_snr_db_max": (-100, 100)}
 
     enabled: bool = True
     noise_p: float = 0.5  # probability of adding one noise kind (chosen uniformly among those on)
@@ -109,6 +114,11 @@ class AugmentConfig:
     eq_highpass_min_hz: float = 50.0
     eq_highpass_max_hz: float = 400.0
     eq_peak_db_limit: float = 6.0  # peaking gain drawn from [-limit, +limit] dB; 0 = none
+    # Background mixing (trainer.augment.background), off by default: first in the chain, the window plus a
+    # background slice of another training recording at an SNR (mean power, whole window) drawn from the range.
+    background_mix_p: float = 0.0
+    background_snr_db_min: float = 0.0
+    background_snr_db_max: float = 10.0
     # After the log-mel, as TF ops (trainer.augment.spec): SpecAugment masks per example, mixup per batch.
     time_masks: int = 0  # masks of up to time_mask_fraction of the frames each
     time_mask_fraction: float = 0.1
@@ -121,7 +131,7 @@ class AugmentConfig:
         settings.check_types(self, AugmentError)
         choices.check(self, AugmentError)
         for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p", "time_stretch_p", "reverb_p", "eq_p",
-                     "reverb_wet_min", "reverb_wet_max", "mixup_p", "time_mask_fraction", "freq_mask_fraction"):
+                     "background_mix_p", "reverb_wet_min", "reverb_wet_max", "mixup_p", "time_mask_fraction", "freq_mask_fraction"):
             check_probability(name, getattr(self, name))
         for name in ("time_masks", "freq_masks", "noise_bank_seconds", "pitch_shift_max_steps",
                      "time_shift_max_seconds", "volume_db_limit", "eq_peak_db_limit"):
@@ -131,6 +141,8 @@ class AugmentConfig:
         if not self.mixup_alpha > 0:
             raise AugmentError(f"mixup_alpha must be > 0, got {self.mixup_alpha!r}")
         check_range("noise_min_snr_db/noise_max_snr_db", self.noise_min_snr_db, self.noise_max_snr_db)
+        check_range("background_snr_db_min/background_snr_db_max", self.background_snr_db_min,
+                    self.background_snr_db_max)
         check_range("time_stretch_min/time_stretch_max", self.time_stretch_min, self.time_stretch_max)
         check_range("reverb_rt60_min/reverb_rt60_max", self.reverb_rt60_min, self.reverb_rt60_max)
         check_range("reverb_wet_min/reverb_wet_max", self.reverb_wet_min, self.reverb_wet_max)
@@ -161,18 +173,26 @@ class Augmentation:
       chain: the waveform transforms (time stretch, reverb, EQ if on; noise, waveform pitch shift if any,
         time shift, volume).
       mel_pitch: PitchShift(method="mel") whose steps the mel front end applies, or None.
+      background: BackgroundMix applied before the chain to the background window passed with the call,
+        or None (then no background window is needed).
     """
 
     chain: Compose = Compose()
     mel_pitch: PitchShift | None = None
+    background: BackgroundMix | None = None
 
     @property
     def max_pitch_steps(self) -> int:
         """The range of pitch_steps, [-max, max], i.e. of the warped mel banks to precompute."""
         return self.mel_pitch.max_steps if self.mel_pitch is not None else 0
 
-    def __call__(self, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    def __call__(self, y: np.ndarray, rng: np.random.Generator,
+                 background: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         drawn = self.mel_pitch.draw(rng, y.shape[0]) if self.mel_pitch is not None else None
+        if self.background is not None:
+            # First: the mixture is what a recorder would have heard, and the field effects and the
+            # recorder's noise of the chain then act on it as on any recording.
+            y = self.background(y, background, rng)
         return self.chain(y, rng), (drawn["n_steps"] if drawn else 0)
 
 
@@ -227,11 +247,18 @@ def build_augmentation(cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> A
         )
     if cfg.volume_p > 0 and cfg.volume_db_limit > 0:
         transforms.append(VolumeControl(p=cfg.volume_p, db_limit=cfg.volume_db_limit, mode=cfg.volume_mode))
-    return Augmentation(Compose(tuple(transforms)), mel_pitch)
+    background = None
+    if cfg.background_mix_p > 0:
+        background = BackgroundMix(p=cfg.background_mix_p, min_snr_db=cfg.background_snr_db_min,
+                                   max_snr_db=cfg.background_snr_db_max)
+    return Augmentation(Compose(tuple(transforms)), mel_pitch, background)
 
 
-def augment_with_seed(augmentation: Augmentation, y: np.ndarray, seed: Any) -> tuple[np.ndarray, np.int32]:
+def augment_with_seed(augmentation: Augmentation, y: np.ndarray, seed: Any,
+                      background: np.ndarray | None = None) -> tuple[np.ndarray, np.int32]:
     """Applies `augmentation` to y with a generator seeded by `seed`: (float32 [n], int32 pitch steps).
+
+    `background` (float32 [n]) is the window mixed in when the augmentation mixes backgrounds.
 
     This is the function tf.numpy_function calls with a per-element seed. `seed` is an int or an
     array of ints; negative int64 values (as tf.random produces) are taken by their bit pattern.
@@ -239,7 +266,9 @@ def augment_with_seed(augmentation: Augmentation, y: np.ndarray, seed: Any) -> t
     seed_words = np.atleast_1d(np.asarray(seed, dtype=np.int64)).view(np.uint64)
     rng = np.random.default_rng(seed_words)
     y = np.asarray(y, dtype=np.float32)
-    out, pitch_steps = augmentation(y, rng)
+    if background is not None:
+        background = np.asarray(background, dtype=np.float32)
+    out, pitch_steps = augmentation(y, rng, background)
     if out.shape != y.shape:  # a transform bug, not a user error
         raise AssertionError(f"augmentation changed shape {y.shape} -> {out.shape}")
     return np.ascontiguousarray(out, dtype=np.float32), np.int32(pitch_steps)

@@ -8,6 +8,8 @@ Training (all epochs as one stream of steps_per_epoch x epochs batches):
       --> enumerate i (from the resume point) --> parse (trainer.data.records.train_parse_spec)
       --> int16 -> float32 [slice] --> random window [window] keeping >= min_box_overlap of the event,
           seeded by (seed, i) --> targets from the slice's boxes: y = [labels | weights] [2C] (trainer.data.targets)
+      --> zip a background window [window] (with augment.background_mix_p > 0: background_windows, a
+          random window of a background slice of the training folds; zeros if from the same recording)
       --> trainer.augment.chain.augment_with_seed (tf.numpy_function) -> (waveform [window], pitch steps [])
       --> mel.log_mel, pitch-shifted by the steps [n_mels, frames, 1] --> SpecAugment masks
       --> batch(drop_remainder) [B, n_mels, frames, 1], [B, 2C] --> mixup --> prefetch
@@ -41,7 +43,7 @@ import tensorflow as tf
 from core import crop, schema
 from trainer.augment import chain
 from trainer.augment import spec as spec_augment
-from trainer.data import discovery, records, targets
+from trainer.data import discovery, records, soft_targets, targets
 from trainer.data.discovery import NEGATIVE_KINDS, window_samples
 from trainer.features import mel, placement
 from trainer.recipe.config import TrainConfig
@@ -90,23 +92,34 @@ def crop_window(waveform: tf.Tensor, offset: tf.Tensor, window: int) -> tf.Tenso
     return tf.ensure_shape(tf.pad(piece, [[0, window - tf.shape(piece)[0]]]), [window])
 
 
-def _window_targets(parsed: dict[str, tf.Tensor], offset: tf.Tensor, cfg: TrainConfig) -> tf.Tensor:
-    """y [2C] of the window at `offset` samples (see trainer.data.targets; softmax reads only the labels)."""
+def _window_targets(parsed: dict[str, tf.Tensor], offset: tf.Tensor, cfg: TrainConfig,
+                    soft: soft_targets.SoftTargetLookup | None = None) -> tf.Tensor:
+    """y [2C] of the window at `offset` samples (see trainer.data.targets; softmax reads only the labels).
+
+    With `soft`, the pseudo labels of the window (by recording and start in the recording) fill in
+    the species its boxes say nothing about.
+    """
     rate = float(cfg.mel.sample_rate)
     boxes = {k: parsed[f"boxes/{k}"] for k in ("species_id", "t_min", "t_max", "is_tp")}
+    pseudo = None if soft is None else soft(parsed["recording_id"], parsed["slice_start"] + tf.cast(offset, tf.int64))
     labels, weights = targets.window_targets(boxes, tf.cast(offset, tf.float32) / rate, window_samples(cfg) / rate,
-                                             cfg.num_classes, cfg.min_box_overlap, cfg.unlabelled_weight)
+                                             cfg.num_classes, cfg.min_box_overlap, cfg.unlabelled_weight,
+                                             pseudo, cfg.soft_target_weight)
     return targets.pack(labels, weights)
 
 
-def window_example(record: tf.Tensor, cfg: TrainConfig, seed: tf.Tensor | None) -> dict[str, tf.Tensor]:
-    """Serialized example -> {"waveform": [window], "y": [2C], "offset": [], meta...}; random crop when seeded."""
+def window_example(record: tf.Tensor, cfg: TrainConfig, seed: tf.Tensor | None,
+                   soft: soft_targets.SoftTargetLookup | None = None) -> dict[str, tf.Tensor]:
+    """Serialized example -> {"waveform": [window], "y": [2C], "offset": [], meta...}; random crop when seeded.
+
+    `soft` (training only): the pseudo-label lookup the targets take the unlabelled species from.
+    """
     parsed = parse_train_record(record, cfg.num_classes)
     audio = records.pcm16_to_float(parsed["audio"])  # [slice_samples]
     rate, window = float(cfg.mel.sample_rate), window_samples(cfg)
     offset = crop_offset(tf.size(audio, out_type=tf.int64), window, parsed["event/t_min"] * rate,
                          parsed["event/t_max"] * rate, seed, cfg.min_box_overlap)
-    out = {"waveform": crop_window(audio, offset, window), "y": _window_targets(parsed, offset, cfg),
+    out = {"waveform": crop_window(audio, offset, window), "y": _window_targets(parsed, offset, cfg, soft),
            "offset": offset}
     out.update({k: parsed[k] for k in META_KEYS})
     return out
@@ -122,26 +135,31 @@ def features(waveform: tf.Tensor, cfg: TrainConfig, pitch_steps: tf.Tensor | Non
     return mel.log_mel(waveform, cfg.mel, pitch_steps, max_pitch_steps)[..., tf.newaxis]
 
 
-AugmentFn = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor | None]]
+AugmentFn = Callable[..., tuple[tf.Tensor, tf.Tensor | None]]
 
 
 def _augment_fn(cfg: TrainConfig) -> tuple[AugmentFn, int]:
-    """(waveform [window], seed [2] int64) -> (augmented waveform [window], pitch steps int32 [] or None).
+    """(waveform [window], seed [2] int64, background [window] or None) -> (augmented waveform [window],
+    pitch steps int32 [] or None).
 
     The numpy chain runs on the host CPU; the pitch steps (None without a mel-stage pitch shift)
-    go to the mel front end with the second value returned, the range of the steps.
+    go to the mel front end with the second value returned, the range of the steps. The background
+    window is passed only when the augmentation mixes backgrounds.
     """
     augmentation = chain.build_augmentation(cfg.augment, cfg.mel.sample_rate, cfg.seed)
-    if not augmentation.chain.transforms and augmentation.mel_pitch is None:
-        return (lambda waveform, seed: (waveform, None)), 0  # no numpy round trip at all
+    if not augmentation.chain.transforms and augmentation.mel_pitch is None and augmentation.background is None:
+        return (lambda waveform, seed, background=None: (waveform, None)), 0  # no numpy round trip at all
     window = window_samples(cfg)
 
-    def run(waveform: np.ndarray, seed: np.ndarray) -> tuple[np.ndarray, np.int32]:
-        return chain.augment_with_seed(augmentation, waveform, seed)
+    def run(waveform: np.ndarray, seed: np.ndarray, *background: np.ndarray) -> tuple[np.ndarray, np.int32]:
+        return chain.augment_with_seed(augmentation, waveform, seed, *background)
 
-    def apply(waveform: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
+    def apply(waveform: tf.Tensor, seed: tf.Tensor,
+              background: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor | None]:
+        args = [waveform, seed] + ([background] if augmentation.background is not None and background is not None
+                                   else [])
         # stateful=False: the output depends only on the inputs (the seed), so tf.data may parallelise it.
-        out, steps = tf.numpy_function(run, [waveform, seed], [tf.float32, tf.int32], stateful=False)
+        out, steps = tf.numpy_function(run, args, [tf.float32, tf.int32], stateful=False)
         steps = tf.ensure_shape(steps, []) if augmentation.mel_pitch is not None else None
         return tf.ensure_shape(out, [window]), steps
 
@@ -219,24 +237,55 @@ def mel_on_model(cfg: TrainConfig) -> bool:
     return placement.resolve(cfg.mel.device)[0] == placement.MODEL
 
 
+def background_windows(files: Sequence[str], cfg: TrainConfig, resume_index: int,
+                       count: int | None = None) -> tf.data.Dataset:
+    """The endless stream of background windows to mix in: {"waveform": [window], "recording_id": []}.
+
+    Each a random window (seeded by (cfg.seed, draw index), salt 3) of a slice drawn from `files`, the
+    training folds' background slices, in a shuffled order of its own.
+    """
+    if not files:
+        raise records.ShardsError("augment.background_mix_p > 0 needs background slices in the training folds, "
+                                  "and the shards have none there; re-shard with background slices or pass "
+                                  "--augment.background_mix_p 0")
+    seed = cfg.seed * 1_000_003 + resume_index + 6
+
+    def window(index: tf.Tensor, record: tf.Tensor) -> dict[str, tf.Tensor]:
+        ex = window_example(record, cfg, element_seed(cfg, index, salt=3))
+        return {"waveform": ex["waveform"], "recording_id": ex["recording_id"]}
+
+    return (_endless(files, cfg, seed, count).enumerate(start=resume_index)
+            .map(window, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic))
+
+
 def train_element_fn(cfg: TrainConfig, augmented: bool = True,
-                     on_model: bool = False) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
-    """(draw index, serialized slice) -> window_example's dict plus "x" [n_mels, frames, 1]: one training element.
+                     on_model: bool = False) -> Callable[..., dict[str, tf.Tensor]]:
+    """(draw index, serialized slice[, background window dict]) -> window_example's dict plus "x"
+    [n_mels, frames, 1]: one training element.
 
     The crop is seeded by (cfg.seed, index) whether or not `augmented`, so an element without
     augmentation (trainer.data.inspect_examples shows both) is the same window as the one the trainer is fed.
+    With cfg.soft_targets, the targets take the sidecar's pseudo labels (trainer.data.soft_targets).
+    `background` (from background_windows) is mixed in when cfg.augment.background_mix_p > 0; a
+    background of the window's own recording is replaced by silence, which the mix leaves out.
     `on_model` (augmented only): "inputs" instead of "x", the model-side inputs of trainer.features.placement
     without mixup's: the augmented waveform, pitch steps and SpecAugment stripes.
     """
     augment_fn, max_pitch_steps = _augment_fn(cfg)
+    soft = soft_targets.lookup_for(cfg.soft_targets, cfg.num_classes) if cfg.soft_targets else None
 
-    def element(index: tf.Tensor, record: tf.Tensor) -> dict[str, tf.Tensor]:
+    def element(index: tf.Tensor, record: tf.Tensor,
+                background: Mapping[str, tf.Tensor] | None = None) -> dict[str, tf.Tensor]:
         seed = element_seed(cfg, index)
-        ex = window_example(record, cfg, tf.random.experimental.stateless_fold_in(seed, 0))
+        ex = window_example(record, cfg, tf.random.experimental.stateless_fold_in(seed, 0), soft)
         if not augmented:
             return {**ex, "x": features(ex["waveform"], cfg)}
+        other = None
+        if background is not None:
+            same = tf.equal(background["recording_id"], ex["recording_id"])
+            other = tf.where(same, tf.zeros_like(background["waveform"]), background["waveform"])  # [window]
         # [window], [] semitones or None
-        waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1))
+        waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1), other)
         if on_model:
             n_mels, frames, _ = discovery.input_shape(cfg)
             in_freq, in_time = spec_augment.draw_masks(n_mels, frames, cfg.augment,
@@ -265,8 +314,9 @@ def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, 
     first = initial_epoch * steps_per_epoch * global_batch
     total = (cfg.epochs - initial_epoch) * steps_per_epoch * global_batch
 
-    def example(index: tf.Tensor, record: tf.Tensor) -> tuple[tf.Tensor | dict[str, tf.Tensor], tf.Tensor]:
-        ex = element(index, record)
+    def example(index: tf.Tensor, record: tf.Tensor, background: Mapping[str, tf.Tensor] | None = None
+                ) -> tuple[tf.Tensor | dict[str, tf.Tensor], tf.Tensor]:
+        ex = element(index, record, background)
         return ex["inputs" if on_model else "x"], ex["y"]  # [n_mels, frames, 1] or the model's inputs, [2C]
 
     def mixup(batch_index: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
@@ -287,10 +337,16 @@ def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, 
         batch = tf.shape(y)[0]
         return {**model_inputs, placement.MIX_PARTNER: tf.range(batch), placement.MIX_LAM: tf.ones([batch])}, y
 
-    batches = (training_draws(files_by_kind, cfg, first, counts_by_kind).take(total)
-               .enumerate(start=first)
-               .map(example, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
-               .batch(global_batch, drop_remainder=True))  # [B, n_mels, frames, 1], [B, 2C]
+    draws = training_draws(files_by_kind, cfg, first, counts_by_kind).take(total).enumerate(start=first)
+    if cfg.augment.enabled and cfg.augment.background_mix_p > 0:  # ((index, record), background window)
+        count = None if counts_by_kind is None else int(counts_by_kind.get(schema.KIND_BACKGROUND, 0))
+        backgrounds = background_windows(list(files_by_kind.get(schema.KIND_BACKGROUND, ())), cfg, first, count)
+        examples = tf.data.Dataset.zip((draws, backgrounds)).map(
+            lambda draw, background: example(*draw, background),
+            num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
+    else:
+        examples = draws.map(example, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
+    batches = examples.batch(global_batch, drop_remainder=True)  # [B, n_mels, frames, 1], [B, 2C]
     if on_model:
         if spec_augment.mixup_enabled(cfg.augment):
             batches = batches.enumerate(start=initial_epoch * steps_per_epoch).map(mixup_draw)

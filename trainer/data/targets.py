@@ -16,8 +16,15 @@ into the Keras target `y` [..., 2C] (`pack` / `unpack`):
 A species with a tp and an fp box in the window is positive. The pieces are TensorFlow ops on one
 example (they run inside tf.data's map); `mix` combines two examples for mixup.
 
+Pseudo labels (trainer.data.soft_targets, given with TrainConfig.soft_targets): for a training window the
+sidecar scored, every *unlabelled* species (no tp or fp box touches the window) takes the out-of-fold
+model's score as its label and `soft_weight` as its weight (`combine_soft`); box-labelled species keep
+their hard labels and weight 1, grazing ones weight 0. A window the sidecar did not score keeps
+`unlabelled_weight`. (mixup's `mix` counts a soft label above 0.5 as a positive.)
+
     labels, weights = window_targets(boxes, offset_s, window_s, num_classes, min_overlap=0.5,
                                      unlabelled_weight=0.0)   # [C], [C]
+    labels, weights = window_targets(..., soft=(scores, found), soft_weight=1.0)   # with pseudo labels
     y = pack(labels, weights)                                 # [2C]
 """
 from __future__ import annotations
@@ -43,12 +50,27 @@ def unpack(y: tf.Tensor, num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
     return y[..., :num_classes], y[..., num_classes:]
 
 
+def combine_soft(labels: tf.Tensor, weights: tf.Tensor, unlabelled: tf.Tensor, soft: tf.Tensor, found: tf.Tensor,
+                 soft_weight: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Box targets with pseudo labels: (labels [C], weights [C]).
+
+    labels, weights [C]: the box targets; unlabelled [C]: 1 where no box says anything of the species;
+    soft [C]: the sidecar's scores; found []: 1 when the sidecar scored the window, else 0 (then
+    nothing changes). Where unlabelled and found: label = soft, weight = soft_weight.
+    """
+    use = unlabelled * found  # [C] 1 where the pseudo label replaces the box target
+    return labels * (1.0 - use) + soft * use, weights * (1.0 - use) + soft_weight * use
+
+
 def window_targets(boxes: Mapping[str, tf.Tensor], offset_s: tf.Tensor, window_s: float, num_classes: int,
-                   min_overlap: float, unlabelled_weight: float) -> tuple[tf.Tensor, tf.Tensor]:
+                   min_overlap: float, unlabelled_weight: float,
+                   soft: tuple[tf.Tensor, tf.Tensor] | None = None,
+                   soft_weight: float = 1.0) -> tuple[tf.Tensor, tf.Tensor]:
     """Targets of the window [offset_s, offset_s + window_s) of a slice (seconds from the slice start).
 
     boxes: dense "species_id" int64 [n], "t_min"/"t_max" float32 [n] (seconds from the slice start),
-    "is_tp" int64 [n]. Returns (labels [C], weights [C]) as described in the module docstring.
+    "is_tp" int64 [n]. Returns (labels [C], weights [C]) as described in the module docstring; with
+    `soft` = (scores [C], found []) the unlabelled species take the pseudo labels (combine_soft).
     """
     start = tf.cast(offset_s, tf.float32)
     end = start + window_s
@@ -71,7 +93,10 @@ def window_targets(boxes: Mapping[str, tf.Tensor], offset_s: tf.Tensor, window_s
     grazing = per_species(is_tp & touches & ~enough) * (1.0 - positive)  # a tp call cut at the edge
     known_negative = per_species(~is_tp & touches) * (1.0 - positive) * (1.0 - grazing)
     known = tf.maximum(positive, known_negative)
-    weights = known + (1.0 - known) * (1.0 - grazing) * unlabelled_weight
+    unlabelled = (1.0 - known) * (1.0 - grazing)
+    weights = known + unlabelled * unlabelled_weight
+    if soft is not None:
+        return combine_soft(positive, weights, unlabelled, soft[0], soft[1], soft_weight)
     return positive, weights
 
 

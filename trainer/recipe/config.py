@@ -76,6 +76,11 @@ class TrainConfig:
     # Loss weight of a species about which a window says nothing (no tp or fp box of it): 0 masks it
     # (RFCX's partial labels), 1 takes absence as negative (exhaustive labels). See trainer.data.targets.
     unlabelled_weight: float = 0.1
+    # Pseudo labels (trainer.pseudo writes them, trainer.data.soft_targets reads them): a sidecar CSV whose
+    # out-of-fold scores become the targets of the species a training window's boxes say nothing about,
+    # with loss weight soft_target_weight. "" = none.
+    soft_targets: str = ""
+    soft_target_weight: float = 1.0
     # A box counts for a window when at least this share of it (of the window, for longer boxes) is
     # inside; training crops keep that much of their slice's event inside.
     min_box_overlap: float = 0.5
@@ -123,7 +128,7 @@ class TrainConfig:
         for k in ("patience", "warmup_epochs", "weight_decay", "momentum", "steps_per_epoch"):
             if getattr(self, k) < 0:
                 bad.append(f"{k}={getattr(self, k)} (must be >= 0)")
-        for k in ("negative_fraction", "unlabelled_weight"):
+        for k in ("negative_fraction", "unlabelled_weight", "soft_target_weight"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 bad.append(f"{k}={getattr(self, k)} (must be in [0, 1])")
         if self.negative_fraction == 1.0:
