@@ -28,8 +28,8 @@ from core import crop, schema
 from core.errors import UserError
 from core.manifest import Manifest
 from core.progress import Progress
-from trainer.data import recordings, records
 from core.windows import window_batches
+from trainer.data import recordings, records
 from trainer.features import mel
 
 STATISTICS = ("mean", "max", "std")

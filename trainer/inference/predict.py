@@ -36,8 +36,8 @@ from core import checks, fs, outputs, progress
 from core import manifest as shards_layout
 from core.errors import UserError, run_main
 from core.manifest import Manifest
-from trainer.data import discovery, recordings
 from core.windows import default_stride, seconds_to_samples, window_batches
+from trainer.data import discovery, recordings
 from trainer.inference import serving, submission, timelines
 from trainer.training import runs
 

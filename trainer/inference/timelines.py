@@ -24,8 +24,8 @@ from core import fs
 from core import manifest as shards_layout
 from core.errors import UserError
 from core.manifest import Manifest
-from trainer.data import discovery, recordings
 from core.windows import cut_windows, window_starts
+from trainer.data import discovery, recordings
 from trainer.features import mel
 from trainer.inference import submission
 from trainer.pictures import plots

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.windows import cut_windows
 from tests.helpers.common import expect_user_error, sklearn_lwlrap
 from tests.helpers.recipe_config import as_config_file_content, recipe_config
 from trainer.data import recordings
 from trainer.data.discovery import read_manifest
-from core.windows import cut_windows
 from trainer.evaluation.lwlrap import lwlrap
 from trainer.inference import predict, serving
 from trainer.training import cv, runs

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
-from trainer.data import discovery
 from core.windows import cut_windows
+from trainer.data import discovery
 from trainer.features import mel
 from trainer.inference import predict, timelines
 from trainer.recipe import config as config_lib
