@@ -234,19 +234,25 @@ def _measure(data_dir: str, out: str, repeats: int, read_back: bool = True, beam
     """
     beam_out, loop_out = os.path.join(out, "bench_shards_beam"), os.path.join(out, "bench_shards_loop")
     runs: dict[str, list[dict]] = {"beam": [], "loop": []}
-    for _ in range(repeats):
+    manifest: dict = {}
+    for i in range(repeats):
+        # Each output is deleted once read (the RFCX-sized one takes 17 GB); the loop's last one is kept
+        # for read_back.
         load = os.getloadavg()[0]
         runs["beam"].append({**_timed_process(_beam_argv(data_dir, beam_out, beam_args)), "load_1m_before": load})
+        manifest = json.load(open(os.path.join(beam_out, "manifest.json")))
+        shutil.rmtree(beam_out)
         shutil.rmtree(loop_out, ignore_errors=True)
         load = os.getloadavg()[0]
         runs["loop"].append({**_timed_process([sys.executable, "-m", "benchmarks.bench_shards", "--loop", data_dir,
                                                loop_out]), "load_1m_before": load})
+        if i < repeats - 1 or not read_back:
+            shutil.rmtree(loop_out)
         for side in ("beam", "loop"):  # as it happens, for a run cut short
             r = runs[side][-1]
             print(f"  {os.path.basename(data_dir)} {side}: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s, "
                   f"load {r['load_1m_before']:.1f} before", file=sys.stderr, flush=True)
     counts = json.loads(runs["loop"][-1]["stdout"].strip().splitlines()[-1])
-    manifest = json.load(open(os.path.join(beam_out, "manifest.json")))
     job = manifest["counts"]
     mismatch = [k for k in schema.SLICE_KINDS if counts[k] != job["train_examples_per_kind"][k]]
     if mismatch or (counts["train_examples"], counts["test_examples"]) != (job["train_examples"],
@@ -256,8 +262,7 @@ def _measure(data_dir: str, out: str, repeats: int, read_back: bool = True, beam
         loop_records = _count_records([os.path.join(loop_out, n) for n in sorted(os.listdir(loop_out))])
         if loop_records != counts["train_examples"] + counts["test_examples"]:
             raise RuntimeError(f"the loop wrote {counts}, TensorFlow reads {loop_records} records")
-    shutil.rmtree(beam_out)
-    shutil.rmtree(loop_out)
+    shutil.rmtree(loop_out, ignore_errors=True)
     n_examples = job["train_examples"] + job["test_examples"]
     result = {"tp_rows": job["tp_rows"], "fp_rows": job["fp_rows"], "training_recordings": job["training_recordings"],
               "test_files": job["test_files"], "examples": n_examples,
