@@ -6,6 +6,9 @@
         [Beam options: --runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
          | --runner DataflowRunner --project ... ]
 
+On the DirectRunner without --direct_* options the job runs one worker process per core from
+MIN_RECORDINGS_PER_WORKER x 2 recordings on (default_local_workers), in-process below.
+
 DATA (local or gs://) holds train_tp.csv, train_fp.csv (optional), train/*.flac, test/*.flac and
 sample_submission.csv (+ test_truth.csv, optional). The driver reads the small CSVs, validates the
 columns, assigns folds by recording (pipeline.folds) to every training recording (one with a tp or
@@ -15,6 +18,7 @@ and cut its tp, fp and background slices (pipeline.transforms / pipeline.example
     config.json, folds.csv, sample_submission.csv [, test_truth.csv]   before the job
     train/fold-K/{tp,fp,background}-SSSSS-of-NNNNN.tfrecord             train slices, one file set per kind
     test/test-*.tfrecord                                               whole test recordings (core.schema)
+                                          (no file for a kind without examples)
     rejected/rejected-*.jsonl                                         dead letters with reasons
     manifest.json                                                     last: file lists and counts
 
