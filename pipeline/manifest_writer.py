@@ -2,7 +2,6 @@
 must pass before it is written, and the closing summary.
 
     counters = read_counters(result)                      # {counter name: value}, summed over steps
-    remove_empty_train_shards(out)                        # Beam's 0-byte files of empty partitions
     manifest = build_manifest(cfg, inputs, counters)      # dict; core.manifest.Manifest.from_dict reads it
     problems = count_mismatches(manifest["counts"])       # [] when every input is an example or a dead letter
     print("\n".join(summary_lines(manifest, counters)))
@@ -37,18 +36,6 @@ def _relative(out: str, pattern: str) -> list[str]:
     prefix = out.rstrip("/") + "/"
     found = fs.glob(fs.join(out, pattern))
     return sorted(p[len(prefix):] if p.startswith(prefix) else p for p in found)
-
-
-def remove_empty_train_shards(out: str) -> list[str]:
-    """Deletes the 0-byte files Beam writes for an empty (fold, kind) partition; returns their paths.
-
-    A sink always writes at least one file, even for no elements. An empty TFRecord file holds no
-    example, so the manifest lists [] for that kind instead (as tests/helpers/shard_factory.py does).
-    """
-    pattern = fs.join(out, layout.shard_glob(layout.train_prefix("*", "*")))
-    empty = [p for p in fs.glob(pattern) if fs.size(p) == 0]
-    fs.remove_all(empty)
-    return empty
 
 
 def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:

@@ -6,6 +6,9 @@
         [Beam options: --runner DirectRunner --direct_num_workers 2 --direct_running_mode multi_processing
          | --runner DataflowRunner --project ... ]
 
+On the DirectRunner without --direct_* options the job runs one worker process per core from
+MIN_RECORDINGS_PER_WORKER x 2 recordings on (default_local_workers), in-process below.
+
 DATA (local or gs://) holds train_tp.csv, train_fp.csv (optional), train/*.flac, test/*.flac and
 sample_submission.csv (+ test_truth.csv, optional). The driver reads the small CSVs, validates the
 columns, assigns folds by recording (pipeline.folds) to every training recording (one with a tp or
@@ -15,6 +18,7 @@ and cut its tp, fp and background slices (pipeline.transforms / pipeline.example
     config.json, folds.csv, sample_submission.csv [, test_truth.csv]   before the job
     train/fold-K/{tp,fp,background}-SSSSS-of-NNNNN.tfrecord             train slices, one file set per kind
     test/test-*.tfrecord                                               whole test recordings (core.schema)
+                                          (no file for a kind without examples)
     rejected/rejected-*.jsonl                                         dead letters with reasons
     manifest.json                                                     last: file lists and counts
 
@@ -47,14 +51,14 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from core import checks, fs, outlock, outputs, progress, schema
+from core import checks, fs, outlock, outputs, progress
 from core import manifest as layout
 from core.errors import UserError, run_main
 from pipeline import disk_space, examples, labels, listing, manifest_writer, transforms
 from pipeline.config import ShardsConfig, parse_shards_args
 from pipeline.folds import assign_folds
 from pipeline.job_inputs import JobInputs
-from pipeline.tfrecord_sink import write_tfrecords
+from pipeline.tfrecord_sink import WriteShards
 
 # Copied from the data dir to OUT under the same name.
 SUBMISSION_CSV, TRUTH_CSV = layout.SAMPLE_SUBMISSION, layout.TEST_TRUTH
@@ -173,21 +177,10 @@ def build_pipeline(p: beam.Pipeline, cfg: ShardsConfig, inputs: JobInputs) -> No
             cfg, len(inputs.tasks), worker_processes(p.options))).with_outputs(
             transforms.REJECTED_TAG, main=transforms.EXAMPLES_TAG)
     )
-    # Decode, partition and write run fused on the worker that read the recording: the examples
-    # never leave it (see write_tfrecords). One partition per (fold, slice kind), test last: a reader
-    # gets one kind of one fold without scanning the others.
-    n_parts = transforms.num_partitions(cfg.num_folds)
-    parts = (results[transforms.EXAMPLES_TAG]
-             | "PartitionByFoldAndKind" >> beam.Partition(transforms.destination, n_parts))
-    for k in range(cfg.num_folds):
-        for kind in schema.SLICE_KINDS:
-            (parts[transforms.partition_index(k, kind)]
-             | f"DropKey{k}{kind}" >> beam.Values()
-             | f"WriteFold{k}{kind.capitalize()}" >> write_tfrecords(fs.join(out, layout.train_prefix(k, kind)),
-                                                                     cfg.max_train_fill_bytes))
-    (parts[n_parts - 1]
-     | "DropTestKey" >> beam.Values()
-     | "WriteTest" >> write_tfrecords(fs.join(out, layout.TEST_PREFIX), cfg.max_test_fill_bytes))
+    # Decode and write run fused on the worker that read the recording: the examples never leave it
+    # (pipeline.tfrecord_sink); only the closed files' names and the dead letters travel.
+    (results[transforms.EXAMPLES_TAG]
+     | "WriteShards" >> WriteShards(transforms.shard_destinations(cfg, out), temp_root=out))
     (results[transforms.REJECTED_TAG]
      | "WriteRejected" >> beam.io.WriteToText(
          fs.join(out, layout.REJECTED_PREFIX), file_name_suffix=layout.REJECTED_SUFFIX, num_shards=1))
@@ -206,9 +199,47 @@ def _make_pipeline(cfg: ShardsConfig, beam_argv: list[str]) -> beam.Pipeline:
         raise UserError(f"unknown flag(s): {', '.join('--' + u for u in sorted(unknown))} "
                         f"(see `python -m pipeline.shards --help` and Beam's pipeline options)")
     try:
-        return beam.Pipeline(options=options)
+        return beam.Pipeline(runner=_local_runner(options) if _is_direct(options) else None, options=options)
     except ValueError as e:  # e.g. an unknown --runner
         raise UserError(f"bad Beam pipeline option: {e}") from e
+
+
+def _is_direct(options: PipelineOptions) -> bool:
+    return str(options.view_as(StandardOptions).runner or "DirectRunner") in ("DirectRunner", "direct")
+
+
+def _local_runner(options: PipelineOptions):
+    """Beam's FnApiRunner, set up as the DirectRunner sets it up (the workers get the options).
+
+    The DirectRunner of Beam >= 2.6x first tries Prism, a Go runner it downloads from GitHub at run
+    time: offline that attempt fails and costs ~1-2 s before it falls back to this same runner;
+    online the job would download a binary and run on another runner than the one measured.
+    """
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
+# Below this many recordings per process, starting worker processes (~2-3 s each: Python, Beam,
+# numpy, soundfile) costs more than the extra cores save (docs/results.md, sharding job).
+MIN_RECORDINGS_PER_WORKER = 50
+_DIRECT_FLAGS = ("--direct_num_workers", "--direct_running_mode")
+
+
+def default_local_workers(options: PipelineOptions, beam_argv: Sequence[str], recordings: int) -> None:
+    """On the DirectRunner, unless the user chose: one worker process per core the job may use
+    (multi_processing), at most one per MIN_RECORDINGS_PER_WORKER recordings; in-process below two."""
+    if not _is_direct(options) or any(a.split("=")[0] in _DIRECT_FLAGS for a in beam_argv):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cores, recordings // MIN_RECORDINGS_PER_WORKER)
+    if workers >= 2:
+        direct = options.view_as(DirectOptions)
+        direct.direct_running_mode, direct.direct_num_workers = "multi_processing", workers
 
 
 def run(argv: Sequence[str] | None = None):
@@ -220,6 +251,7 @@ def run(argv: Sequence[str] | None = None):
         raise UserError(f"--output_dir {cfg.output_dir} is inside {inside}; choose a dir outside it")
     pipeline = _make_pipeline(cfg, beam_argv)
     inputs = load_inputs(cfg)
+    default_local_workers(pipeline.options, beam_argv, len(inputs.tasks))
     # One run per output dir; a full disk ends in one error line, without temp files or a manifest.
     with outlock.held(cfg.output_dir, cfg.overwrite), disk_space.full_disk_is_a_user_error(cfg.output_dir):
         prepare_output(cfg)
@@ -238,7 +270,6 @@ def run(argv: Sequence[str] | None = None):
             # Every recording raised: a bug or a broken worker setup, not bad data (see the log).
             raise RuntimeError(f"all {failed} recordings failed with an unexpected error (worker_error in "
                                f"{cfg.output_dir}/rejected/); no manifest written")
-        manifest_writer.remove_empty_train_shards(cfg.output_dir)
         manifest = manifest_writer.build_manifest(cfg, inputs, counters)
         problems = manifest_writer.count_mismatches(manifest["counts"])
         if problems:

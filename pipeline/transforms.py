@@ -6,8 +6,7 @@ when the job is started with `python -m pipeline.shards`.
     outputs = tasks | beam.ParDo(ProcessRecording(cfg)).with_outputs(REJECTED_TAG, main=EXAMPLES_TAG)
     outputs[EXAMPLES_TAG]  # ((fold, kind), serialized Example); (-1, "test") for test examples
     outputs[REJECTED_TAG]  # JSON line per rejected row, background slice or file
-    outputs[EXAMPLES_TAG] | beam.Partition(destination, num_partitions(num_folds))
-    # partition_index(fold, kind) per fold and slice kind, then the test examples last
+    outputs[EXAMPLES_TAG] | tfrecord_sink.WriteShards(shard_destinations(cfg, out), temp_root=out)
 """
 from __future__ import annotations
 
@@ -19,8 +18,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from core import fs, progress, schema
+from core import manifest as layout
 from pipeline import audio as audio_lib
-from pipeline import examples, file_guard, labels
+from pipeline import examples, file_guard, labels, tfrecord_sink
 from pipeline.config import ShardsConfig
 
 NAMESPACE = "rfcx_shards"
@@ -78,20 +78,14 @@ def read_bytes(path: str) -> bytes:
         raise audio_lib.AudioError(labels.MISSING_FLAC, f"cannot read {path}: {e}") from e
 
 
-def num_partitions(num_folds: int) -> int:
-    """One partition per (fold, slice kind), plus one for the test examples."""
-    return num_folds * len(schema.SLICE_KINDS) + 1
-
-
-def partition_index(fold: int, kind: str) -> int:
-    """The partition of the train examples of one fold and slice kind."""
-    return fold * len(schema.SLICE_KINDS) + schema.SLICE_KINDS.index(kind)
-
-
-def destination(element: tuple[tuple[int, str], bytes], partitions: int) -> int:
-    """beam.Partition function: partition_index(fold, kind) for train examples, the last one for test."""
-    fold, kind = element[0]
-    return partitions - 1 if fold == examples.NO_FOLD else partition_index(fold, kind)
+def shard_destinations(cfg: ShardsConfig, out: str) -> dict[tuple[int, str], tfrecord_sink.Destination]:
+    """Where each example key goes: (fold, kind) -> OUT/train/fold-K/<kind> files, one kind of one
+    fold per file set (a reader gets one kind of one fold without scanning the others), and
+    (NO_FOLD, "test") -> OUT/test/test files."""
+    train = {(k, kind): tfrecord_sink.Destination(fs.join(out, layout.train_prefix(k, kind)), cfg.max_train_fill_bytes)
+             for k in range(cfg.num_folds) for kind in schema.SLICE_KINDS}
+    test = tfrecord_sink.Destination(fs.join(out, layout.TEST_PREFIX), cfg.max_test_fill_bytes)
+    return {**train, (examples.NO_FOLD, examples.TEST): test}
 
 
 class ProcessRecording(beam.DoFn):

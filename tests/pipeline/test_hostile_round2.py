@@ -165,26 +165,22 @@ class _FullDisk:
 
 @pytest.mark.parametrize("fills_at", ["manifest", "train shards"])
 def test_a_full_disk_is_one_error_line_and_leaves_no_temp_files(tiny_dataset, tmp_path, monkeypatch, fills_at):
-    from apache_beam.io.filesystems import FileSystems
-
     from core import fs
 
-    if fills_at == "manifest":  # written through core.fs (a temp name, then renamed)
-        real_open = fs.open_file
+    # Both are written through core.fs: the manifest to a temp name, then renamed; the shards into
+    # the temp dir of pipeline.tfrecord_sink, then renamed.
+    real_open = fs.open_file
 
-        def open_file(path, mode="r"):
-            handle = real_open(path, mode)
-            return _FullDisk(handle) if "w" in mode and os.path.basename(path).startswith("manifest.json") else handle
+    def fills(path: str) -> bool:
+        if fills_at == "manifest":
+            return os.path.basename(path).startswith("manifest.json")
+        return "beam-temp-" in path
 
-        monkeypatch.setattr(fs, "open_file", open_file)
-    else:  # the shards, written by Beam's sinks through its FileSystems
-        real_create = FileSystems.create
+    def open_file(path, mode="r"):
+        handle = real_open(path, mode)
+        return _FullDisk(handle) if "w" in mode and fills(str(path)) else handle
 
-        def create(path, *args, **kwargs):
-            handle = real_create(path, *args, **kwargs)
-            return _FullDisk(handle) if "beam-temp-" in path else handle
-
-        monkeypatch.setattr(FileSystems, "create", create)
+    monkeypatch.setattr(fs, "open_file", open_file)
     out = tmp_path / "out"
     with pytest.raises(UserError, match="no space left on the file system mounted at /"):
         shards.run(_shards_args(tiny_dataset, out))

@@ -128,3 +128,30 @@ def test_worker_processes_from_the_beam_options(args, processes):
     from pipeline import shards
 
     assert shards.worker_processes(PipelineOptions(args)) == processes
+
+
+@pytest.mark.parametrize("recordings", [0, 99, 100, 5000])
+def test_default_worker_processes_one_per_core_for_a_large_job(monkeypatch, recordings):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import shards
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    options = PipelineOptions([])
+    shards.default_local_workers(options, [], recordings)
+    # 4 cores, at least 50 recordings per process, in-process below 2 processes.
+    expected = {0: 1, 99: 1, 100: 2, 5000: 4}[recordings]
+    assert shards.worker_processes(options) == expected
+
+
+@pytest.mark.parametrize("args", [["--direct_num_workers", "1"], ["--direct_running_mode=in_memory"],
+                                  ["--runner", "DataflowRunner"]])
+def test_default_worker_processes_leave_a_users_choice_alone(args):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import shards
+
+    options = PipelineOptions(args)
+    before = options.get_all_options()
+    shards.default_local_workers(options, args, 5000)
+    assert options.get_all_options() == before

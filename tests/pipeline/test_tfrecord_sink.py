@@ -68,3 +68,31 @@ def test_size_cap_splits_into_several_named_files(tmp_path):
     assert all(os.path.getsize(p) < cap + record_bytes + FRAMING_BYTES for p in paths)
     read = sorted(r.numpy() for r in tf.data.TFRecordDataset(paths))
     assert read == sorted(records)
+
+
+def test_write_shards_routes_by_key_writes_nothing_for_an_empty_destination_and_cleans_up(tmp_path):
+    records = {"a": [b"a%d" % i for i in range(5)], "b": [b"b%d" % i * 1000 for i in range(7)]}
+    out = str(tmp_path / "out")
+    destinations = {key: tfrecord_sink.Destination(os.path.join(out, key, "part"), 2500) for key in ("a", "b", "c")}
+    with test_pipeline.TestPipeline(runner="DirectRunner") as p:
+        _ = (p | beam.Create([(k, r) for k, rs in records.items() for r in rs])
+             | tfrecord_sink.WriteShards(destinations, temp_root=out))
+    for key, expected in records.items():
+        paths = sorted(glob.glob(os.path.join(out, key, "*")))
+        assert paths and all(re.fullmatch(r"part-(\d{5})-of-%05d\.tfrecord" % len(paths), os.path.basename(p))
+                             for p in paths), paths
+        assert sorted(r.numpy() for r in tf.data.TFRecordDataset(paths)) == sorted(expected)
+    assert len(glob.glob(os.path.join(out, "b", "*"))) > 1  # 7 records of ~3 kB over a 2.5 kB cap
+    assert not os.path.exists(os.path.join(out, "c"))  # no records, no file
+    assert sorted(os.listdir(out)) == ["a", "b"]  # the temp dir is gone
+
+
+def test_shard_files_roll_at_the_cap_and_frame_like_tensorflow(tmp_path):
+    files = tfrecord_sink.ShardFiles(str(tmp_path / "stem"), max_bytes=30)
+    for r in (b"x" * 10, b"y" * 10, b"z" * 3):
+        files.write(r)
+    paths = files.close()
+    # 26 bytes framed each: the first file reaches the cap with its second record and is closed.
+    assert [os.path.basename(p) for p in paths] == ["stem-00000", "stem-00001"]
+    assert [os.path.getsize(p) for p in paths] == [52, 19]
+    assert [r.numpy() for r in tf.data.TFRecordDataset(paths)] == [b"x" * 10, b"y" * 10, b"z" * 3]

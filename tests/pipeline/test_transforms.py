@@ -65,12 +65,14 @@ def _reason(line: str) -> tuple:
     return r["kind"], r["recording_id"], r["reason"]
 
 
-def test_partitions_one_per_fold_and_kind_then_test():
-    n = transforms.num_partitions(2)
-    assert n == 7
-    got = [transforms.destination(((fold, kind), b""), n) for fold in (0, 1) for kind in ("tp", "fp", "background")]
-    assert got == list(range(6))
-    assert transforms.destination(((examples.NO_FOLD, examples.TEST), b""), n) == 6
+def test_destinations_one_per_fold_and_kind_then_test():
+    cfg = ShardsConfig("in", "out", num_folds=2)
+    got = transforms.shard_destinations(cfg, "out")
+    assert {key: d.prefix for key, d in got.items()} == {
+        **{(fold, kind): f"out/train/fold-{fold}/{kind}" for fold in (0, 1) for kind in ("tp", "fp", "background")},
+        (examples.NO_FOLD, examples.TEST): "out/test/test"}
+    assert got[(0, "tp")].max_bytes == cfg.max_train_fill_bytes
+    assert got[(examples.NO_FOLD, examples.TEST)].max_bytes == cfg.max_test_fill_bytes
 
 
 def test_dofn_in_test_pipeline(tasks):
@@ -81,12 +83,6 @@ def test_dofn_in_test_pipeline(tasks):
         assert_that(outs[transforms.EXAMPLES_TAG] | "Keys" >> beam.Keys(),
                     equal_to([(1, "tp"), (1, "tp"), (1, "fp"), (0, "tp"), (0, "fp"), (0, "background"),
                               (0, "background"), (examples.NO_FOLD, examples.TEST)]), label="ExampleKeys")
-        parts = outs[transforms.EXAMPLES_TAG] | beam.Partition(transforms.destination,
-                                                               transforms.num_partitions(CFG.num_folds))
-        assert_that(parts[transforms.partition_index(0, "background")] | "CountBg" >> beam.combiners.Count.Globally(),
-                    equal_to([2]), label="BackgroundPartition")
-        assert_that(parts[transforms.num_partitions(CFG.num_folds) - 1] | "Count" >> beam.combiners.Count.Globally(),
-                    equal_to([1]), label="TestPartition")
         assert_that(outs[transforms.REJECTED_TAG] | "Reasons" >> beam.Map(_reason),
                     equal_to([("tp", "good", "species_out_of_range"), ("tp", "gone", "missing_flac"),
                               ("background", "good", "no_room_for_background"),
