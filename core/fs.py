@@ -283,6 +283,18 @@ def write_bytes(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def write_atomically(path: str, data: bytes, temp: str) -> None:
+    """`data` at `path` whole, or nothing there (and no `temp` left) when the write fails: `temp` (in the
+    same dir, so the rename stays on one filesystem) is written, then renamed over `path`."""
+    try:
+        write_bytes(temp, data)
+        rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            remove(temp)
+        raise
+
+
 def write_text(path: str, text: str) -> None:
     with open_file(path, "w") as f:
         f.write(text)

@@ -20,7 +20,6 @@ it. Temp files of a killed run are removed when the next run starts (it holds th
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 
@@ -50,16 +49,10 @@ def raven_path(out: str, recording_id: str) -> str:
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """`data` at `path` whole, or nothing there: a temp name in the same dir, then a rename."""
-    temp = f"{path}{TMP_MARK}{uuid.uuid4().hex}"
-    try:
-        fs.makedirs(fs.dirname(path))
-        fs.write_bytes(temp, data)
-        fs.rename(temp, path)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            fs.remove(temp)
-        raise
+    """`data` at `path` whole, or nothing there: a unique temp name in the same dir (remove_temp_files finds
+    a killed run's), then a rename."""
+    fs.makedirs(fs.dirname(path))
+    fs.write_atomically(path, data, f"{path}{TMP_MARK}{uuid.uuid4().hex}")
 
 
 def _files_under(directory: str) -> list[str]:

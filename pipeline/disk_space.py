@@ -39,14 +39,7 @@ def is_disk_full(error: BaseException) -> bool:
 
 def write_atomically(path: str, data: bytes) -> None:
     """`data` at `path` whole, or nothing there (and no temp file) when the write fails."""
-    temp = path + TEMP_SUFFIX
-    try:
-        fs.write_bytes(temp, data)
-        fs.rename(temp, path)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            fs.remove(temp)
-        raise
+    fs.write_atomically(path, data, path + TEMP_SUFFIX)
 
 
 def remove_temp_files(out: str) -> None:

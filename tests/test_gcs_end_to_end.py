@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TINY_NUM_FOLDS, TINY_SLICE_SECONDS
-from tests.helpers.gcs_emulator import EmulatorError, GcsEmulator, check_gcs_clients
+from tests.helpers.gcs_emulator import running_emulator
 from tests.helpers.recipe_config import as_config_file_content, recipe_config
 from trainer.training import run_layout
 
@@ -37,28 +37,9 @@ pytestmark = pytest.mark.gcs
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory, tiny_dataset):
     """A running emulator holding the tiny dataset under DATA; the process environment points at it."""
-    workdir = str(tmp_path_factory.mktemp("gcs_emulator"))
-    saved = dict(os.environ)
-    emulator = GcsEmulator(workdir)
-    try:
-        check_gcs_clients()
-        emulator.start()
-    except EmulatorError as e:
-        emulator.stop()
-        pytest.fail(f"error: the GCS emulator did not start (it is a dev dependency: pip install -e '.[dev]'): {e}",
-                    pytrace=False)
-    except BaseException:
-        emulator.stop()
-        raise
-    try:
-        os.environ.update(emulator.env(os.path.join(workdir, "credentials.json")))
-        emulator.create_bucket(BUCKET)
+    with running_emulator(str(tmp_path_factory.mktemp("gcs_emulator")), BUCKET) as emulator:
         emulator.upload_dir(tiny_dataset, DATA)
         yield emulator
-    finally:
-        emulator.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")

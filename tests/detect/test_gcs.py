@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers.gcs_emulator import EmulatorError, GcsEmulator, check_gcs_clients
+from tests.helpers.gcs_emulator import running_emulator
 
 BUCKET = "rfcx-detect"
 pytestmark = pytest.mark.gcs
@@ -20,27 +20,8 @@ pytestmark = pytest.mark.gcs
 
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("gcs_emulator"))
-    saved = dict(os.environ)
-    emulator = GcsEmulator(workdir)
-    try:
-        check_gcs_clients()
-        emulator.start()
-    except EmulatorError as e:
-        emulator.stop()
-        pytest.fail(f"error: the GCS emulator did not start (it is a dev dependency: pip install -e '.[dev]'): {e}",
-                    pytrace=False)
-    except BaseException:
-        emulator.stop()
-        raise
-    try:
-        os.environ.update(emulator.env(os.path.join(workdir, "credentials.json")))
-        emulator.create_bucket(BUCKET)
+    with running_emulator(str(tmp_path_factory.mktemp("gcs_emulator")), BUCKET) as emulator:
         yield emulator
-    finally:
-        emulator.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_the_job_reads_and_writes_gs_and_matches_its_local_run(gcs, fake_export, field_audio, detect_run):

@@ -28,6 +28,7 @@ retrying google.auth.default() for ~30 s. Nothing leaves 127.0.0.1; GCE metadata
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
 import importlib
@@ -44,6 +45,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Iterator
 
 from tests.helpers.gcs_proxy import GOOGLE_HOSTS, TUNNEL_LOG_PREFIX
 
@@ -341,3 +343,33 @@ class GcsEmulator:
         bucket, name = self.split(url)
         return self._request("GET", f"/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media")
 
+
+
+@contextlib.contextmanager
+def running_emulator(workdir: str, bucket: str) -> Iterator[GcsEmulator]:
+    """A started emulator holding an empty `bucket`, the process environment pointed at it (restored on exit).
+
+    A failure to start fails the test with one line (the emulator is a dev dependency), not a skip.
+    """
+    import pytest
+
+    saved = dict(os.environ)
+    emulator = GcsEmulator(workdir)
+    try:
+        check_gcs_clients()
+        emulator.start()
+    except EmulatorError as e:
+        emulator.stop()
+        pytest.fail(f"error: the GCS emulator did not start (it is a dev dependency: pip install -e '.[dev]'): {e}",
+                    pytrace=False)
+    except BaseException:
+        emulator.stop()
+        raise
+    try:
+        os.environ.update(emulator.env(os.path.join(workdir, "credentials.json")))
+        emulator.create_bucket(bucket)
+        yield emulator
+    finally:
+        emulator.stop()
+        os.environ.clear()
+        os.environ.update(saved)
