@@ -63,11 +63,15 @@ def cut_windows(waveform: np.ndarray, window: int, stride: int) -> np.ndarray:
     y = np.asarray(waveform, dtype=np.float32)
     if y.ndim != 1:
         raise WindowError(f"expected a 1-D waveform, got shape {y.shape}")
-    starts = window_starts(y.shape[0], window, stride)
-    if y.shape[0] < window:
-        y = np.pad(y, (0, window - y.shape[0]))
+    return windows_at(y, window_starts(y.shape[0], window, stride), window)
+
+
+def windows_at(waveform: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """[n] -> [len(starts), window]: the windows beginning at `starts` (some of window_starts' output, e.g. one
+    batch of it), the waveform zero-padded to one window when n < window."""
+    y = waveform if waveform.shape[0] >= window else np.pad(waveform, (0, window - waveform.shape[0]))
     # View [n - window + 1, window] of every possible window; indexing by `starts` copies out
-    # [num_windows, window] without materialising an index array as large as the output.
+    # [len(starts), window] without materialising an index array as large as the output.
     return np.lib.stride_tricks.sliding_window_view(y, window)[starts]
 
 

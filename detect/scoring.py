@@ -33,10 +33,9 @@ def score_recording(recording_id: str, y: np.ndarray, model: Model, window: int,
                     batch_size: int, keep_embeddings: bool = False) -> WindowScores:
     """Scores every window of `y` (float32 [n]); times in seconds, the last end clipped to the recording's end."""
     starts = windows.window_starts(len(y), window, stride)  # [W]
-    padded = y if len(y) >= window else np.pad(y, (0, window - len(y)))
     scores, embeddings = [], []
     for a in range(0, len(starts), batch_size):
-        batch = np.stack([padded[s:s + window] for s in starts[a:a + batch_size]])  # [<=B, window]
+        batch = windows.windows_at(y, starts[a:a + batch_size], window)  # [<=B, window]
         s, e = model(batch)
         scores.append(s)
         if keep_embeddings:
