@@ -71,15 +71,18 @@ def score_slices(slices: Iterator[Mapping[str, Any]], fold: int, scorer: WindowS
     A slice of another fold is an error: the model may have trained on it.
     """
     meta: list[tuple[str, int, int]] = []
-    waves: list[np.ndarray] = []
-    for s in slices:
-        if s["fold"] != fold:
-            raise UserError(f"a slice of recording {s['recording_id']} in fold {fold}'s shards says fold {s['fold']}; "
-                            f"the model of fold {fold} may have trained on it (re-run `make shards`)")
-        for start in windows.window_starts(len(s["waveform"]), window, stride):
-            meta.append((s["recording_id"], fold, s["slice_start"] + int(start)))
-        waves.append(s["waveform"])
-    scores = [scorer(batch) for batch, _ in windows.window_batches(waves, window, stride, batch_size)]
+
+    def waves() -> Iterator[np.ndarray]:
+        """The slices' waveforms one at a time (the fold's audio is never held whole), keys noted as they pass."""
+        for s in slices:
+            if s["fold"] != fold:
+                raise UserError(f"a slice of recording {s['recording_id']} in fold {fold}'s shards says fold "
+                                f"{s['fold']}; the model of fold {fold} may have trained on it (re-run `make shards`)")
+            for start in windows.window_starts(len(s["waveform"]), window, stride):
+                meta.append((s["recording_id"], fold, s["slice_start"] + int(start)))
+            yield s["waveform"]
+
+    scores = [scorer(batch) for batch, _ in windows.window_batches(waves(), window, stride, batch_size)]
     scored = np.concatenate(scores) if scores else np.zeros((0, 0), np.float32)  # [windows, C]
     if len(scored) != len(meta):
         raise AssertionError(f"{len(scored)} scores for {len(meta)} windows")
