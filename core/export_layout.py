@@ -12,7 +12,8 @@ repository's training code). No I/O beyond reading/writing the metadata through 
                              the last ends at the recording's end; a short recording is zero-padded
                              to one window)
           "windows"          waveform float32 [B, window_samples] -> scores [B, C], embeddings [B, D]
-      model.tflite          float32, one window: [1, window_samples] -> scores [1, C], embeddings [1, D]
+      model.tflite          float32, windows: [B, window_samples] -> scores [B, C], embeddings [B, D]
+                            (batch dynamic: shape signature [-1, window_samples], default shape [1, ...])
       model_int8.tflite     the same, dynamic-range int8 weights
       metadata.json         ExportMetadata below
 

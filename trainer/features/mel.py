@@ -247,7 +247,9 @@ class LogMel(keras.layers.Layer):
         self.mel_config = features_only(mel_config or MelConfig())
 
     def call(self, waveforms: tf.Tensor) -> tf.Tensor:
-        return log_mel(waveforms, self.mel_config)[..., tf.newaxis]
+        # expand_dims, not [..., tf.newaxis]: TFLite's StridedSlice takes no new-axis mask with a dynamic
+        # batch, and the exported .tflite files have one (trainer.inference.tflite_export).
+        return tf.expand_dims(log_mel(waveforms, self.mel_config), -1)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         samples = input_shape[-1]

@@ -1,7 +1,11 @@
-"""TFLite versions of an exported model: one window in, scores and embeddings out, builtin ops only.
+"""TFLite versions of an exported model: windows in, scores and embeddings out, builtin ops only.
 
-    waveform float32 [1, window_samples] -> scores float32 [1, C], embeddings float32 [1, D]
+    waveform float32 [B, window_samples] -> scores float32 [B, C], embeddings float32 [B, D]
     (signature "serving_default" of the .tflite file; tensor names: core.export_layout)
+
+The batch dimension is dynamic (shape signature [-1, window_samples]); the file's default shape is
+[1, window_samples], what an edge recorder scoring one window at a time allocates. Larger batches
+(the interpreter resizes its input) let the int8 kernels multiply bigger matrices per call.
 
 The graph is trainer.inference.export_model.Ensemble.score_windows, the same as the SavedModel's
 "windows" signature, with the log-mel front end inside. Its STFT converts to TFLite builtins (RFFT2D,
@@ -16,7 +20,7 @@ The conversion follows Keras' own TFLite path (keras.export.ExportArchive -> Sav
 
     from trainer.inference import tflite_export
     float_bytes, int8_bytes = tflite_export.convert(ensemble, trackables=models, variants=(False, True))
-    scores, embeddings = tflite_export.run_tflite(path_or_bytes, windows)    # [B, window] one at a time
+    scores, embeddings = tflite_export.run_tflite(path_or_bytes, windows, batch_size=16)  # [B, window]
 """
 from __future__ import annotations
 
@@ -51,9 +55,10 @@ def convert(ensemble: Ensemble, trackables: Sequence[Any], variants: Sequence[bo
         archive = keras.export.ExportArchive()
         for trackable in trackables:
             archive.track(trackable)
-        # The TFLite file's only signature; a fixed [1, window] input (edge recorders score one window at a time).
+        # The TFLite file's only signature; a dynamic batch ([-1, window]; the converter's default shape
+        # [1, window] is what an edge recorder scoring one window at a time allocates).
         archive.add_endpoint(layout.RECORDING_SIGNATURE, ensemble.score_windows,
-                             input_signature=[window_signature(1, ensemble.window)])
+                             input_signature=[window_signature(None, ensemble.window)])
         archive.write_out(saved, verbose=False)
         out = []
         for int8 in variants:
@@ -78,13 +83,18 @@ def interpreter(model: str | bytes, num_threads: int | None = None) -> Any:
     return it
 
 
-def run_tflite(model: str | bytes | Any, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores float32 [B, C] and embeddings float32 [B, D] of windows [B, window], one window per call."""
+def run_tflite(model: str | bytes | Any, windows: np.ndarray, batch_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Scores float32 [B, C] and embeddings float32 [B, D] of windows [B, window], batch_size per call.
+
+    The signature runner resizes the input (and re-plans the delegate) when a call's batch differs
+    from the last one's: only the last, partial batch pays that.
+    """
     it = model if hasattr(model, "get_signature_runner") else interpreter(model)
     runner = it.get_signature_runner(layout.RECORDING_SIGNATURE)
+    windows = np.asarray(windows, np.float32)
     scores, embeddings = [], []
-    for window in np.asarray(windows, np.float32):
-        out = runner(**{layout.INPUT: window[np.newaxis]})
-        scores.append(out[layout.SCORES][0])
-        embeddings.append(out[layout.EMBEDDINGS][0])
-    return np.stack(scores), np.stack(embeddings)
+    for start in range(0, len(windows), max(1, batch_size)):
+        out = runner(**{layout.INPUT: windows[start:start + max(1, batch_size)]})
+        scores.append(out[layout.SCORES])
+        embeddings.append(out[layout.EMBEDDINGS])
+    return np.concatenate(scores), np.concatenate(embeddings)

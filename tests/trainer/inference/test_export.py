@@ -125,7 +125,9 @@ def test_tflite_scores_equal_keras_within_tolerance(float_export, keras_serving,
     windows = np.concatenate([cut_windows(w, 96000, 48000) for w in waves[1:3]])  # 5 windows
     it = tflite_export.interpreter(path)
     runner = it.get_signature_runner("serving_default")
-    assert runner.get_input_details()["waveform"]["shape"].tolist() == [1, 96000]
+    details = runner.get_input_details()["waveform"]
+    assert details["shape"].tolist() == [1, 96000]  # an edge recorder's one window ...
+    assert details["shape_signature"].tolist() == [-1, 96000]  # ... but any batch
     scores, embeddings = tflite_export.run_tflite(it, windows)
     expected = keras_serving.predict_on_batch(windows)
     if name == "model.tflite":
@@ -133,6 +135,10 @@ def test_tflite_scores_equal_keras_within_tolerance(float_export, keras_serving,
     else:
         assert_roughly_equal(scores, expected)
     assert embeddings.shape == (5, 64)
+    # Batches of 2 (the last one partial, so the input is resized twice) score each window as one at a time.
+    batched, batched_embeddings = tflite_export.run_tflite(it, windows, batch_size=2)
+    np.testing.assert_allclose(batched, scores, atol=1e-5)
+    np.testing.assert_allclose(batched_embeddings, embeddings, atol=1e-4)
 
 
 def test_int8_file_is_smaller(float_export):
