@@ -17,7 +17,7 @@ from core.errors import UserError
 from core.windows import seconds_to_samples
 
 # Settings that do not change any output: a resumed run may give other values.
-RESUMABLE_CHANGES = frozenset({"batch_size", "overwrite", "progress_seconds"})
+RESUMABLE_CHANGES = frozenset({"batch_size", "overwrite", "progress_seconds", "tf_threads"})
 MAX_BATCH = 4096
 
 
@@ -38,6 +38,9 @@ class DetectConfig:
     threshold: float = _field(0.5, "detections: score >= threshold (every species)")
     threshold_file: str = _field("", "JSON {species name or id: threshold} overriding --threshold per species")
     batch_size: int = _field(32, "windows per model call")
+    tf_threads: int = _field(0, "TensorFlow threads per worker process; 0: the cores / the worker processes "
+                                "on a multi-process DirectRunner (each worker's own share, not all of them "
+                                "each), TensorFlow's default (every core) elsewhere")
     embeddings: bool = _field(False, "also write each window's embedding vector in OUT/windows")
     test_layout: bool = _field(False, "also write OUT/submission.csv (recording_id,s0..: max over windows) in "
                                       "--sample_submission's order")
@@ -66,6 +69,7 @@ class DetectConfig:
     def validate(self) -> None:
         checks.number("--threshold", self.threshold, 0, 1)
         checks.number("--batch_size", self.batch_size, 1, MAX_BATCH)
+        checks.number("--tf_threads", self.tf_threads, 0, 4096)
         checks.number("--max_recording_seconds", self.max_recording_seconds, 0, low_open=True)
         checks.number("--progress_seconds", self.progress_seconds, 0)
         if self.stride_seconds is not None:

@@ -3,6 +3,7 @@
     model = ExportedModel.load("gs://bucket/exports/demo")   # copies a remote model to a local temp dir
     scores, embeddings = model(batch)                         # float32 [B, window] -> [B, C], [B, D]
     model = shared("gs://bucket/exports/demo", meta)          # one per process, whatever the DoFn instances
+    limit_threads(threads_per_process(processes=2))           # before the first TensorFlow op of the process
 
 A remote export is copied through core.fs (Beam's GCS IO) to a local temp dir before TensorFlow loads
 it, so a worker needs no TensorFlow file-system plugin for the scheme and reads each file once.
@@ -19,6 +20,39 @@ import numpy as np
 
 from core import export_layout, fs
 from core.errors import UserError
+
+
+def threads_per_process(processes: int | None, asked: int = 0) -> int:
+    """TensorFlow threads for one of `processes` worker processes sharing this machine's cores; 0 = TF's default.
+
+    Each TensorFlow process starts a pool of one thread per core: N worker processes would run N x cores
+    threads on the cores, which then time-slice and spin-wait on each other. Giving each its share keeps
+    every core busy with one thread. Unknown process counts (remote runners: one process per machine
+    with several threads) keep TF's default.
+    """
+    if asked:
+        return asked
+    if not processes or processes < 2:
+        return 0
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+def limit_threads(threads: int) -> bool:
+    """Caps this process's TensorFlow intra- and inter-op pools at `threads` (0: leaves TF's default).
+
+    Only possible before TensorFlow runs its first op in the process; False (and the default pools)
+    when it already has, e.g. when the job runs in-process beside other TensorFlow work.
+    """
+    if threads <= 0:
+        return False
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # "... cannot be modified after initialization"
+        return False
+    return True
 
 
 def local_copy(remote_dir: str) -> str:

@@ -72,8 +72,9 @@ class ScoreRecording(beam.DoFn):
         self._progress: progress.ProgressReporter | None = None
 
     def setup(self):
-        # TensorFlow is imported here, on the worker (detect.model imports it lazily), and the model
-        # loaded once per process.
+        # TensorFlow is imported here, on the worker (detect.model imports it lazily), its thread pools
+        # sized to this process's share of the cores, and the model loaded once per process.
+        exported.limit_threads(exported.threads_per_process(self._processes, self._cfg.tf_threads))
         self._model = exported.shared(self._cfg.model, self._meta)
         if self._total and self._cfg.progress_seconds > 0:
             own_process = self._processes is not None and os.getpid() != self._driver_pid
