@@ -63,7 +63,7 @@ help:
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
 	@echo "make pseudo [SHARDS=dir] [RUNS_ROOT=runs/<shards>] [ARGS='--rounds 2 ...'] (after make cv)"
 	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
-	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)]"
+	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)] [ARGS='--blend_baseline off ...']"
 	@echo "make detect MODEL=export_dir AUDIO=folder|gs://... OUT=dir [ARGS='--threshold 0.7 --embeddings ...'] [BEAM_ARGS=...]"
 	@echo "make detect-dataflow MODEL=gs://... AUDIO=gs://... OUT=gs://... PROJECT=p REGION=r BUCKET=b [ARGS=...]"
 	@echo "make export [RUN=runs/demo/fold0, or a runs root for the CV ensemble] [EXPORT=exports/<shards>] [ARGS='--stride_seconds 1.5 --overwrite ...']"

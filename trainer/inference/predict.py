@@ -15,10 +15,17 @@ resolved settings) and, when the shards hold test_truth.csv (the demo dataset do
 <stem>.score.json with the LWLRAP of the submission over recordings. Each run also gets
 run_dir/serving.keras if it has none yet. Every path may be local or gs:// (core.fs).
 
+With --blend_baseline auto (the default), when the runs root's cv/report.json found out of fold that a
+blend of these fold runs with the baseline pays, the submission is that blend of the ensemble's
+recording scores with runs_root/baseline/submission.csv at the report's weight, species ranked within
+each recording (trainer.inference.blending); otherwise the ensemble alone. One log line and
+<stem>.config.json ("blend") say which, and why; with test truth, <stem>.score.json also holds the
+ensemble's own LWLRAP beside the blend's. --blend_baseline off: the ensemble alone.
+
 Usage:
 
     python -m trainer.inference.predict --run_dir runs/demo/fold0 [--run_dir runs/demo/fold1 ...] \
-        --shards_dir data/shards/demo --output runs/demo/submission.csv
+        --shards_dir data/shards/demo --output runs/demo/submission.csv [--blend_baseline auto|off]
     python -m trainer.inference.predict --runs_root runs/demo --shards_dir data/shards/demo --output sub.csv
         # every complete run dir (with summary.json) under runs/demo
     make predict [RUNS="runs/demo/fold0 ..."] [SHARDS=dir] [OUT=file.csv]
@@ -38,7 +45,7 @@ from core.errors import UserError, run_main
 from core.manifest import Manifest
 from core.windows import default_stride, seconds_to_samples, window_batches
 from trainer.data import discovery, recordings
-from trainer.inference import serving, submission, timelines
+from trainer.inference import blending, serving, submission, timelines
 from trainer.training import runs
 
 
@@ -48,6 +55,12 @@ class PredictConfig:
 
     stride_seconds: float | None = None
     batch_size: int = 16  # windows per model call (a 10 s window is 1.9 MB of float32)
+    blend_baseline: str = "auto"  # auto: blend with the baseline where the cv report says it pays; off: never
+
+    def __post_init__(self) -> None:
+        if self.blend_baseline not in blending.MODES:
+            raise UserError(f"--blend_baseline must be one of {', '.join(blending.MODES)}, got "
+                            f"{self.blend_baseline!r}")
 
 
 def stride_samples(run: runs.Run, cfg: PredictConfig) -> int:
@@ -161,45 +174,59 @@ def predict(
     submission.check_test_recordings(recording_ids, sample, shards_dir, manifest)
     if plot_dir:
         timelines.select_ids(sample[submission.ID_COLUMN].tolist(), plot_recordings)  # unknown ids: before inference
+    plan = blending.plan_blend(cfg.blend_baseline, [r.run_dir for r in loaded], sample, recording_ids)
+    print(plan.reason)
 
     scorers = [Scorer.load(run, cfg) for run in loaded]  # every model in memory: the audio is decoded once
     print(f"predicting {len(recording_ids)} recordings with {', '.join(r.run_dir for r in loaded)}")
     per_run = ensemble_recording_scores(scorers, shards_dir, manifest, recording_ids, cfg.batch_size)
-    table = submission.build_submission(recording_ids, submission.mean_over_runs(per_run), sample)
+    ensemble = submission.mean_over_runs(per_run)  # [R, C]
+    table = submission.build_submission(recording_ids, plan.apply(ensemble), sample)
     submission.write_submission(table, output)
-    print(f"wrote {output} ({len(table)} recordings, {len(loaded)} run(s) averaged)")
+    print(f"wrote {output} ({len(table)} recordings, {len(loaded)} run(s) averaged"
+          + (f", blended with the baseline at model weight {plan.weight:g})" if plan.weight is not None else ")"))
 
     summary: dict[str, Any] = {
         "output": output, "shards_dir": shards_dir, "num_recordings": len(table),
         "runs": [r.run_dir for r in loaded],
         "stride_samples": {s.run.run_dir: s.stride for s in scorers},
         "config": dataclasses.asdict(cfg),
+        "blend": plan.describe(),
     }
     fs.write_json(side_path(output, "config"), summary)
     truth_path, score_path = fs.join(shards_dir, shards_layout.TEST_TRUTH), side_path(output, "score")
     fs.remove(score_path)  # never leave the score of an earlier submission next to this one
     if fs.isfile(truth_path):
-        summary["test_lwlrap"] = score_submission(table, truth_path, score_path)
+        alone = None if plan.weight is None else submission.build_submission(recording_ids, ensemble, sample)
+        summary["test_lwlrap"] = score_submission(table, truth_path, score_path, alone)
     if plot_dir:
         timelines.write_timelines(plot_dir, scorers, shards_dir, plot_recordings, cfg.batch_size)
     return summary
 
 
-def score_submission(table: pd.DataFrame, truth_path: str, score_path: str) -> float | None:
+def score_submission(table: pd.DataFrame, truth_path: str, score_path: str,
+                     model_alone: pd.DataFrame | None = None) -> float | None:
     """LWLRAP of the submission over recordings vs test_truth.csv; printed and written to score_path.
 
-    None (and a printed note) when the truth has no positive label, so LWLRAP is undefined.
+    With `model_alone` (the ensemble's own table when the submission is a blend), its LWLRAP too
+    ("model_alone_lwlrap"). None (and a printed note) when the truth has no positive label, so LWLRAP is
+    undefined.
     """
     from trainer.evaluation.lwlrap import LwlrapError, lwlrap
 
-    truth, scores = submission.align_truth(table, submission.read_score_table(truth_path))
+    truth_table = submission.read_score_table(truth_path)
+    truth, scores = submission.align_truth(table, truth_table)
     try:
         value = float(lwlrap(truth, scores))
     except LwlrapError as e:
         print(f"not scored against {truth_path}: {e}")
         return None
-    fs.write_json(score_path, {"lwlrap": value, "num_recordings": len(table), "truth": truth_path})
-    print(f"test LWLRAP vs {fs.basename(truth_path)}: {value:.4f} (written to {score_path})")
+    written: dict[str, Any] = {"lwlrap": value, "num_recordings": len(table), "truth": truth_path}
+    if model_alone is not None:
+        written["model_alone_lwlrap"] = float(lwlrap(*submission.align_truth(model_alone, truth_table)))
+    fs.write_json(score_path, written)
+    alone_text = f" (model alone {written['model_alone_lwlrap']:.4f})" if model_alone is not None else ""
+    print(f"test LWLRAP vs {fs.basename(truth_path)}: {value:.4f}{alone_text} (written to {score_path})")
     return value
 
 
@@ -212,6 +239,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="submission CSV to write")
     parser.add_argument("--stride_seconds", type=float, default=None, help="default: half of each run's window")
     parser.add_argument("--batch_size", type=int, default=PredictConfig.batch_size, help="windows per model call")
+    parser.add_argument("--blend_baseline", choices=blending.MODES, default=PredictConfig.blend_baseline,
+                        help="auto: blend with RUNS_ROOT/baseline/submission.csv where RUNS_ROOT/cv/report.json "
+                             "found out of fold that the blend pays; off: the ensemble alone")
     parser.add_argument("--plot_dir", help="also write detection timelines (trainer.inference.timelines) here")
     parser.add_argument("--plot_recordings", type=timelines.parse_selection, default=timelines.DEFAULT_RECORDINGS,
                         help="with --plot_dir: the first N of sample_submission.csv, or comma-separated ids")
@@ -227,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_dirs = args.run_dir or runs.complete_runs_under(args.runs_root)
     if args.runs_root:
         print(f"ensembling the complete runs under {args.runs_root}: {', '.join(map(fs.basename, run_dirs))}")
-    return predict(run_dirs, args.shards_dir, args.output, PredictConfig(args.stride_seconds, args.batch_size),
+    return predict(run_dirs, args.shards_dir, args.output,
+                   PredictConfig(args.stride_seconds, args.batch_size, args.blend_baseline),
                    args.plot_dir, args.plot_recordings)
 
 

@@ -27,6 +27,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from typing import Any, Sequence
 
@@ -75,7 +76,9 @@ def _test_score(root: str, run_dirs: Sequence[str], shards_dir: str, cfg: Predic
         return fs.read_json(score_path).get("lwlrap")
     if not make:
         return None
-    return predict.predict(list(run_dirs), shards_dir, output, cfg).get("test_lwlrap")
+    # The rounds compare the models themselves: never a blend with the baseline.
+    alone = dataclasses.replace(cfg, blend_baseline="off")
+    return predict.predict(list(run_dirs), shards_dir, output, alone).get("test_lwlrap")
 
 
 def _figures(r: int, root: str, test: Any) -> dict[str, Any]:

@@ -86,6 +86,8 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
               f" ({base['dir']})")
     else:
         print(f"no baseline beside it: run `make baseline` (writes {baseline_dir})")
+    if result.get("blend"):
+        print(result["blend"].get("skipped") or f"blend with the baseline: {result['blend']['finding']}")
     print(f"report in {cv_dir}")
     return result
 

@@ -11,6 +11,8 @@ folds stand beside the model's. Writes into OUT (runs_root/cv by trainer.trainin
     oof.csv          all validation slices of the given folds, with labels and scores
     report.json      {"recording_lwlrap", "overall_lwlrap" (slices), "num_examples", "num_recordings",
                       "folds": {K: {...}}, "per_class": [...], "baseline": {...} or null,
+                      "blend": {"pays", "weight", "best_weight", "blend_recording_lwlrap", "grid", ...},
+                      {"skipped": why, ...} when the slices do not match, or null without a baseline,
                       "shards_dir", "shards_id" (the shards the folds were trained on)}
     per_class.png    per-class LWLRAP bars (with each class's share of positive labels)
     curves.png       validation LWLRAP per epoch, one line per fold (from each history.csv)
@@ -28,8 +30,13 @@ from matplotlib.ticker import MaxNLocator
 
 from core import fs
 from core.errors import UserError
-from trainer.evaluation import columns
-from trainer.evaluation.lwlrap import lwlrap, per_class_lwlrap, recording_max
+from trainer.evaluation import blend, columns
+from trainer.evaluation.lwlrap import (
+    LwlrapError,
+    lwlrap,
+    per_class_lwlrap,
+    recording_max,
+)
 from trainer.pictures import confusion, plots
 from trainer.training import report_md, run_guard
 from trainer.training import run_layout as layout
@@ -86,17 +93,37 @@ def _fold_entry(fold_rows: pd.DataFrame, run_dir: str) -> dict[str, Any]:
     return entry
 
 
-def baseline_beside(baseline_dir: str | None, folds: list[int]) -> dict[str, Any] | None:
-    """The baseline's OOF LWLRAP on the same folds (from its oof.csv), or None when it was not run."""
+def read_baseline_oof(baseline_dir: str | None) -> pd.DataFrame | None:
+    """The baseline's oof.csv (every training slice it scored out of fold), or None when it was not run."""
     if baseline_dir is None or not fs.isfile(fs.join(baseline_dir, layout.BASELINE_OOF)):
         return None
-    table = fs.read_csv(fs.join(baseline_dir, layout.BASELINE_OOF), dtype={columns.ID: str})
+    return fs.read_csv(fs.join(baseline_dir, layout.BASELINE_OOF), dtype={columns.ID: str})
+
+
+def baseline_beside(baseline_dir: str | None, folds: list[int],
+                    table: pd.DataFrame | None = None) -> dict[str, Any] | None:
+    """The baseline's OOF LWLRAP on the same folds (from its oof.csv, or `table` read from it), or None when it
+    was not run."""
+    table = read_baseline_oof(baseline_dir) if table is None else table
+    if table is None:
+        return None
     table = table[table["fold"].isin(folds)]
     if table.empty:
         return None
     saved = layout.load_baseline_report(baseline_dir) or {}
     return {"dir": baseline_dir, "folds": {str(k): _levels(table[table["fold"] == k]) for k in folds},
             **_levels(table), "test_lwlrap": saved.get("test_lwlrap")}
+
+
+def blend_beside(oof: pd.DataFrame, baseline_oof: pd.DataFrame | None) -> dict[str, Any] | None:
+    """The blend of the model with the baseline on the same OOF slices (trainer.evaluation.blend), or None
+    without a baseline; {"skipped": why, "pays": False, "weight": 1.0} when their slices do not match."""
+    if baseline_oof is None:
+        return None
+    try:
+        return blend.oof_blend(oof, baseline_oof).to_dict()
+    except (blend.BlendError, LwlrapError) as e:
+        return {"skipped": f"no blend with the baseline: {e}", "pays": False, "weight": 1.0}
 
 
 def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str],
@@ -107,6 +134,7 @@ def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str],
     rec_truth, rec_scores = recording_level(oof)
     rec_per_class, rec_weight = per_class_lwlrap(rec_truth, rec_scores)
     levels = _levels(oof)
+    baseline_oof = read_baseline_oof(baseline_dir)
     return {
         "recording_lwlrap": levels["recording_lwlrap"],
         "overall_lwlrap": levels["lwlrap"],  # slices
@@ -120,7 +148,8 @@ def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str],
              "lwlrap": float(per_class[k]), "weight": float(weight[k]), "positives": int(truth[:, k].sum())}
             for k in range(truth.shape[1])
         ],
-        "baseline": baseline_beside(baseline_dir, sorted(run_dirs)),
+        "baseline": baseline_beside(baseline_dir, sorted(run_dirs), baseline_oof),
+        "blend": blend_beside(oof, baseline_oof),
         **run_guard.shards_of(run_dirs),  # the shards the folds were trained on: shards_dir, shards_id
     }
 

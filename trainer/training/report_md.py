@@ -1,7 +1,8 @@
 """The cross-validation report (report.json of trainer.training.report) as Markdown tables a Git host renders.
 
 Three tables: overall (model, and the baseline beside it when `make baseline` ran on the same
-folds), per fold, per class. Numbers are the report's own, to 4 decimals; an undefined LWLRAP (no
+folds), per fold, per class; with the baseline, a fourth: the blend of the two at each model weight
+and whether it pays (trainer.evaluation.blend). Numbers are the report's own, to 4 decimals; an undefined LWLRAP (no
 positive label) is "n/a", a baseline figure that does not exist is "".
 
     from trainer.training import report_md
@@ -74,6 +75,27 @@ def class_table(report: Mapping[str, Any]) -> str:
     return table(header, rows)
 
 
+def blend_section(report: Mapping[str, Any]) -> list[str]:
+    """The blend with the baseline: its finding and recording LWLRAP per model weight; [] without a baseline."""
+    mix = report.get("blend")
+    if not mix:
+        return []
+    if "skipped" in mix:
+        return ["## Blend with the baseline", mix["skipped"]]
+    rows = [("model alone (weight 1)", mix.get("model_recording_lwlrap")),
+            ("baseline alone (weight 0)", mix.get("baseline_recording_lwlrap")),
+            (f"best blend (weight {mix.get('best_weight'):g})", mix.get("blend_recording_lwlrap")),
+            ("margin a blend must gain", mix.get("margin")),
+            ("blend pays", mix.get("pays")),
+            ("model weight `make predict` uses", f"{mix.get('weight'):g}")]
+    grid = [(f"{g['weight']:g}", g["recording_lwlrap"]) for g in mix.get("grid", [])]
+    return ["## Blend with the baseline",
+            f"Out-of-fold recording LWLRAP of weight x rank(model) + (1 - weight) x rank(baseline), rank: "
+            f"{mix.get('normalisation')} (each recording's species ranked among themselves). "
+            f"Finding: {mix.get('finding')}.",
+            table(("figure", "value"), rows), table(("model weight", "recording LWLRAP"), grid)]
+
+
 def cv_report_markdown(report: Mapping[str, Any]) -> str:
     """The whole report.md text."""
     return "\n\n".join([
@@ -81,6 +103,7 @@ def cv_report_markdown(report: Mapping[str, Any]) -> str:
         "Out-of-fold LWLRAP: each slice scored by the fold model that did not train on its recording. "
         "Recording level (the competition's): a recording's score per species is the max over its slices.",
         "## Overall", overall_table(report),
+        *blend_section(report),
         "## Per fold", fold_table(report),
         "## Per class", class_table(report),
         "Pictures beside this file: per_class.png, curves.png, confusion.png (which species outrank the true one).",
