@@ -5,7 +5,8 @@ vector is the embedding) behind the run's LogMel front end (trainer.inference.se
 
     waveform float32 [B, window_samples] -> LogMel -> [B, n_mels, frames, 1]
       -> best.keras (float32 copy) -> scores [B, C] (the "scores" layer), embeddings [B, D]
-         (the Dense(dense_units) output, after its relu: trainer.model.network)
+         (the Dense(dense_units) output after its relu; a framewise head's averaged over time:
+         trainer.model.heads.embedding_output)
 
 `Ensemble` averages the scores of its models and concatenates their embeddings (core.export_layout's
 ExportMetadata), and cuts a whole recording into windows inside the graph with core.windows' rule.
@@ -33,7 +34,8 @@ import tensorflow as tf
 from core import export_layout as layout
 from core.errors import UserError
 from trainer.inference import serving
-from trainer.model import network as _layers  # noqa: F401  registers FrequencyChannel for from_config
+from trainer.model import heads
+from trainer.model import network as _layers  # noqa: F401  registers the custom layers for from_config
 from trainer.training.runs import Run
 
 FLOAT32 = "float32"
@@ -72,12 +74,12 @@ def float32_copy(model: keras.Model) -> keras.Model:
 
 def with_embeddings(model: keras.Model) -> keras.Model:
     """[B, n_mels, frames, 1] -> [scores [B, C], embeddings [B, D]]: the trained model's output and its
-    penultimate Dense layer's (trainer.model.network's head), sharing `model`'s layers."""
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    if len(dense) < 2 or dense[-1].output is not model.outputs[0]:
-        raise UserError(f"model {model.name} does not end in the head of trainer.model.network "
-                        f"(Dense(dense_units) ... Dense(num_classes)); cannot find its embedding layer")
-    return keras.Model(model.inputs, [model.outputs[0], dense[-2].output], name=f"{model.name}_embeddings")
+    head's embedding (trainer.model.heads.embedding_output), sharing `model`'s layers."""
+    try:
+        embedding = heads.embedding_output(model)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    return keras.Model(model.inputs, [model.outputs[0], embedding], name=f"{model.name}_embeddings")
 
 
 def window_model(run: Run, trained: keras.Model) -> keras.Model:

@@ -9,7 +9,8 @@ MelConfig, so it computes exactly trainer.features.mel.log_mel) and the trained 
       -> best.keras -> scores [batch, num_classes]
 
 and saves it as run_dir/serving.keras. Loading needs only Keras plus the project's registered layers
-(trainer.features.mel's LogMel, trainer.model.network's FrequencyChannel), which `load_serving` imports.
+(trainer.features.mel's LogMel, trainer.model.network's FrequencyChannel, trainer.model.heads' pooling
+layers), which `load_serving` imports.
 
     from trainer.training import runs; from trainer.inference import serving
     run = runs.open_run("runs/demo/fold0")
@@ -63,7 +64,8 @@ def load_serving(run_dir: str) -> Any:
     """Loads run_dir/serving.keras (its custom layers: trainer.features.mel's LogMel, trainer.model.network's, registered here)."""
     import keras
 
-    from trainer.model import network as _layers  # noqa: F401  registers FrequencyChannel (trainer.features.mel: LogMel)
+    # Registers FrequencyChannel and the heads' layers (trainer.features.mel registers LogMel).
+    from trainer.model import network as _layers  # noqa: F401
 
     path = layout.path(str(run_dir), SERVING_MODEL)
     if not fs.isfile(path):

@@ -1,4 +1,4 @@
-"""The network and what trains it: ResNet50 with the seed's head and the input extras (`network`), the
+"""The network and what trains it: ResNet50 with the input extras (`network`) and a head (`heads`), the
 masked losses (`losses`), the tf.distribute strategy (`strategy`).
 
 May import: core, augment, features, recipe, data, evaluation.

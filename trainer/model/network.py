@@ -1,17 +1,20 @@
-"""The classifier: ResNet50 (trained from scratch) on the log-mel input, the seed notebook's head.
+"""The classifier: ResNet50 (trained from scratch) on the log-mel input, then a head (trainer.model.heads).
 
     [B, n_mels, frames, 1] --band_norm: (x - mean[band]) / std[band], training statistics--> same
       --freq_channel: concat the mel-bin index scaled to [-1, 1]--> [B, n_mels, frames, 2]
       --ResNet50(include_top=False, weights=None)--> [B, ceil(n_mels/32), ceil(frames/32), 2048]
-      --GlobalAveragePooling2D--> [B, 2048] --BN, Dropout--> --Dense(1024, relu, he_normal)--> [B, 1024]
-      --BN, Dropout--> --Dense(num_classes, sigmoid|softmax, float32)--> [B, num_classes] scores
+      --head (cfg.head; default "gap", the seed's: GlobalAveragePooling2D, BN, Dropout, Dense(1024, relu),
+        BN, Dropout, Dense(num_classes, sigmoid|softmax, float32); "attention" / "max_avg": framewise
+        scores pooled over time)--> [B, num_classes] scores
 
 The input shape comes from the config (n_mels, mel.num_frames(window)), so it always equals what
 the input pipeline produces (the seed built the model for 256 x 1876 but fed it 128 x 1876).
-Both extras live inside the model, so best.keras and the serving model take the plain log-mel.
+Both extras live inside the model, so best.keras and the serving model take the plain log-mel; they and
+the heads' custom layers are registered Keras serializables (package "rfcx"), importing this module
+registers them all.
 Default: sigmoid scores + binary cross-entropy masked to the known labels (trainer.model.losses, packed
 targets of trainer.data.targets); loss "softmax" is the seed's softmax + categorical cross-entropy. The
-last layer computes in float32 under mixed precision.
+last layer ("scores") computes in float32 under mixed precision.
 
     from trainer.model import network
     net = network.build_model(cfg, input_shape=(128, 938, 1), band_stats=(mean, variance))  # [n_mels] each
@@ -28,6 +31,7 @@ from keras import ops
 
 from core.errors import UserError
 from trainer.evaluation.lwlrap import LWLRAP
+from trainer.model import heads
 from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
 from trainer.recipe.config import TrainConfig
 
@@ -73,7 +77,7 @@ def iter_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 
 def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
                 band_stats: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
-    """ResNet50 + the seed's head for `input_shape` = (n_mels, frames, 1); UserError if too small.
+    """ResNet50 + cfg.head's head for `input_shape` = (n_mels, frames, 1); UserError if too small.
 
     band_stats: (mean, variance) float [n_mels] of the training inputs, required when cfg.band_norm.
     """
@@ -92,15 +96,7 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
     backbone = keras.applications.ResNet50(include_top=False, weights=None,
                                            input_shape=(input_shape[0], input_shape[1], channels))
     x = backbone(x)  # [B, ceil(n_mels/32), ceil(frames/32), 2048]
-    x = keras.layers.GlobalAveragePooling2D()(x)  # [B, 2048]
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Dropout(cfg.dropout)(x)
-    x = keras.layers.Dense(cfg.dense_units, activation="relu", kernel_initializer="he_normal")(x)  # [B, units]
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Dropout(cfg.dropout)(x)
-    # float32 whatever the global policy: scores, loss and LWLRAP stay exact under mixed precision.
-    scores = keras.layers.Dense(cfg.num_classes, activation=cfg.loss, kernel_initializer="he_normal",
-                                dtype="float32", name="scores")(x)  # [B, num_classes]
+    scores = heads.build_head(cfg, x)  # [B, num_classes], the layer "scores", float32
     net = keras.Model(inputs, scores, name="rfcx_resnet50")
     # keras.applications builds its BatchNormalization layers with the default momentum; the moving
     # averages are only read outside training, so setting it before compile is enough.

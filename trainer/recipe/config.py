@@ -97,7 +97,13 @@ class TrainConfig:
     lr_decay_rate: float = 0.9  # factor per epoch (exponential schedule only)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4  # adamw only
-    dense_units: int = 1024  # the seed's head: Dense(1024, relu)
+    # Classifier head on the ResNet50 features (trainer.model.heads): "gap" = the seed's (global average
+    # pooling, Dense(dense_units, relu), Dense(num_classes)); "attention" / "max_avg" = SED-style (PANNs):
+    # scores per time step of the feature map, pooled over time by learned attention or by (max + mean) / 2,
+    # meant to keep a short call from being averaged away over the window (not yet measured against "gap").
+    # The framewise heads need loss "sigmoid".
+    head: Literal["gap", "attention", "max_avg"] = "gap"
+    dense_units: int = 1024  # the seed's head: Dense(1024, relu); the framewise heads' per-frame Dense
     dropout: float = 0.3
     # Momentum of every BatchNormalization moving average (backbone and head). Keras' default 0.99
     # (the seed's, implicitly) lags far behind the weights over the few hundred steps of a small run, so
@@ -135,6 +141,9 @@ class TrainConfig:
             bad.append("negative_fraction=1.0 (a batch needs tp slices; must be < 1)")
         if not 0.0 < self.min_box_overlap <= 1.0:
             bad.append(f"min_box_overlap={self.min_box_overlap} (must be in (0, 1])")
+        if self.head != "gap" and self.loss != "sigmoid":
+            bad.append(f"head={self.head!r} needs loss='sigmoid' (it pools per-species probabilities over time, "
+                       f"which do not sum to 1 over species as softmax scores must)")
         if self.band_norm and self.mel.scaling != "db":
             bad.append("band_norm needs mel.scaling='db' (min-max scaled inputs are already in [0, 1])")
         if not 0.0 < self.lr_decay_rate <= 1.0:

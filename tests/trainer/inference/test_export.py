@@ -202,6 +202,28 @@ def test_runs_root_exports_the_ensemble(float_run, float_export, tmp_path, keras
     np.testing.assert_allclose(out["embeddings"].numpy()[:, :64], alone, rtol=1e-3, atol=1e-3)
 
 
+def test_attention_head_run_exports_its_scores_and_time_averaged_embeddings(tmp_path, waves):
+    # A run with the framewise head (trainer.model.heads): its custom layers reload from best.keras, its
+    # embedding is the per-frame Dense(dense_units) averaged over time. --skip_tflite for the export's
+    # time (the head adds only builtin TFLite ops: mean, max, softmax, sum).
+    run_dir = make_tiny_run(tmp_path / "attention", seed=3, head="attention")
+    out_dir = str(tmp_path / "export")
+    export.main(["--run", run_dir, "--export_dir", out_dir, "--skip_tflite"])
+    assert layout.read_metadata(out_dir).embedding_size == 64
+    run = runs.open_run(run_dir)
+    trained = runs.load_model(run)
+    windows = cut_windows(waves[0], 96000, 48000)[:4]
+    expected = serving.build_serving_model(run, trained).predict_on_batch(windows)
+    assert expected.std() > 1e-3
+    out = tf.saved_model.load(os.path.join(out_dir, "saved_model")).signatures["windows"](
+        waveform=tf.constant(windows))
+    np.testing.assert_allclose(out["scores"].numpy(), expected, atol=FLOAT_ATOL)
+    frames = serving.build_serving_model(run, keras.Model(trained.input, trained.get_layer("frame_embedding").output))
+    per_frame = np.asarray(frames(windows))  # [4, T', 64]
+    assert per_frame.shape[1] > 1  # several time steps: the mean over time is not a copy
+    np.testing.assert_allclose(out["embeddings"].numpy(), per_frame.mean(axis=1), atol=FLOAT_ATOL)
+
+
 def test_user_errors(float_run, float_export, tmp_path, capsys):
     main = export.main
     fresh = str(tmp_path / "new")

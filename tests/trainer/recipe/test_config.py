@@ -106,11 +106,24 @@ def test_every_field_has_a_flag_and_flags_beat_file_beat_preset(tmp_path):
     ({"augment": {"time_masks": -1}}, "time_masks"),
     ({"augment": {"mixup_alpha": 0.0}}, "mixup_alpha"),
     ({"steps_per_epoch": -1}, "steps_per_epoch=-1 (must be >= 0)"),
+    ({"head": "transformer"}, "head='transformer' is not one of ['gap', 'attention', 'max_avg']"),
+    ({"head": "attention", "loss": "softmax"}, "head='attention' needs loss='sigmoid'"),
+    ({"head": "max_avg", "loss": "softmax"}, "head='max_avg' needs loss='sigmoid'"),
 ])
 def test_bad_overrides_raise_config_error(overrides, message):
     with pytest.raises(ConfigError) as e:
         config.apply_overrides(TrainConfig(), overrides)
     assert message in str(e.value)
+
+
+def test_a_run_config_saved_before_the_head_setting_loads_with_the_seeds_head(tmp_path):
+    cfg = config.apply_overrides(config.preset_config("tiny"), {"epochs": 3})
+    config.save_config(cfg, str(tmp_path / "config.json"))
+    old = json.loads((tmp_path / "config.json").read_text())
+    del old["head"]  # as written by runs that predate the setting
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    loaded = config.load_run_config(str(tmp_path))
+    assert loaded.head == "gap" and loaded == cfg
 
 
 def test_unknown_key_in_config_file_exits_2_with_message(tmp_path, capsys):
@@ -152,7 +165,7 @@ def _literal_fields() -> dict[str, tuple]:
 def test_choice_fields_are_literals_whose_values_are_the_flag_choices():
     fields = _literal_fields()
     # The settings with a fixed set of values are all Literal fields (so checked in one place).
-    assert {"loss", "monitor", "optimizer", "lr_schedule", "strategy", "from_preset", "verbose", "mel.scaling",
+    assert {"loss", "head", "monitor", "optimizer", "lr_schedule", "strategy", "from_preset", "verbose", "mel.scaling",
             "augment.noise_snr_reference", "augment.pitch_shift_method", "augment.time_shift_padding",
             "augment.volume_mode"} <= set(fields)
     actions = {a.dest: a for a in train.build_parser()._actions}
@@ -164,7 +177,7 @@ def test_choice_fields_are_literals_whose_values_are_the_flag_choices():
 
 @pytest.mark.parametrize("flag, value", [("--monitor", "lwlrap"), ("--mel.scaling", "log"), ("--verbose", "3"),
                                          ("--augment.volume_mode", "square"), ("--strategy", "gpu"),
-                                         ("--augment.pitch_shift_method", "vocoder")])
+                                         ("--augment.pitch_shift_method", "vocoder"), ("--head", "sed")])
 def test_a_bad_choice_flag_is_one_error_line_naming_the_choices(capsys, tmp_path, flag, value):
     with pytest.raises(SystemExit) as e:
         run_main(train.main, ["--shards_dir", str(tmp_path), "--fold", "0", "--run_dir", str(tmp_path / "r"),
