@@ -38,6 +38,7 @@ RUN ?= $(RUN_DIR)
 EXPORT ?= exports/$(SHARDS_NAME)
 ARGS ?=
 BENCH_ARGS ?=
+BENCH_ISAS ?= native avx2
 # ---- pictures (trainer.data.inspect_examples, trainer.inference.timelines) ----
 N ?= 16
 INSPECT_DIR ?= $(RUNS_ROOT)/inspect
@@ -68,7 +69,7 @@ help:
 	@echo "make detect-dataflow MODEL=gs://... AUDIO=gs://... OUT=gs://... PROJECT=p REGION=r BUCKET=b [ARGS=...]"
 	@echo "make export [RUN=runs/demo/fold0, or a runs root for the CV ensemble] [EXPORT=exports/<shards>] [ARGS='--stride_seconds 1.5 --overwrite ...']"
 	@echo "make inspect [SHARDS=dir] [FOLD=0] [N=16] [INSPECT_DIR=runs/<shards>/inspect] [ARGS='--unaugmented_beside ...']"
-	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...']"
+	@echo "make bench [SHARDS=dir DATA_DIR=its dataset] [BENCH_ARGS='--quick ...'] [BENCH_ISAS='native avx2']"
 	@echo "make bench-export [RUN=runs/demo/fold0] [SHARDS=dir] [BENCH_ARGS='--max_recordings 8 --threads 2 ...']"
 	@echo "make test | make clean"
 
@@ -161,11 +162,12 @@ test: $(STAMP)
 
 # bench_shards generates its own datasets; bench_input and bench_train read SHARDS, and bench_input's
 # seed generator the dataset those came from (the demo's for the default SHARDS, else DATA_DIR).
-# BENCH_ARGS go to bench_input and bench_train (e.g. --quick, --fold 1, --out dir).
+# BENCH_ARGS go to bench_input and bench_train (e.g. --quick, --fold 1, --out dir). bench_train also times the
+# cpu preset on the AVX2-only path (its --isas; BENCH_ISAS=native skips that).
 bench: $(STAMP) $(DEMO_DEP)
 	$(PY) -m benchmarks.bench_shards
 	$(PY) -m benchmarks.bench_input --shards_dir $(SHARDS) $(if $(strip $(DATA_DIR)),--data_dir $(DATA_DIR)) $(BENCH_ARGS)
-	$(PY) -m benchmarks.bench_train --shards_dir $(SHARDS) $(BENCH_ARGS)
+	$(PY) -m benchmarks.bench_train --shards_dir $(SHARDS) --isas $(BENCH_ISAS) $(BENCH_ARGS)
 	$(PY) -m benchmarks.bench_detect $(if $(strip $(MODEL)),--model $(MODEL))
 
 # Real-time factor and test LWLRAP of the Keras, SavedModel and TFLite float/int8 forms of RUN (minutes).

@@ -1,9 +1,11 @@
-"""Training speed of the real model at the `cpu` and `full` presets, with and without mixed precision.
+"""Training speed of the real model at the `cpu` and `full` presets, with and without mixed precision,
+on the CPU's own instruction set and on an AVX2-only path, with and without XLA.
 
     python -m benchmarks.bench_train [--shards_dir data/shards/demo] [--fold 0] [--presets cpu full]
-        [--precisions float32 mixed] [--mel_devices host model] [--sources fixed pipeline] [--windows 3]
+        [--precisions float32 mixed] [--mel_devices host model] [--sources fixed pipeline]
+        [--isas native avx2] [--jit_compile_cases auto on off] [--variant_presets cpu] [--windows 3]
         [--warmup_steps N] [--window_steps N] [--batch_size B] [--out bench_out] [--quick]
-    make bench [SHARDS=dir]        # with bench_shards and bench_input
+    make bench [SHARDS=dir] [BENCH_ISAS=native]   # with bench_shards and bench_input; --isas native avx2 by default
 
 --shards_dir is any schema-v2 shards dir (e.g. `--shards_dir /tmp/exp/sh_partial`, 10 s slices);
 the default is what `make shards` writes (built first when missing).
@@ -23,6 +25,18 @@ measures both),
 * pipeline: trainer.data.inputs.train_dataset over the shards' training folds with the preset's recipe,
   running beside the model on the same cores, as in training.
 
+--isas runs each case on these instruction-set paths: native (what the CPU has) and avx2, which
+emulates an AVX2-only CPU (e.g. an AMD Zen 2/3 cloud VM) on a newer one: the child process gets
+ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN, which runs TensorFlow's convolutions and matmuls on x86, dispatches
+no AVX-512 or AMX kernel) and XLA_FLAGS=--xla_cpu_max_isa=AVX2 (the same for XLA's CPU code). On such
+a path bfloat16 has no native instruction, so "mixed" measures its emulation. --jit_compile_cases
+runs each case with trainer.recipe.config's jit_compile at these values (auto = Keras' rule: no XLA on
+a CPU-only machine; on = XLA-compiled steps; the first step then includes XLA's compilation).
+Presets outside --variant_presets (default: cpu) run only the first --isas and --jit_compile_cases
+value: a full-size step on 2 cores is already ~15 s natively. `make bench` adds the cpu preset's two
+avx2 cases (float32, mixed), by the step counts below about two minutes each on 2 cores (a trace
+and ~20 steps of 1-3 s); `--jit_compile_cases auto on` doubles the cpu preset's cases.
+
 A callback notes the wall and CPU clock after every step (waiting for the step's loss). The first
 steps of each source are warm-up (the first step of the first source also traces the graph: its
 time is reported apart); the next --windows x --window_steps steps form the timed windows, and the
@@ -32,7 +46,8 @@ the timed windows (gpu_util_percent; None without). Peak RSS is the child's peak
 during each source (the peak is reset in between). Defaults keep `make bench` near 10 minutes on
 2 cores: a full-size step takes ~15 s there, so the full preset times 1-step windows.
 
-Prints a table and writes OUT/bench_train.json, with the CPU's bfloat16 features (avx512_bf16 and
+Prints a table (one row per preset, precision, log-mel placement, ISA path, XLA and source) and writes
+OUT/bench_train.json, with the CPU's bfloat16 features (avx512_bf16 and
 AMX from /proc/cpuinfo: without them bfloat16 is emulated and mixed precision is slower) and the
 load average (the machine may be shared; cores used below the core count shows it). --quick
 (batch 4, 1 warm-up step, 2 windows of 1 step) only proves that every case runs.
@@ -55,6 +70,18 @@ from core.errors import UserError, run_main
 PRESETS = ("cpu", "full")
 PRECISIONS = ("float32", "mixed")
 SOURCES = ("fixed", "pipeline")
+ISAS = ("native", "avx2")
+JIT_COMPILE = ("auto", "on", "off")  # trainer.recipe.config.JitCompile (tested equal)
+# What each ISA path sets in a case's environment (XLA_FLAGS is appended to, not replaced).
+ISA_ENVIRONMENT = {"native": {}, "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}}
+
+
+def isa_environment(isa: str, environ: dict[str, str]) -> dict[str, str]:
+    """A copy of `environ` for a child process on the `isa` path (ISA_ENVIRONMENT; XLA_FLAGS extended)."""
+    env = dict(environ)
+    for key, value in ISA_ENVIRONMENT[isa].items():
+        env[key] = f"{env[key]} {value}" if key == "XLA_FLAGS" and env.get(key) else value
+    return env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +184,12 @@ class GpuUtilisation:
 
 
 def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sources: Sequence[str],
-             plans: dict[str, Plan], batch_size: int | None, mel_device: str = "auto") -> dict[str, Any]:
-    """Times one preset at one precision on each source; runs in its own process (global policy, RSS)."""
+             plans: dict[str, Plan], batch_size: int | None, mel_device: str = "auto", isa: str = "native",
+             jit_compile: str = "auto") -> dict[str, Any]:
+    """Times one preset at one precision on each source; runs in its own process (global policy, RSS).
+
+    `isa` is only recorded: the environment the process started with decides the path (isa_environment).
+    """
     import keras
     import numpy as np
 
@@ -169,7 +200,7 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
 
     cfg = config.preset_config(preset)
     cfg = dataclasses.replace(cfg, mixed_precision=precision == "mixed", verbose=0,
-                              batch_size=batch_size or cfg.batch_size)
+                              batch_size=batch_size or cfg.batch_size, jit_compile=jit_compile)
     fold = discovery.prepare_fold(shards_dir, fold_index, cfg)
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     mel_device = mel_placement.resolve(mel_device)[0]  # after the strategy: a TPU is listed once initialised
@@ -188,6 +219,8 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
         network.compile_model(net, cfg, steps_per_epoch=longest)
     result: dict[str, Any] = {
         "preset": preset, "precision": precision, "mel_device": mel_device, "policy": policy,
+        "isa": isa, "environment": {k: os.environ.get(k) for k in ISA_ENVIRONMENT["avx2"]},
+        "jit_compile": jit_compile, "xla": bool(net.jit_compile),  # what Keras resolved "auto" to
         "strategy": placement.name,
         "replicas": placement.num_replicas, "global_batch": global_batch, "input_shape": list(shape),
         "params": int(net.count_params()), "sources": {},
@@ -221,7 +254,8 @@ def run_case(shards_dir: str, fold_index: int, preset: str, precision: str, sour
             "gpu_util_percent": gpu.mean_after(clock.wall[plan.warmup]),  # the timed windows; None without a GPU
         }
         del stream
-        print(f"  {preset} {precision} mel on {mel_device} {source}: {result['sources'][source]['median']}", flush=True)
+        print(f"  {preset} {precision} mel on {mel_device} {isa} XLA {jit_compile} {source}: "
+              f"{result['sources'][source]['median']}", flush=True)
     return result
 
 
@@ -236,11 +270,29 @@ def case_plans(preset: str, sources: Sequence[str], args: argparse.Namespace) ->
     return {s: Plan(warmup if i == 0 else min(warmup, 1), window_steps, args.windows) for i, s in enumerate(sources)}
 
 
-def _run_child(args: argparse.Namespace, preset: str, precision: str, mel_device: str = "auto") -> dict[str, Any]:
-    """Runs one case in a fresh interpreter; its result, or {"error": ...} with the tail of its output."""
+def case_list(args: argparse.Namespace) -> list[dict[str, str]]:
+    """Every case to run: {"preset", "precision", "mel_device", "isa", "jit_compile"}, in table order.
+
+    Presets outside --variant_presets take only the first --isas and --jit_compile_cases value.
+    """
+    cases = []
+    for preset in args.presets:
+        variants = preset in args.variant_presets
+        for precision in args.precisions:
+            for mel_device in args.mel_devices:
+                for isa in args.isas if variants else args.isas[:1]:
+                    for jit in args.jit_compile_cases if variants else args.jit_compile_cases[:1]:
+                        cases.append({"preset": preset, "precision": precision, "mel_device": mel_device,
+                                      "isa": isa, "jit_compile": jit})
+    return cases
+
+
+def _run_child(args: argparse.Namespace, case: dict[str, str]) -> dict[str, Any]:
+    """Runs one case in a fresh interpreter; its result, or {**case, "error": ...} with the tail of its output."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "case.json")
-        command = [sys.executable, "-m", "benchmarks.bench_train", "--case", f"{preset}:{precision}:{mel_device}",
+        spec = ":".join(case[k] for k in ("preset", "precision", "mel_device", "isa", "jit_compile"))
+        command = [sys.executable, "-m", "benchmarks.bench_train", "--case", spec,
                    "--case_out", out,
                    "--shards_dir", args.shards_dir, "--fold", str(args.fold), "--windows", str(args.windows),
                    "--sources", *args.sources]
@@ -249,14 +301,13 @@ def _run_child(args: argparse.Namespace, preset: str, precision: str, mel_device
                 command += [f"--{flag}", str(getattr(args, flag))]
         started = time.perf_counter()
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout)
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout,
+                                  env=isa_environment(case["isa"], dict(os.environ)))
         except subprocess.TimeoutExpired:
-            return {"preset": preset, "precision": precision, "mel_device": mel_device,
-                    "error": f"timed out after {args.case_timeout} s"}
+            return {**case, "error": f"timed out after {args.case_timeout} s"}
         if proc.returncode != 0 or not os.path.exists(out):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            return {"preset": preset, "precision": precision, "mel_device": mel_device,
-                    "error": f"exit status {proc.returncode}:\n{tail}"}
+            return {**case, "error": f"exit status {proc.returncode}:\n{tail}"}
         with open(out) as f:
             result = json.load(f)
     result["process_seconds"] = round(time.perf_counter() - started, 1)
@@ -264,17 +315,36 @@ def _run_child(args: argparse.Namespace, preset: str, precision: str, mel_device
     return result
 
 
-def mixed_speedups(cases: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """{preset: {source: mixed steps/s / float32 steps/s}} where both were measured (source + " mel on model"
-    with the log-mel in the model)."""
-    rate = {(c["preset"], c["precision"], c.get("mel_device", "host"), s): v["median"]["steps_per_s"]
+# The axes along which cases differ (besides preset and source), each with its default and how a
+# speed-up label names a case off that default.
+_AXES = {"precision": ("float32", lambda v: v), "mel_device": ("host", lambda v: f"mel on {v}"),
+         "isa": ("native", lambda v: f"on {v}"), "xla": (False, lambda v: "XLA")}
+
+
+def speedups(cases: Sequence[dict[str, Any]], axis: str, base: Any, other: Any) -> dict[str, dict[str, float]]:
+    """{preset: {label: steps/s at axis=other / steps/s at axis=base}} over cases equal in every other axis.
+
+    The label is the source, then every other axis off its default ("fixed mel on model", "pipeline on avx2").
+    """
+    def key(case: dict[str, Any]) -> tuple:
+        return tuple(case.get(a, default) for a, (default, _) in _AXES.items() if a != axis)
+
+    rate = {(c["preset"], c.get(axis, _AXES[axis][0]), key(c), s): v["median"]["steps_per_s"]
             for c in cases if "error" not in c for s, v in c["sources"].items()}
+    labels = {key(c): [name(c[a]) for a, (default, name) in _AXES.items()
+                       if a != axis and c.get(a, default) != default]
+              for c in cases if "error" not in c}
     out: dict[str, dict[str, float]] = {}
-    for (preset, precision, device, source), value in rate.items():
-        base = rate.get((preset, "float32", device, source))
-        if precision == "mixed" and base:
-            out.setdefault(preset, {})[source + (" mel on model" if device == "model" else "")] = value / base
+    for (preset, value, rest, source), steps in rate.items():
+        reference = rate.get((preset, base, rest, source))
+        if value == other and reference:
+            out.setdefault(preset, {})[" ".join([source, *labels[rest]])] = steps / reference
     return out
+
+
+def mixed_speedups(cases: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """{preset: {label: mixed steps/s / float32 steps/s}} where both were measured (see speedups)."""
+    return speedups(cases, "precision", "float32", "mixed")
 
 
 def report(results: dict[str, Any]) -> str:
@@ -283,28 +353,31 @@ def report(results: dict[str, Any]) -> str:
             f"{'yes' if cpu['amx_tile'] and cpu['amx_bf16'] else 'no'}")
     lines = [f"training speed, {results['machine']['cpu_count']} cores ({cpu['model']}; {bf16}), median window"
              f"{' (QUICK: figures mean nothing)' if results['quick'] else ''}",
-             f"{'preset':6s} {'precision':9s} {'mel on':6s} {'source':8s} {'input':>12s} {'batch':>5s} "
+             f"{'preset':6s} {'precision':9s} {'mel on':6s} {'isa':6s} {'XLA':3s} {'source':8s} {'input':>12s} "
+             f"{'batch':>5s} "
              f"{'steps/s':>8s} "
              f"{'examples/s':>10s} {'s/step':>7s} {'cores':>5s} {'GPU %':>5s} {'peak RSS MiB':>12s} "
              f"{'1st step s':>10s}"]
     for case in results["cases"]:
-        device = case.get("mel_device", "?")
+        device, isa = case.get("mel_device", "?"), case.get("isa", "native")
+        xla = {True: "yes", False: "no"}.get(case.get("xla"), case.get("jit_compile", "?"))
+        head = f"{case['preset']:6s} {case['precision']:9s} {device:6s} {isa:6s} {xla:3s}"
         if "error" in case:
-            lines.append(f"{case['preset']:6s} {case['precision']:9s} {device:6s} "
-                         f"FAILED: {case['error'].splitlines()[0]}")
+            lines.append(f"{head} FAILED: {case['error'].splitlines()[0]}")
             continue
         shape = "x".join(str(d) for d in case["input_shape"])
         for source, r in case["sources"].items():
             m = r["median"]
             util = r.get("gpu_util_percent")
-            lines.append(f"{case['preset']:6s} {case['precision']:9s} {device:6s} {source:8s} {shape:>12s} "
+            lines.append(f"{head} {source:8s} {shape:>12s} "
                          f"{case['global_batch']:5d} {m['steps_per_s']:8.3f} {m['examples_per_s']:10.1f} "
                          f"{m['seconds_per_step']:7.2f} {m['cores_used']:5.2f} "
                          f"{'-' if util is None else format(util, '.0f'):>5s} "
                          f"{r['peak_rss_mib'] or float('nan'):12.0f} {r['first_step_seconds']:10.1f}")
-    for preset, by_source in results["mixed_speedup"].items():
-        lines.append(f"mixed precision vs float32, {preset}: " +
-                     ", ".join(f"{s} x{v:.2f}" for s, v in by_source.items()))
+    for title, key in (("mixed precision vs float32", "mixed_speedup"), ("avx2 path vs native", "avx2_vs_native"),
+                       ("XLA vs none", "xla_speedup")):
+        for preset, by_source in results.get(key, {}).items():
+            lines.append(f"{title}, {preset}: " + ", ".join(f"{s} x{v:.2f}" for s, v in by_source.items()))
     return "\n".join(lines)
 
 
@@ -319,6 +392,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="where the log-mel is computed (--mel.device of training); default: what auto picks here")
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES,
                    help="fixed: one in-memory batch repeated; pipeline: the real input pipeline (in this order)")
+    p.add_argument("--isas", nargs="+", default=["native"], choices=ISAS,
+                   help="instruction-set paths: native, avx2 (oneDNN and XLA limited to AVX2; make bench adds it)")
+    p.add_argument("--jit_compile_cases", nargs="+", default=["auto"], choices=JIT_COMPILE,
+                   help="the training config's jit_compile values to time (XLA: on; Keras' rule: auto)")
+    p.add_argument("--variant_presets", nargs="*", default=["cpu"], choices=("cpu", "full", "tiny"),
+                   help="presets that run every --isas and --jit_compile_cases value; the others the first only")
     p.add_argument("--windows", type=int, default=3, help="timed windows per source (the median is reported)")
     p.add_argument("--warmup_steps", type=int, default=None,
                    help="untimed steps of the first source (default per preset: cpu 2, full 1)")
@@ -327,7 +406,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--case_timeout", type=float, default=1200.0, help="seconds before a case is abandoned")
     p.add_argument("--out", default="bench_out", help="directory of bench_train.json")
     p.add_argument("--quick", action="store_true", help="batch 4, 1 warm-up step, 2 windows of 1 step: checks it runs")
-    p.add_argument("--case", help=argparse.SUPPRESS)  # PRESET:PRECISION:MEL_DEVICE, run in a child process
+    p.add_argument("--case", help=argparse.SUPPRESS)  # PRESET:PRECISION:MEL_DEVICE:ISA:JIT, in a child process
     p.add_argument("--case_out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -336,15 +415,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if min(counts) < 1 or (args.warmup_steps is not None and args.warmup_steps < 0):
         raise UserError("--windows, --window_steps and --batch_size must be >= 1, --warmup_steps >= 0")
     args.sources = [s for s in SOURCES if s in args.sources]  # fixed first: it takes the tracing
+    args.isas = list(dict.fromkeys(args.isas))  # a value given twice runs once
+    args.jit_compile_cases = list(dict.fromkeys(args.jit_compile_cases))
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.case:
-        preset, precision, mel_device = args.case.split(":")
+        preset, precision, mel_device, isa, jit_compile = args.case.split(":")
         result = run_case(args.shards_dir, args.fold, preset, precision, args.sources,
-                          case_plans(preset, args.sources, args), args.batch_size, mel_device)
+                          case_plans(preset, args.sources, args), args.batch_size, mel_device, isa, jit_compile)
         with open(args.case_out, "w") as f:
             json.dump(result, f)
         return
@@ -364,12 +445,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     print(f"CPU {results['machine']['cpu']}; timing training steps ...", flush=True)
     started = time.perf_counter()
-    for preset in args.presets:
-        for precision in args.precisions:
-            for mel_device in args.mel_devices:
-                results["cases"].append(_run_child(args, preset, precision, mel_device))
+    for case in case_list(args):
+        results["cases"].append(_run_child(args, case))
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["mixed_speedup"] = mixed_speedups(results["cases"])
+    results["avx2_vs_native"] = speedups(results["cases"], "isa", "native", "avx2")
+    results["xla_speedup"] = speedups(results["cases"], "xla", False, True)
     table = report(results)
     print(table)
     print(f"total {results['total_seconds']:.0f} s")
@@ -381,8 +462,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if failed:
         for case in results["cases"]:
             if "error" in case:
-                print(f"{case['preset']} {case['precision']} mel on {case.get('mel_device')} failed: {case['error']}",
-                      file=sys.stderr)
+                print(f"{case['preset']} {case['precision']} mel on {case.get('mel_device')} {case.get('isa')} "
+                      f"jit_compile {case.get('jit_compile')} failed: {case['error']}", file=sys.stderr)
         sys.exit(1)
 
 

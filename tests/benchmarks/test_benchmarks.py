@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_input, bench_train, common
-from core import schema
+from core import choices, schema
 from tests.helpers.shard_factory import train_example, write_shards
 from trainer.data import discovery
 from trainer.recipe import config
@@ -64,6 +64,35 @@ def test_mixed_speedup_is_per_preset_and_source_against_float32():
                 {**case("cpu", "mixed", fixed=4.0, pipeline=1.5), "mel_device": "model"}]
     assert bench_train.mixed_speedups(cases + on_model) == {
         "cpu": {"fixed": 1.5, "pipeline": 1.5, "fixed mel on model": 2.0, "pipeline mel on model": 1.5}}
+
+
+def test_avx2_path_and_xla_speedups_compare_cases_equal_in_every_other_axis():
+    def case(precision, isa, xla, fixed):
+        return {"preset": "cpu", "precision": precision, "mel_device": "host", "isa": isa, "xla": xla,
+                "sources": {"fixed": {"median": {"steps_per_s": fixed}}}}
+
+    cases = [case("float32", "native", False, 2.0), case("float32", "avx2", False, 1.0),
+             case("mixed", "native", False, 4.0), case("mixed", "avx2", False, 0.5),
+             case("float32", "native", True, 3.0)]
+    assert bench_train.speedups(cases, "isa", "native", "avx2") == {"cpu": {"fixed": 0.5, "fixed mixed": 0.125}}
+    assert bench_train.speedups(cases, "xla", False, True) == {"cpu": {"fixed": 1.5}}
+    assert bench_train.mixed_speedups(cases) == {"cpu": {"fixed": 2.0, "fixed on avx2": 0.5}}
+
+
+def test_avx2_cases_limit_onednn_and_xla_and_run_for_the_variant_presets_only():
+    env = bench_train.isa_environment("avx2", {"XLA_FLAGS": "--xla_dump_to=/tmp/x", "HOME": "/h"})
+    assert env == {"ONEDNN_MAX_CPU_ISA": "AVX2", "XLA_FLAGS": "--xla_dump_to=/tmp/x --xla_cpu_max_isa=AVX2",
+                   "HOME": "/h"}
+    assert bench_train.isa_environment("avx2", {})["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2"
+    assert bench_train.isa_environment("native", {"HOME": "/h"}) == {"HOME": "/h"}
+    assert bench_train.JIT_COMPILE == choices.of(config.JitCompile)
+    args = bench_train.parse_args(["--precisions", "float32", "--isas", "native", "avx2",
+                                   "--jit_compile_cases", "auto", "on"])
+    cases = bench_train.case_list(args)
+    assert [(c["preset"], c["isa"], c["jit_compile"]) for c in cases] == [
+        ("cpu", "native", "auto"), ("cpu", "native", "on"), ("cpu", "avx2", "auto"), ("cpu", "avx2", "on"),
+        ("full", "native", "auto")]
+    assert bench_train.parse_args([]).isas == ["native"]  # no AVX2 path unless asked (make bench asks)
 
 
 def test_only_the_first_source_warms_up_long():

@@ -14,7 +14,8 @@ the heads' custom layers are registered Keras serializables (package "rfcx"), im
 registers them all.
 Default: sigmoid scores + binary cross-entropy masked to the known labels (trainer.model.losses, packed
 targets of trainer.data.targets); loss "softmax" is the seed's softmax + categorical cross-entropy. The
-last layer ("scores") computes in float32 under mixed precision.
+last layer ("scores") computes in float32 under mixed precision. compile_model XLA-compiles the steps per
+cfg.jit_compile (by default Keras' own rule).
 
     from trainer.model import network
     net = network.build_model(cfg, input_shape=(128, 938, 1), band_stats=(mean, variance))  # [n_mels] each
@@ -30,6 +31,7 @@ import tensorflow as tf
 from keras import ops
 
 from core.errors import UserError
+from core.settings import ConfigError
 from trainer.evaluation.lwlrap import LWLRAP
 from trainer.model import heads
 from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
@@ -135,12 +137,21 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.Adam(lr)
 
 
+# cfg.jit_compile -> Keras' compile(jit_compile=...).
+_JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
 def compile_model(net: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
-    """Optimizer, loss matching the output activation (on packed targets), and the streaming LWLRAP metric."""
+    """Optimizer, loss matching the output activation (on packed targets), the streaming LWLRAP metric, and
+    XLA compilation of the steps per cfg.jit_compile; ConfigError when "on" cannot be honoured."""
     loss = (LabelsCategoricalCrossentropy(cfg.num_classes) if cfg.loss == "softmax"
             else MaskedBinaryCrossentropy(cfg.num_classes))
     net.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss,
-                metrics=[LWLRAP(num_classes=cfg.num_classes)])
+                metrics=[LWLRAP(num_classes=cfg.num_classes)], jit_compile=_JIT_COMPILE[cfg.jit_compile])
+    if cfg.jit_compile == "on" and not net.jit_compile:
+        # Keras falls back to no XLA with only a warning (a layer without XLA support, or op determinism on).
+        raise ConfigError("jit_compile=on, but Keras cannot XLA-compile this model here (see its warning above); "
+                          "use --jit_compile auto or off")
     # Creating the optimizer's slots now, eagerly, instead of inside the first traced train step
     # spares tf.function a second trace of the whole step (~25 s for ResNet50 on a CPU).
     net.optimizer.build(net.trainable_variables)

@@ -29,12 +29,15 @@ from trainer.features.mel import MelConfig
 CONFIG_FILE = "config.json"  # in every run dir (trainer.training.run_layout)
 # Settings that may change between an interrupted run and its resumption (trainer.training.train): how the
 # run is executed or logged, and how many epochs it runs; not what an epoch learns.
-RESUMABLE_FIELDS = frozenset({"epochs", "verbose", "strategy", "tpu"})
+RESUMABLE_FIELDS = frozenset({"epochs", "verbose", "strategy", "tpu", "jit_compile"})
 
 
 Preset = Literal["full", "cpu", "tiny"]
 # tf.distribute strategies trainer.model.strategy builds.
 StrategyName = Literal["auto", "default", "mirrored", "tpu"]
+# XLA compilation of the train/test/predict steps (Keras `compile(jit_compile=...)`): "auto" is Keras' own
+# rule (XLA on a machine with a GPU/TPU unless a tf.distribute strategy is in use, never on a CPU-only one).
+JitCompile = Literal["auto", "on", "off"]
 
 
 # Bounds of settings whose absurd values would otherwise fail deep inside TensorFlow or numpy
@@ -119,6 +122,9 @@ class TrainConfig:
     strategy: StrategyName = "auto"
     tpu: str = ""  # TPU name or "local" (TPU VM); auto uses the TPU only when this is set
     mixed_precision: bool = False  # float16 on GPU, bfloat16 on TPU/CPU; the outputs stay float32
+    # XLA for the Keras steps (trainer.model.network.compile_model): "on" also on a CPU, "off" also on a GPU.
+    # A run config.json written before this field loads with "auto", the behaviour of those runs.
+    jit_compile: JitCompile = "auto"
     verbose: Literal[0, 1, 2] = 1  # Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch
 
     def __post_init__(self) -> None:

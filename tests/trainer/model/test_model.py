@@ -14,6 +14,7 @@ import pytest
 
 from core import schema
 from core.errors import UserError
+from core.settings import ConfigError
 from pipeline.demo_data import background, synthesize_call
 from tests.helpers import shard_factory as sf
 from tests.helpers.recipe_config import FRAMES, N_MELS, small_config
@@ -201,6 +202,43 @@ def test_learning_rate_schedules_follow_their_formulas():
     assert float(warm(25)) == pytest.approx(lr * 0.5 * (1 + math.cos(math.pi * 15 / 30)), rel=1e-5)
     expo = network.learning_rate(_schedule_cfg(lr_schedule="exponential", lr_decay_rate=0.5), steps)
     assert float(expo(20)) == pytest.approx(lr * 0.25, rel=1e-5)
+
+
+def test_jit_compile_reaches_keras_and_an_xla_train_step_runs_on_cpu(float32_policy):
+    # A small dense model instead of the ResNet50: XLA-compiling the ResNet costs a minute of the suite;
+    # the step, loss and LWLRAP metric compiled here are the ones compile_model gives every model.
+    shape = discovery.input_shape(small_config())
+    off = network.build_model(small_config(), shape)
+    network.compile_model(off, small_config(jit_compile="off"), steps_per_epoch=1)
+    assert off.jit_compile is False
+    cfg = small_config(jit_compile="on", optimizer="adam", lr_schedule="constant", learning_rate=1e-3)
+    net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(cfg.num_classes, activation="sigmoid")])
+    network.compile_model(net, cfg, steps_per_epoch=1)
+    assert net.jit_compile is True  # XLA even on this CPU-only machine, where Keras' "auto" would not use it
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 8)).astype(np.float32)
+    labels = (rng.random((4, cfg.num_classes)) < 0.2).astype(np.float32)
+    y = np.concatenate([labels, np.ones_like(labels)], axis=1)  # packed [labels | weights]
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    loss = net.train_on_batch(x, y, return_dict=True)["loss"]
+    assert np.isfinite(loss) and loss > 0
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, net.trainable_variables))
+
+
+def test_jit_compile_on_that_keras_cannot_honour_is_a_config_error():
+    class NoXla(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.supports_jit = False  # as Keras marks layers XLA cannot compile
+
+        def call(self, x):
+            return x
+
+    net = keras.Sequential([keras.Input((4,)), NoXla(), keras.layers.Dense(24, activation="sigmoid")])
+    with pytest.raises(ConfigError, match="jit_compile=on"):
+        network.compile_model(net, small_config(jit_compile="on"), steps_per_epoch=1)
+    network.compile_model(net, small_config(jit_compile="auto"), steps_per_epoch=1)  # Keras' rule: no XLA here
+    assert net.jit_compile is False
 
 
 def test_optimizer_choices():

@@ -66,6 +66,16 @@ def test_json_round_trip(tmp_path):
     assert set(saved["augment"]) == {f.name for f in dataclasses.fields(AugmentConfig)}
 
 
+def test_a_run_config_written_before_jit_compile_existed_loads_with_keras_rule(tmp_path):
+    saved = config.config_to_dict(config.preset_config("cpu"))
+    del saved["jit_compile"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = config.load_run_config(str(tmp_path))
+    assert loaded.jit_compile == "auto" and loaded == config.preset_config("cpu")
+    # A resumed run may change it: it changes how the steps run, not what they compute.
+    assert "jit_compile" in config.RESUMABLE_FIELDS
+
+
 def test_every_field_has_a_flag_and_flags_beat_file_beat_preset(tmp_path):
     parser = train.build_parser()
     flags = {a for action in parser._actions for a in action.option_strings}
@@ -165,7 +175,8 @@ def _literal_fields() -> dict[str, tuple]:
 def test_choice_fields_are_literals_whose_values_are_the_flag_choices():
     fields = _literal_fields()
     # The settings with a fixed set of values are all Literal fields (so checked in one place).
-    assert {"loss", "head", "monitor", "optimizer", "lr_schedule", "strategy", "from_preset", "verbose", "mel.scaling",
+    assert {"loss", "head", "monitor", "optimizer", "lr_schedule", "strategy", "from_preset", "verbose", "jit_compile",
+            "mel.scaling",
             "augment.noise_snr_reference", "augment.pitch_shift_method", "augment.time_shift_padding",
             "augment.volume_mode"} <= set(fields)
     actions = {a.dest: a for a in train.build_parser()._actions}
