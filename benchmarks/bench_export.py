@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_export --run runs/demo/fold0 [--shards_dir data/shards/demo]
         [--export_dir bench_out/export_<run>] [--forms keras saved_model tflite tflite_int8]
-        [--max_recordings N] [--threads N] [--tflite_batch 16] [--out bench_out]
+        [--max_recordings N] [--tflite_interpreters N] [--threads N] [--tflite_batch 16] [--out bench_out]
     python -m benchmarks.bench_export --untrained_preset full --max_recordings 2   # speed of the full preset
     make bench-export [RUN=runs/demo/fold0] [BENCH_ARGS=...]
 
@@ -15,8 +15,10 @@ timing; then each form scores every recording, windows of the run's window every
   windows through predict_on_batch, as trainer.inference.predict does;
 * saved_model: the export's "serving_default" signature, one call per recording (windowing inside);
 * tflite, tflite_int8: model.tflite / model_int8.tflite through tf.lite's interpreter, --tflite_batch
-  windows per call (default 16, as keras; 1 = an edge recorder's one window at a time), --threads
-  threads (default: every core).
+  windows per call (default 16, as keras; 1 = an edge recorder's one window at a time), by
+  --tflite_interpreters single-threaded interpreters at once (tflite_export.ParallelInterpreters; default:
+  one per core), or with --tflite_interpreters 1 by one interpreter of --threads threads (default:
+  every core).
 
 Each form scores one window first (tracing, delegate set-up) outside the timing. Each form's recording
 scores are compared with the first form's (keras by default): max and mean absolute difference. The real-time factor
@@ -65,8 +67,8 @@ def make_untrained_run(preset: str, run_dir: str) -> str:
     return run_dir
 
 
-def scorer(form: str, run: runs.Run, export_dir: str, threads: int,
-           tflite_batch: int = 16) -> Callable[[np.ndarray], np.ndarray]:
+def scorer(form: str, run: runs.Run, export_dir: str, threads: int, tflite_batch: int = 16,
+           tflite_interpreters: int = 1) -> Callable[[np.ndarray], np.ndarray]:
     """form -> fn(waveform float32 [n]) -> window scores float32 [W, C] (core.windows, half-window stride)."""
     window = run.window_samples
     stride = default_stride(window)
@@ -81,7 +83,11 @@ def scorer(form: str, run: runs.Run, export_dir: str, threads: int,
             layout.RECORDING_SIGNATURE]
         return lambda wave: signature(**{layout.INPUT: tf.constant(wave)})[layout.SCORES].numpy()
     name = layout.TFLITE_FLOAT if form == "tflite" else layout.TFLITE_INT8
-    interpreter = tflite_export.interpreter(layout.path(export_dir, name), num_threads=threads)
+    path = layout.path(export_dir, name)
+    if tflite_interpreters > 1:
+        parallel = tflite_export.ParallelInterpreters(path, tflite_interpreters, tflite_batch)
+        return lambda wave: parallel(cut_windows(wave, window, stride))[0]
+    interpreter = tflite_export.interpreter(path, num_threads=threads)
     return lambda wave: tflite_export.run_tflite(interpreter, cut_windows(wave, window, stride), tflite_batch)[0]
 
 
@@ -120,6 +126,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max_recordings", type=int, default=0, help="the first N test recordings (0: all)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="TFLite interpreter threads")
     parser.add_argument("--tflite_batch", type=int, default=16, help="windows per TFLite interpreter call")
+    parser.add_argument("--tflite_interpreters", type=int, default=os.cpu_count() or 1,
+                        help="single-threaded TFLite interpreters scoring at once (1: one of --threads threads)")
     parser.add_argument("--out", default="bench_out")
     return parser.parse_args(argv)
 
@@ -146,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     reference = None  # the first form's recording scores [R, C]: the others' differences from it
     for form in args.forms:
         print(f"{form}: scoring {len(waves)} recordings ...", flush=True)
-        m = measure(scorer(form, run, export_dir, args.threads, args.tflite_batch), waves, rate)
+        m = measure(scorer(form, run, export_dir, args.threads, args.tflite_batch, args.tflite_interpreters), waves, rate)
         scores = m.pop("scores")
         m["test_lwlrap"] = None if args.untrained_preset else score_lwlrap(args.shards_dir, ids, scores)
         if reference is None:
@@ -161,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "mixed_precision": run.config.mixed_precision, "export_dir": export_dir, "export_s": export_s,
         "window_samples": run.window_samples, "stride_samples": default_stride(run.window_samples),
         "num_recordings": len(waves), "tflite_threads": args.threads, "tflite_batch": args.tflite_batch,
+        "tflite_interpreters": args.tflite_interpreters,
         "tflite_bytes": {f: os.path.getsize(layout.path(export_dir, n)) for f, n in
                          (("tflite", layout.TFLITE_FLOAT), ("tflite_int8", layout.TFLITE_INT8))
                          if os.path.exists(layout.path(export_dir, n))},

@@ -18,15 +18,23 @@ representative data): weights of convolutions and dense layers stored as int8, a
 
 The conversion follows Keras' own TFLite path (keras.export.ExportArchive -> SavedModel -> converter).
 
+On a multi-core host, `ParallelInterpreters` scores with one single-threaded interpreter per core, each
+on its own share of the windows: TFLite runs one op at a time and its RFFT2D (the log-mel's STFT, a large
+share of an int8 model's time) on one thread whatever num_threads says, so one interpreter leaves cores
+idle through it; the interpreters' invoke() releases the GIL, so Python threads run them at once.
+
     from trainer.inference import tflite_export
     float_bytes, int8_bytes = tflite_export.convert(ensemble, trackables=models, variants=(False, True))
     scores, embeddings = tflite_export.run_tflite(path_or_bytes, windows, batch_size=16)  # [B, window]
+    scorer = tflite_export.ParallelInterpreters(path, workers=2)                             # one per core
+    scores, embeddings = scorer(windows)
 """
 from __future__ import annotations
 
 import os
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import numpy as np
@@ -98,3 +106,25 @@ def run_tflite(model: str | bytes | Any, windows: np.ndarray, batch_size: int = 
         scores.append(out[layout.SCORES])
         embeddings.append(out[layout.EMBEDDINGS])
     return np.concatenate(scores), np.concatenate(embeddings)
+
+
+class ParallelInterpreters:
+    """`workers` single-threaded interpreters of one .tflite model, scoring contiguous shares of the windows
+    in parallel threads, `batch_size` windows per call; same outputs as run_tflite, row for row."""
+
+    def __init__(self, model: str | bytes, workers: int | None = None, batch_size: int = 16):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.batch_size = batch_size
+        self._interpreters = [interpreter(model, num_threads=1) for _ in range(self.workers)]
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tflite")
+
+    def __call__(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        windows = np.asarray(windows, np.float32)  # [B, window]
+        share = -(-len(windows) // self.workers)  # ceil: worker k takes windows[k * share : (k + 1) * share]
+        parts = [windows[k * share:(k + 1) * share] for k in range(self.workers)]
+        jobs = [(it, part) for it, part in zip(self._interpreters, parts) if len(part)]
+        outs = list(self._pool.map(lambda job: run_tflite(job[0], job[1], self.batch_size), jobs))
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    def close(self) -> None:
+        self._pool.shutdown()

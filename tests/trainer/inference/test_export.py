@@ -139,6 +139,12 @@ def test_tflite_scores_equal_keras_within_tolerance(float_export, keras_serving,
     batched, batched_embeddings = tflite_export.run_tflite(it, windows, batch_size=2)
     np.testing.assert_allclose(batched, scores, atol=1e-5)
     np.testing.assert_allclose(batched_embeddings, embeddings, atol=1e-4)
+    # Two single-threaded interpreters on shares of 3 and 2 windows: the same rows in the same order.
+    parallel = tflite_export.ParallelInterpreters(path, workers=2, batch_size=2)
+    parallel_scores, parallel_embeddings = parallel(windows)
+    parallel.close()
+    np.testing.assert_allclose(parallel_scores, scores, atol=1e-5)
+    np.testing.assert_allclose(parallel_embeddings, embeddings, atol=1e-4)
 
 
 def test_int8_file_is_smaller(float_export):
