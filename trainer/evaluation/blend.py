@@ -174,8 +174,9 @@ def align_oof(model_oof: pd.DataFrame, baseline_oof: pd.DataFrame) -> tuple[pd.D
     """The model's OOF rows and the baseline's rows of the same slices, in the model's order.
 
     Only the baseline's rows of the model's folds are used. BlendError when a slice of one is missing from
-    the other, a slice sits in different folds, or their labels (y*) differ: then the two were not scored on
-    the same shards, and a blend weight chosen on them would mean nothing.
+    the other, a slice sits in different folds, or a recording's species (the max of its slices' y*) differ:
+    then the two were not scored on the same shards, and a blend weight chosen on them would mean nothing.
+    Slice labels may differ (each scorer labels a slice by its own window).
     """
     model_rows = _keyed(model_oof, "the model's OOF table")
     baseline_rows = _keyed(baseline_oof, "the baseline's oof.csv")
@@ -197,9 +198,16 @@ def align_oof(model_oof: pd.DataFrame, baseline_oof: pd.DataFrame) -> tuple[pd.D
     baseline_rows = baseline_rows.loc[model_rows.index]
     if not (baseline_rows["fold"].to_numpy() == model_rows["fold"].to_numpy()).all():
         raise BlendError("the model's and the baseline's OOF tables put some slices in different folds")
-    if not np.array_equal(model_rows[labels].to_numpy(np.float64) >= 0.5,
-                          baseline_rows[labels].to_numpy(np.float64) >= 0.5):
-        raise BlendError("the model's and the baseline's OOF tables label some slices differently")
+    # Each scorer labels a slice by its own window (the model's window_seconds, the baseline's), so a box
+    # near a slice's edge may count for one and not the other; what both must agree on is each recording's
+    # truth (the species with a box in it), which is what the blend is scored against.
+    ids = model_rows.reset_index()["recording_id"].astype(str).to_numpy()
+    _, model_truth, _ = recording_max(ids, model_rows[labels].to_numpy(np.float64) >= 0.5,
+                                      np.zeros((len(ids), len(labels))))
+    _, baseline_truth, _ = recording_max(ids, baseline_rows[labels].to_numpy(np.float64) >= 0.5,
+                                         np.zeros((len(ids), len(labels))))
+    if not np.array_equal(model_truth, baseline_truth):
+        raise BlendError("the model's and the baseline's OOF tables give some recordings different species")
     return model_rows.reset_index(), baseline_rows.reset_index()
 
 

@@ -113,8 +113,17 @@ def test_slices_that_do_not_match_are_refused_with_the_reason():
     relabelled = baseline_oof.copy()
     tp = relabelled.index[relabelled["kind"] == "tp"][0]
     relabelled.loc[tp, ["y0", "y1", "y2"]] = 1.0 - relabelled.loc[tp, ["y0", "y1", "y2"]]
-    with pytest.raises(blend.BlendError, match="label some slices differently"):
+    with pytest.raises(blend.BlendError, match="give some recordings different species"):
         blend.align_oof(model_oof, relabelled)
+    # A slice labelled otherwise by the baseline's window, its recording's species unchanged: accepted.
+    edge = baseline_oof.copy()
+    rec = edge.loc[tp, "recording_id"]
+    other = edge.index[(edge["recording_id"] == rec) & (edge.index != tp)][0]
+    species = [c for c in ("y0", "y1", "y2") if edge.loc[tp, c] == 1.0][0]
+    assert edge.loc[other, species] == 0.0
+    edge.loc[other, species] = 1.0
+    model_rows, baseline_rows = blend.align_oof(model_oof, edge)
+    assert len(model_rows) == len(baseline_rows) == len(model_oof)
     with pytest.raises(blend.BlendError, match="more than once"):
         blend.align_oof(model_oof, pd.concat([baseline_oof, baseline_oof.iloc[[0]]]))
     with pytest.raises(blend.BlendError, match="no row_index, slice_start"):
