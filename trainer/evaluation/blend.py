@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 from core.errors import UserError
 from trainer.evaluation import columns
@@ -62,9 +63,7 @@ def recording_ranks(scores: Any) -> np.ndarray:
     if scores.ndim != 2:
         raise ValueError(f"scores must be [recordings, classes], got shape {scores.shape}")
     num_classes = scores.shape[1]
-    below = (scores[:, None, :] < scores[:, :, None]).sum(axis=-1)  # [R, C]: species scored lower than j
-    tied = (scores[:, None, :] == scores[:, :, None]).sum(axis=-1)  # [R, C]: j and the species tied with it
-    rank = below + (tied - 1) / 2.0  # 0-based average rank
+    rank = scipy.stats.rankdata(scores, method="average", axis=1) - 1.0  # 0-based average rank per row
     return rank / (num_classes - 1) if num_classes > 1 else np.full(scores.shape, 0.5)
 
 
@@ -201,12 +200,9 @@ def align_oof(model_oof: pd.DataFrame, baseline_oof: pd.DataFrame) -> tuple[pd.D
     # Each scorer labels a slice by its own window (the model's window_seconds, the baseline's), so a box
     # near a slice's edge may count for one and not the other; what both must agree on is each recording's
     # truth (the species with a box in it), which is what the blend is scored against.
-    ids = model_rows.reset_index()["recording_id"].astype(str).to_numpy()
-    _, model_truth, _ = recording_max(ids, model_rows[labels].to_numpy(np.float64) >= 0.5,
-                                      np.zeros((len(ids), len(labels))))
-    _, baseline_truth, _ = recording_max(ids, baseline_rows[labels].to_numpy(np.float64) >= 0.5,
-                                         np.zeros((len(ids), len(labels))))
-    if not np.array_equal(model_truth, baseline_truth):
+    model_truth = (model_rows[labels] >= 0.5).groupby(level="recording_id").max()  # [R, C] bool
+    baseline_truth = (baseline_rows[labels] >= 0.5).groupby(level="recording_id").max()
+    if not model_truth.equals(baseline_truth):
         raise BlendError("the model's and the baseline's OOF tables give some recordings different species")
     return model_rows.reset_index(), baseline_rows.reset_index()
 

@@ -100,11 +100,9 @@ def read_baseline_oof(baseline_dir: str | None) -> pd.DataFrame | None:
     return fs.read_csv(fs.join(baseline_dir, layout.BASELINE_OOF), dtype={columns.ID: str})
 
 
-def baseline_beside(baseline_dir: str | None, folds: list[int],
-                    table: pd.DataFrame | None = None) -> dict[str, Any] | None:
-    """The baseline's OOF LWLRAP on the same folds (from its oof.csv, or `table` read from it), or None when it
-    was not run."""
-    table = read_baseline_oof(baseline_dir) if table is None else table
+def baseline_beside(baseline_dir: str | None, table: pd.DataFrame | None, folds: list[int]) -> dict[str, Any] | None:
+    """The baseline's OOF LWLRAP on the same folds from its oof.csv `table` (read_baseline_oof), or None when
+    it was not run."""
     if table is None:
         return None
     table = table[table["fold"].isin(folds)]
@@ -148,7 +146,7 @@ def cv_report(oof: pd.DataFrame, run_dirs: Mapping[int, str],
              "lwlrap": float(per_class[k]), "weight": float(weight[k]), "positives": int(truth[:, k].sum())}
             for k in range(truth.shape[1])
         ],
-        "baseline": baseline_beside(baseline_dir, sorted(run_dirs), baseline_oof),
+        "baseline": baseline_beside(baseline_dir, baseline_oof, sorted(run_dirs)),
         "blend": blend_beside(oof, baseline_oof),
         **run_guard.shards_of(run_dirs),  # the shards the folds were trained on: shards_dir, shards_id
     }
