@@ -1,8 +1,10 @@
-"""The classifier: ResNet50 (trained from scratch) on the log-mel input, then a head (trainer.model.heads).
+"""The classifier: a backbone trained from scratch (trainer.model.backbones; ResNet50 by default) on the log-mel
+input, then a head (trainer.model.heads).
 
     [B, n_mels, frames, 1] --band_norm: (x - mean[band]) / std[band], training statistics--> same
       --freq_channel: concat the mel-bin index scaled to [-1, 1]--> [B, n_mels, frames, 2]
-      --ResNet50(include_top=False, weights=None)--> [B, ceil(n_mels/32), ceil(frames/32), 2048]
+      --backbone (cfg.backbone; default ResNet50(include_top=False, weights=None))--> [B, F', T', D]
+        (ResNet50: F' = ceil(n_mels/32), T' = ceil(frames/32), D = 2048)
       --head (cfg.head; default "gap", the seed's: GlobalAveragePooling2D, BN, Dropout, Dense(1024, relu),
         BN, Dropout, Dense(num_classes, sigmoid|softmax, float32); "attention" / "max_avg": framewise
         scores pooled over time)--> [B, num_classes] scores
@@ -33,22 +35,19 @@ from keras import ops
 from core.errors import UserError
 from core.settings import ConfigError
 from trainer.evaluation.lwlrap import LWLRAP
-from trainer.model import heads
+from trainer.model import backbones, heads
 from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
 from trainer.recipe.config import TrainConfig
 
-# keras.applications.ResNet50 downsamples by 32 and refuses smaller inputs.
-MIN_INPUT_SIZE = 32
 
-
-def check_input_shape(input_shape: tuple[int, int, int]) -> None:
-    """UserError unless (n_mels, frames, 1) is at least ResNet50's minimum of 32 x 32."""
+def check_input_shape(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> None:
+    """UserError unless (n_mels, frames, 1) is at least cfg.backbone's minimum (ResNet50: 32 x 32)."""
     height, width, _ = input_shape
-    if height < MIN_INPUT_SIZE or width < MIN_INPUT_SIZE:
+    least = backbones.min_input_size(cfg)
+    if height < least or width < least:
         raise UserError(
-            f"model input {height} mels x {width} frames is smaller than ResNet50's minimum "
-            f"{MIN_INPUT_SIZE} x {MIN_INPUT_SIZE}; raise --mel.n_mels, lengthen --window_seconds or lower "
-            f"--mel.hop_length")
+            f"model input {height} mels x {width} frames is smaller than the {cfg.backbone} backbone's minimum "
+            f"{least} x {least}; raise --mel.n_mels, lengthen --window_seconds or lower --mel.hop_length")
 
 
 @keras.saving.register_keras_serializable(package="rfcx")
@@ -79,11 +78,11 @@ def iter_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
 
 def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
                 band_stats: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
-    """ResNet50 + cfg.head's head for `input_shape` = (n_mels, frames, 1); UserError if too small.
+    """cfg.backbone + cfg.head's head for `input_shape` = (n_mels, frames, 1); UserError if too small.
 
     band_stats: (mean, variance) float [n_mels] of the training inputs, required when cfg.band_norm.
     """
-    check_input_shape(input_shape)
+    check_input_shape(cfg, input_shape)
     inputs = keras.Input(shape=input_shape, name="log_mel")
     x = inputs
     if cfg.band_norm:
@@ -91,16 +90,12 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
             raise ValueError("band_norm needs the training data's per-band (mean, variance)")
         mean, variance = (np.asarray(v, np.float32).reshape(-1) for v in band_stats)  # [n_mels] each
         x = keras.layers.Normalization(axis=1, mean=mean, variance=variance, name="band_norm")(x)
-    channels = input_shape[2]
     if cfg.freq_channel:
         x = FrequencyChannel(name="freq_channel")(x)  # [B, n_mels, frames, C + 1]
-        channels += 1
-    backbone = keras.applications.ResNet50(include_top=False, weights=None,
-                                           input_shape=(input_shape[0], input_shape[1], channels))
-    x = backbone(x)  # [B, ceil(n_mels/32), ceil(frames/32), 2048]
+    x = backbones.build_backbone(cfg, x)  # [B, F', T', D]
     scores = heads.build_head(cfg, x)  # [B, num_classes], the layer "scores", float32
-    net = keras.Model(inputs, scores, name="rfcx_resnet50")
-    # keras.applications builds its BatchNormalization layers with the default momentum; the moving
+    net = keras.Model(inputs, scores, name=f"rfcx_{cfg.backbone}")
+    # keras.applications (and backbones.cnn_stack) build their BatchNormalization layers with the default momentum; the moving
     # averages are only read outside training, so setting it before compile is enough.
     # With several replicas (built in a MirroredStrategy/TPU scope), each replica would update its own
     # copy of the moving averages from its share of the batch: validation would then score each part

@@ -47,7 +47,7 @@ JitCompile = Literal["auto", "on", "off"]
 _LIMITS: settings.Limits = {
     "window_seconds": (None, 3600), "epochs": (None, 10**6), "steps_per_epoch": (None, 10**7),
     "batch_size": (None, 65536), "learning_rate": (None, 10), "warmup_epochs": (None, 10**6),
-    "dense_units": (None, 65536),
+    "dense_units": (None, 65536), "cnn_width": (None, 4096), "cnn_blocks": (None, 10), "cnn_convs": (None, 8),
     "patience": (None, 10**6), "shuffle_buffer": (None, 10**6),
 }
 
@@ -100,7 +100,14 @@ class TrainConfig:
     lr_decay_rate: float = 0.9  # factor per epoch (exponential schedule only)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4  # adamw only
-    # Classifier head on the ResNet50 features (trainer.model.heads): "gap" = the seed's (global average
+    # The convolutional trunk (trainer.model.backbones): "resnet50" = the seed's; "mobilenetv2"; "cnn" = a
+    # PANNs-style stack of cnn_blocks blocks (widths cnn_width x 1, 2, 4, ...; cnn_convs 3x3 convolutions each),
+    # downsampling by 8 instead of 32, for CPUs.
+    backbone: Literal["resnet50", "mobilenetv2", "cnn"] = "resnet50"
+    cnn_width: int = 32
+    cnn_blocks: int = 4
+    cnn_convs: int = 1
+    # Classifier head on the backbone's features (trainer.model.heads): "gap" = the seed's (global average
     # pooling, Dense(dense_units, relu), Dense(num_classes)); "attention" / "max_avg" = SED-style (PANNs):
     # scores per time step of the feature map, pooled over time by learned attention or by (max + mean) / 2,
     # meant to keep a short call from being averaged away over the window (not yet measured against "gap").
@@ -131,7 +138,8 @@ class TrainConfig:
         choices.check(self, ConfigError)
         positive = {"window_seconds": self.window_seconds, "num_classes": self.num_classes,
                     "epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                    "dense_units": self.dense_units, "shuffle_buffer": self.shuffle_buffer}
+                    "dense_units": self.dense_units, "shuffle_buffer": self.shuffle_buffer,
+                    "cnn_width": self.cnn_width, "cnn_blocks": self.cnn_blocks, "cnn_convs": self.cnn_convs}
         bad = [f"{k}={v} (must be > 0)" for k, v in positive.items() if not v > 0]
         if not 0.0 <= self.dropout < 1.0:
             bad.append(f"dropout={self.dropout} (must be in [0, 1))")

@@ -235,7 +235,7 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
         raise UserError("the TensorBoard logs of a run need the tensorboard package: `pip install tensorboard` "
                         "(`make venv` installs it)")
     shape = discovery.input_shape(cfg)
-    network.check_input_shape(shape)
+    network.check_input_shape(cfg, shape)
     fold_inputs = discovery.prepare_fold(shards_dir, fold, cfg)  # every input check before run_dir is touched
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     cfg = resolve_mel_device(cfg)  # after the strategy: a TPU is visible once its system is initialised

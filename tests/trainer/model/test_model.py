@@ -180,7 +180,7 @@ def test_mixed_precision_computes_in_bfloat16_on_cpu_with_float32_scores(float32
 def test_inputs_below_32_by_32_are_a_user_error(n_mels, hop):
     cfg = small_config(mel={"n_mels": n_mels, "hop_length": hop})
     shape = discovery.input_shape(cfg)
-    with pytest.raises(UserError, match="smaller than ResNet50's minimum 32 x 32"):
+    with pytest.raises(UserError, match="smaller than the resnet50 backbone's minimum 32 x 32"):
         network.build_model(cfg, shape)
 
 
