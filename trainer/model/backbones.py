@@ -11,10 +11,10 @@
         F' = n_mels / 2^(blocks-1), T' = frames / 2^(blocks-1) (floored at each pool), D = the last width.
 
 Every backbone is trained from scratch (nothing is downloaded). Why "cnn" exists: at the `cpu` preset's
-64 x 141 input, ResNet50's step costs ~1 s on 2 cores, so the 400 steps that fit in a fold's budget leave it
-under-fitting (docs/results.md); the stack downsamples by 8 instead of 32, keeping 8 mel rows for the
-heads instead of 2, at a fifth of the step time. Its BatchNormalization layers get cfg.bn_momentum like
-every other (trainer.model.network).
+64 x 141 input, ResNet50's steps are so slow on a CPU that the steps that fit in a fold's budget leave it
+under-fitting (docs/results.md, realistic benchmark); the stack downsamples by 8 instead of 32, keeping 8 mel
+rows for the heads instead of 2, at a fraction of the step time. Its BatchNormalization layers get
+cfg.bn_momentum like every other (trainer.model.network).
 
     from trainer.model import backbones
     features = backbones.build_backbone(cfg, x)  # KerasTensor [B, F', T', D]

@@ -8,7 +8,7 @@ says what each batch holds and why) and training runs this model:
       --TrainingFrontEnd: trainer.features.mel.log_mel, its filter bank pitch-warped by PITCH_STEPS
         (trainer.augment.pitch_warp), then SpecAugment (spec.apply_masks) and mixup (spec.mix_features)
         with the host's draws--> [B, n_mels, frames, 1]
-      --classifier (trainer.model.network.build_model: band_norm, ResNet50, head)--> scores [B, num_classes]
+      --classifier (trainer.model.network.build_model: band_norm, backbone, head)--> scores [B, num_classes]
 
 The augmentations apply at training time only (Keras' training=True: fit); otherwise the layer is
 exactly trainer.features.mel.LogMel. They are Keras layers that hold no randomness: the host draws it

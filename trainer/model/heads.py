@@ -1,10 +1,10 @@
-"""The classifier heads on the ResNet50 features (TrainConfig.head), and where each keeps its embedding.
+"""The classifier heads on the backbone's features (TrainConfig.head), and where each keeps its embedding.
 
     "gap" (the seed's head, the default):
-      [B, F', T', 2048] --GlobalAveragePooling2D--> [B, 2048] --BN, Dropout--> --Dense(units, relu)--> [B, units]
+      [B, F', T', D] --GlobalAveragePooling2D--> [B, D] --BN, Dropout--> --Dense(units, relu)--> [B, units]
         (the embedding) --BN, Dropout--> --Dense(C, sigmoid|softmax, float32, "scores")--> [B, C]
     "attention" / "max_avg" (framewise, SED-style as PANNs' decision-level heads):
-      [B, F', T', 2048] --mean over frequency--> [B, T', 2048] --max_pool3 + avg_pool3 over time--> [B, T', 2048]
+      [B, F', T', D] --mean over frequency--> [B, T', D] --max_pool3 + avg_pool3 over time--> [B, T', D]
         --BN, Dropout, Dense(units, relu) per frame ("frame_embedding")--> [B, T', units] --BN, Dropout-->
         --Dense(C, float32) per frame--> logits [B, T', C]
         "attention": --Dense(C, float32) per frame--> attention [B, T', C];
@@ -13,7 +13,8 @@
         --> "scores" [B, C] float32 in [0, 1]
       embedding: the framewise one averaged over time, [B, units] (`embedding_output`).
 
-F' = ceil(n_mels/32), T' = ceil(frames/32). A framewise head scores each of the T' time steps of the
+F', T', D: the backbone's grid and channels (trainer.model.backbones; ResNet50: ceil(n_mels/32), ceil(frames/32),
+2048). A framewise head scores each of the T' time steps of the
 feature map and pools the clip score from them, so a short call can count through its own steps rather
 than through its share of a window-wide average.
 Both framewise heads pool probabilities of independent (sigmoid) species; loss "softmax" is refused
@@ -86,8 +87,8 @@ class MaxAvgPooling(keras.layers.Layer):
 
 
 def gap_head(cfg: TrainConfig, features: Any) -> Any:
-    """The seed's head: [B, F', T', 2048] -> [B, C]. Layers and their order are those of every earlier run."""
-    x = keras.layers.GlobalAveragePooling2D()(features)  # [B, 2048]
+    """The seed's head: [B, F', T', D] -> [B, C]. Layers and their order are those of every earlier run."""
+    x = keras.layers.GlobalAveragePooling2D()(features)  # [B, D]
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Dropout(cfg.dropout)(x)
     x = keras.layers.Dense(cfg.dense_units, activation="relu", kernel_initializer="he_normal")(x)  # [B, units]
@@ -99,11 +100,11 @@ def gap_head(cfg: TrainConfig, features: Any) -> Any:
 
 
 def framewise_head(cfg: TrainConfig, features: Any) -> Any:
-    """"attention" or "max_avg": [B, F', T', 2048] -> [B, C] from framewise scores (shapes: module docstring)."""
-    x = FrequencyMean(name="freq_mean")(features)  # [B, T', 2048]
+    """"attention" or "max_avg": [B, F', T', D] -> [B, C] from framewise scores (shapes: module docstring)."""
+    x = FrequencyMean(name="freq_mean")(features)  # [B, T', D]
     # PANNs' smoothing: each frame also sees its neighbours' peak and mean (stride 1: T' kept).
-    peak = keras.layers.MaxPooling1D(3, strides=1, padding="same", name="time_max")(x)  # [B, T', 2048]
-    mean = keras.layers.AveragePooling1D(3, strides=1, padding="same", name="time_avg")(x)  # [B, T', 2048]
+    peak = keras.layers.MaxPooling1D(3, strides=1, padding="same", name="time_max")(x)  # [B, T', D]
+    mean = keras.layers.AveragePooling1D(3, strides=1, padding="same", name="time_avg")(x)  # [B, T', D]
     x = keras.layers.Add(name="time_smooth")([peak, mean])
     # BatchNormalization (over batch and time, per channel) before each Dense, as in the seed's head:
     # the backbone's last activations (a ReLU of a residual sum) are neither centred nor scaled, and fed
@@ -125,7 +126,7 @@ def framewise_head(cfg: TrainConfig, features: Any) -> Any:
 
 
 def build_head(cfg: TrainConfig, features: Any) -> Any:
-    """The scores [B, num_classes] of cfg.head on the backbone output `features` [B, F', T', 2048]."""
+    """The scores [B, num_classes] of cfg.head on the backbone output `features` [B, F', T', D]."""
     if cfg.head == "gap":
         return gap_head(cfg, features)
     return framewise_head(cfg, features)

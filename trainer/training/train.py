@@ -1,4 +1,4 @@
-"""Trains one cross-validation fold: ResNet50 on log-mels of the shards, best model by recording-level LWLRAP.
+"""Trains one cross-validation fold: the classifier on log-mels of the shards, best model by recording-level LWLRAP.
 
     python -m trainer.training.train --shards_dir DIR --fold K --run_dir DIR [--preset auto|full|cpu|tiny]
         [--config FILE] [--epochs N] [--steps_per_epoch S] [--batch_size B] [--unlabelled_weight W]

@@ -76,6 +76,16 @@ def test_a_run_config_written_before_jit_compile_existed_loads_with_keras_rule(t
     assert "jit_compile" in config.RESUMABLE_FIELDS
 
 
+def test_a_run_config_written_before_backbones_existed_loads_as_the_resnet50_it_trained(tmp_path):
+    # A cpu-preset run of an earlier version trained ResNet50, whatever the cpu preset's backbone is now.
+    saved = config.config_to_dict(config.preset_config("cpu"))
+    for key in ("backbone", "cnn_width", "cnn_blocks", "cnn_convs"):
+        del saved[key]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = config.load_run_config(str(tmp_path))
+    assert loaded.from_preset == "cpu" and loaded.backbone == "resnet50"
+
+
 def test_every_field_has_a_flag_and_flags_beat_file_beat_preset(tmp_path):
     parser = train.build_parser()
     flags = {a for action in parser._actions for a in action.option_strings}
