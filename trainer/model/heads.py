@@ -14,9 +14,8 @@
       embedding: the framewise one averaged over time, [B, units] (`embedding_output`).
 
 F', T', D: the backbone's grid and channels (trainer.model.backbones; ResNet50: ceil(n_mels/32), ceil(frames/32),
-2048). A framewise head scores each of the T' time steps of the
-feature map and pools the clip score from them, so a short call can count through its own steps rather
-than through its share of a window-wide average.
+2048). A framewise head scores each of the T' time steps of the feature map and pools the clip score from them,
+so a short call can count through its own steps rather than through its share of a window-wide average.
 Both framewise heads pool probabilities of independent (sigmoid) species; loss "softmax" is refused
 for them (TrainConfig). The last layer of every head is named "scores" and computes in float32 under
 mixed precision, so losses, LWLRAP, serving and export see the same output whatever the head.
@@ -107,7 +106,7 @@ def framewise_head(cfg: TrainConfig, features: Any) -> Any:
     mean = keras.layers.AveragePooling1D(3, strides=1, padding="same", name="time_avg")(x)  # [B, T', D]
     x = keras.layers.Add(name="time_smooth")([peak, mean])
     # BatchNormalization (over batch and time, per channel) before each Dense, as in the seed's head:
-    # the backbone's last activations (a ReLU of a residual sum) are neither centred nor scaled, and fed
+    # the backbone's last activations (a ReLU) are neither centred nor scaled, and fed
     # to the Dense layers as they are they drive the frame logits far out, into the sigmoids' flat ends.
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.Dropout(cfg.dropout)(x)

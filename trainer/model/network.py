@@ -95,8 +95,8 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
     x = backbones.build_backbone(cfg, x)  # [B, F', T', D]
     scores = heads.build_head(cfg, x)  # [B, num_classes], the layer "scores", float32
     net = keras.Model(inputs, scores, name=f"rfcx_{cfg.backbone}")
-    # keras.applications (and backbones.cnn_stack) build their BatchNormalization layers with the default momentum; the moving
-    # averages are only read outside training, so setting it before compile is enough.
+    # keras.applications and backbones.cnn_stack build their BatchNormalization layers with the default
+    # momentum; the moving averages are only read outside training, so setting it before compile is enough.
     # With several replicas (built in a MirroredStrategy/TPU scope), each replica would update its own
     # copy of the moving averages from its share of the batch: validation would then score each part
     # of a batch with other statistics than the saved model holds (replica 0's). Batch statistics

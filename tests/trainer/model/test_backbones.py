@@ -52,6 +52,14 @@ def test_inputs_below_the_backbones_minimum_are_a_user_error(backbone, blocks, n
         network.build_model(cfg, discovery.input_shape(cfg))
 
 
+def test_mobilenetv2_backbone_downsamples_by_32_to_1280_channels():
+    cfg = small_config(backbone="mobilenetv2")
+    net = network.build_model(cfg, discovery.input_shape(cfg))
+    assert net.name == "rfcx_mobilenetv2" and net.output_shape == (None, 24)
+    backbone = next(la for la in net.layers if la.name.startswith("mobilenetv2"))
+    assert backbone.output.shape == (None, 1, 2, 1280)  # 32 x 63 -> ceil(32/32) x ceil(63/32)
+
+
 def test_cnn_at_its_minimum_input_builds():
     cfg = small_config(backbone="cnn", cnn_blocks=4, cnn_width=4, mel={"n_mels": 8})
     net = network.build_model(cfg, discovery.input_shape(cfg))
