@@ -29,7 +29,6 @@ retrying google.auth.default() for ~30 s. Nothing leaves 127.0.0.1; GCE metadata
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime
 import importlib
 import importlib.util
@@ -37,7 +36,6 @@ import json
 import os
 import platform
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -83,10 +81,19 @@ def check_gcs_clients() -> None:
                                 f"run `pip install -e '.[dev]'` (or `make test`, which does)") from e
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: on Linux the child gets SIGTERM when the test process dies, even by SIGKILL."""
+# Runs in a fresh interpreter in front of the real command: PR_SET_PDEATHSIG (the child gets SIGTERM when the
+# test process dies, even by SIGKILL; kept across exec), then exec. Not a preexec_fn: that runs Python in the
+# forked copy of the test process, where gRPC (loaded by Beam) has fork handlers that can abort the child
+# before its exec ("epoll_wait error: Bad file descriptor", exit -6); without one, Popen spawns directly.
+_EXEC_WITH_PDEATHSIG = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+                        "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """`argv` run so that on Linux it gets SIGTERM when the test process dies."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        return [sys.executable, "-c", _EXEC_WITH_PDEATHSIG, *argv]
+    return argv
 
 
 def _terminate(process: subprocess.Popen) -> None:
@@ -157,9 +164,9 @@ class ProxyProcess:
         self.log_file = log_file
         # stderr to a file: a pipe nobody reads would block the proxy once full (tracebacks of handlers).
         with open(log_file + ".stderr", "wb") as stderr:
-            self.process = subprocess.Popen([sys.executable, _PROXY_SCRIPT, str(target_port), cert_file, key_file,
-                                             log_file], stdout=subprocess.PIPE, stderr=stderr,
-                                            preexec_fn=_die_with_parent)
+            self.process = subprocess.Popen(
+                _dying_with_parent([sys.executable, _PROXY_SCRIPT, str(target_port), cert_file, key_file, log_file]),
+                stdout=subprocess.PIPE, stderr=stderr)
         ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
         ports = self.process.stdout.readline().decode(errors="replace").split() if ready else []
         if len(ports) != 2 or not all(p.isdigit() for p in ports):
@@ -217,9 +224,10 @@ class GcsEmulator:
         # -external-url: the Location of resumable uploads, as real GCS returns it; clients reach it through
         # the proxy. -public-host: requests with that Host are object reads (TF's read path).
         self.process = subprocess.Popen(
-            [binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port), "-backend", "memory",
-             "-external-url", f"https://{GOOGLE_HOSTS[0]}", "-public-host", GOOGLE_HOSTS[1], "-log-level", "warn"],
-            stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            _dying_with_parent(
+                [binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port), "-backend", "memory",
+                 "-external-url", f"https://{GOOGLE_HOSTS[0]}", "-public-host", GOOGLE_HOSTS[1], "-log-level", "warn"]),
+            stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
         self.proxy = ProxyProcess(self.port, cert, key, os.path.join(self.workdir, "proxy.log"))
 
