@@ -181,3 +181,48 @@ def test_a_worker_installs_what_the_job_imports_and_no_more(graph):
     missing = sorted(x for x in imported - stdlib - _OPTIONAL_ON_WORKERS
                      if _DISTRIBUTIONS.get(x, x).lower() not in names)
     assert missing == []
+
+
+def runtime_imports_of(path: pathlib.Path) -> set[str]:
+    """Names a module imports when it is imported: module-level statements only, not under TYPE_CHECKING,
+    not inside functions (a lazy import runs only when its function does)."""
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.update({node.module, *(f"{node.module}.{alias.name}" for alias in node.names)})
+            elif isinstance(node, ast.If):
+                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.With):
+                visit(node.body)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, *(handler.body for handler in node.handlers), node.orelse, node.finalbody):
+                    visit(block)
+
+    visit(ast.parse(path.read_text(), str(path)).body)
+    return names
+
+
+def test_the_model_builds_without_tensorflow():
+    """trainer.model.network (backbones, heads, losses, LWLRAP) imports no TensorFlow: benchmarks/bench_keras_jax
+    builds and times the trainer's model on a machine with JAX and no TensorFlow."""
+    modules = {**project_modules(), **{module_name(p): p for p in sorted((ROOT / "benchmarks").glob("*.py"))}}
+    seen, todo, external = set(), ["trainer.model.network", "benchmarks.bench_keras_jax"], set()
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for prefix in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):  # packages' __init__ run first
+            if prefix in modules and prefix not in seen:
+                seen.add(prefix)
+                for imported in runtime_imports_of(modules[prefix]):
+                    if imported.split(".")[0] in (*PACKAGES, "benchmarks"):
+                        todo.append(imported)
+                    else:
+                        external.add(imported.split(".")[0])
+    assert "trainer.model.heads" in seen and "trainer.evaluation.lwlrap" in seen  # the walk follows imports
+    assert "tensorflow" not in external, sorted(m for m in seen)

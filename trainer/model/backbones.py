@@ -22,11 +22,12 @@ cfg.bn_momentum like every other (trainer.model.network).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
-from trainer.recipe.config import TrainConfig
+if TYPE_CHECKING:  # annotations only: the model modules import no TensorFlow (benchmarks/bench_keras_jax.py)
+    from trainer.recipe.config import TrainConfig
 
 # keras.applications' ResNet50 and MobileNetV2 downsample by 32 and refuse smaller inputs.
 APPLICATIONS_MIN_SIZE = 32

@@ -26,12 +26,13 @@ mixed precision, so losses, LWLRAP, serving and export see the same output whate
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
 
-from trainer.recipe.config import TrainConfig
+if TYPE_CHECKING:  # annotations only: the model modules import no TensorFlow (benchmarks/bench_keras_jax.py)
+    from trainer.recipe.config import TrainConfig
 
 SCORES = "scores"
 FRAME_EMBEDDING = "frame_embedding"  # the framewise heads' Dense(units): [B, T', units]

@@ -25,11 +25,10 @@ cfg.jit_compile (by default Keras' own rule).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from core.errors import UserError
@@ -37,7 +36,9 @@ from core.settings import ConfigError
 from trainer.evaluation.lwlrap import LWLRAP
 from trainer.model import backbones, heads
 from trainer.model.losses import LabelsCategoricalCrossentropy, MaskedBinaryCrossentropy
-from trainer.recipe.config import TrainConfig
+
+if TYPE_CHECKING:  # annotations only: this module builds and compiles on any Keras backend (no TensorFlow import)
+    from trainer.recipe.config import TrainConfig
 
 
 def check_input_shape(cfg: TrainConfig, input_shape: tuple[int, int, int]) -> None:
@@ -76,6 +77,15 @@ def iter_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
         yield from iter_layers(inner)
 
 
+def replicas_in_sync() -> int:
+    """Replicas of the tf.distribute strategy in scope; 1 outside one and on Keras backends other than TensorFlow."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf  # deferred: the model builds on other backends too (benchmarks/bench_keras_jax.py)
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
 def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
                 band_stats: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
     """cfg.backbone + cfg.head's head for `input_shape` = (n_mels, frames, 1); UserError if too small.
@@ -101,7 +111,7 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
     # copy of the moving averages from its share of the batch: validation would then score each part
     # of a batch with other statistics than the saved model holds (replica 0's). Batch statistics
     # synchronised across replicas keep every copy equal.
-    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    synchronized = replicas_in_sync() > 1
     for layer in iter_layers(net):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = cfg.bn_momentum
