@@ -20,8 +20,9 @@ For each batch size and precision (Keras' dtype policy; mixed_float16 wraps the 
 scaling, as the trainer's GPU path does), a fresh model takes a first step (its time includes XLA's
 compilation, reported apart), two warm-up steps, then --windows windows of --window_steps steps, each step
 waiting for its loss; the median window gives steps/s and examples/s. Peak device memory comes from JAX's
-memory_stats where the device reports it. Cases run in order of the flags and each result is written to
-DIR/bench_keras_jax.json as soon as it exists, so a run cut short keeps what it measured.
+memory_stats where the device reports it (the process's peak so far: it bounds each case rather than isolating
+it). Cases run in order of the flags and each result is written to DIR/bench_keras_jax.json as soon as it
+exists, so a run cut short keeps what it measured.
 """
 from __future__ import annotations
 
