@@ -132,29 +132,20 @@ def fit_probe(embeddings: np.ndarray, labels: np.ndarray, c: float, seed: int = 
     return probe.fit(embeddings, labels)
 
 
-def recording_scores(recording_ids: np.ndarray, window_scores: np.ndarray) -> pd.DataFrame:
-    """Window scores [W, C] -> one row per recording (first-seen order): the max over its windows."""
-    table = pd.DataFrame(window_scores)
-    table.insert(0, "recording_id", recording_ids)
-    return table.groupby("recording_id", sort=False).max()
-
-
 def choose_c(train: dict[str, np.ndarray], grid: Sequence[float], folds: int = 5) -> dict[float, float]:
     """Recording-level LWLRAP out of fold of each C in `grid`, folds grouped by training recording."""
     from sklearn.model_selection import GroupKFold
 
-    from trainer.evaluation.lwlrap import lwlrap
+    from trainer.evaluation.lwlrap import recording_lwlrap
 
     x, y, groups = train["embeddings"], train["labels"], train["recording_ids"]
-    truth = recording_scores(groups, y)  # [R, C]: the species a recording's tp boxes name
     found = {}
     for c in grid:
         oof = np.zeros_like(y)
         for fit_rows, held_rows in GroupKFold(folds).split(x, y, groups):
             oof[held_rows] = fit_probe(x[fit_rows], y[fit_rows], c).predict_proba(x[held_rows])
-        scores = recording_scores(groups, oof).loc[truth.index]
-        labelled = truth.to_numpy().any(axis=1)
-        found[c] = float(lwlrap(truth.to_numpy()[labelled], scores.to_numpy()[labelled]))
+        # A recording's truth: the species its tp boxes name (recordings with none add no label to LWLRAP).
+        found[c] = recording_lwlrap(groups, y, oof)
         print(f"C={c}: recording LWLRAP out of fold {found[c]:.4f}", flush=True)
     return found
 
@@ -171,7 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trainer.evaluation.lwlrap import lwlrap
+    from trainer.evaluation.lwlrap import lwlrap, recording_max
     from trainer.inference import submission
 
     args = parse_args(argv)
@@ -190,8 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     oof_by_c = choose_c(train, args.c_grid)
     best_c = max(oof_by_c, key=oof_by_c.get)
     probe = fit_probe(train["embeddings"], train["labels"], best_c)
-    scores = recording_scores(test["recording_ids"], probe.predict_proba(test["embeddings"]))
-    table = submission.build_submission(list(scores.index), scores.to_numpy(), sample)
+    window_scores = probe.predict_proba(test["embeddings"])  # [W, C]
+    # A recording's score per species: the max over its windows (the window labels are empty on test).
+    recording_ids, _, scores = recording_max(test["recording_ids"], test["labels"], window_scores)
+    table = submission.build_submission(list(recording_ids), scores, sample)
     table.to_csv(os.path.join(args.out, "submission.csv"), index=False, float_format="%.6g")
     truth_table = submission.read_score_table(os.path.join(args.data_dir, "test_truth.csv"))
     value = float(lwlrap(*submission.align_truth(table, truth_table)))

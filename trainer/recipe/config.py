@@ -110,8 +110,8 @@ class TrainConfig:
     # Classifier head on the backbone's features (trainer.model.heads): "gap" = the seed's (global average
     # pooling, Dense(dense_units, relu), Dense(num_classes)); "attention" / "max_avg" = SED-style (PANNs):
     # scores per time step of the feature map, pooled over time by learned attention or by (max + mean) / 2,
-    # meant to keep a short call from being averaged away over the window ("max_avg" is the cpu preset's: measured
-    # against "gap" on the realistic benchmark, docs/results.md).
+    # meant to keep a short call from being averaged away over the window ("attention" is the cpu preset's: measured
+    # against "gap" and "max_avg" on the realistic benchmark, docs/results.md).
     # The framewise heads need loss "sigmoid".
     head: Literal["gap", "attention", "max_avg"] = "gap"
     dense_units: int = 1024  # the seed's head: Dense(1024, relu); the framewise heads' per-frame Dense
