@@ -117,6 +117,13 @@ class Manifest:
             value = self.counts.get("train_examples_per_fold_kind", {}).get(str(fold), {}).get(kind)
         return None if value is None else int(value)
 
+    def species_examples(self) -> list[int] | None:
+        """tp slices per species over every fold ([num_classes]); None if the manifest lacks them."""
+        per = self.counts.get("train_examples_per_species")
+        if not isinstance(per, dict):
+            return None
+        return [int(per.get(str(s), 0)) for s in range(self.num_classes)]
+
     @property
     def test_examples(self) -> int | None:
         value = self.counts.get("test_examples")

@@ -244,5 +244,8 @@ def prepare_fold(shards_dir: str, fold: int, cfg: TrainConfig) -> FoldInputs:
     n_by_kind = {kind: sum(_fold_count(manifest, k, kind) for k in others) for kind in schema.SLICE_KINDS}
     if not by_kind[schema.KIND_TP]:
         raise ShardsError(f"{shards_dir} has no tp slices outside fold {fold}, so there is nothing to learn from")
+    if cfg.class_balance > 0 and manifest.species_examples() is None:
+        raise ShardsError(f"--class_balance needs the tp slices per species, which {shards_dir}'s manifest lacks "
+                          f"(counts.train_examples_per_species); re-run `make shards`, or use --class_balance 0")
     return FoldInputs(shards_dir, fold, tuple(train), tuple(val), sum(_fold_count(manifest, k) for k in others),
                       _fold_count(manifest, fold), manifest, {k: tuple(v) for k, v in by_kind.items()}, n_by_kind)

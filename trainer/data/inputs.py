@@ -210,19 +210,56 @@ def _endless(files: Sequence[str], cfg: TrainConfig, seed: int, count: int | Non
     return stream.shuffle(cfg.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
 
 
+def keep_probabilities(species_counts: Sequence[int], power: float) -> np.ndarray:
+    """float64 [C]: the chance a tp draw of species s is kept, (n_s / n_min)^-power (n_min: the rarest species
+    with slices; 1 for species without any). The kept draws of species s then follow n_s^(1 - power)."""
+    n = np.asarray(species_counts, np.float64)
+    keep = np.ones(len(n))
+    present = n > 0
+    if present.any():
+        keep[present] = (n[present] / n[present].min()) ** -power
+    return keep
+
+
+def balanced_tp(tp: tf.data.Dataset, species_counts: Sequence[int], power: float, seed: int) -> tf.data.Dataset:
+    """The serialized tp slices of `tp` thinned by their event species: each kept with keep_probabilities.
+
+    A filter of its own rather than Dataset.rejection_resample: that one mixes in the unfiltered stream
+    on the assumption that the given initial distribution is exactly the stream's, which the manifest's
+    counts over every fold are not for a fold's training stream (a species may sit in the validation fold
+    only); and its draws are stateful. Here a draw's fate is a stateless function of (seed, its index).
+    """
+    keep = tf.constant(keep_probabilities(species_counts, power), tf.float32)  # [C]
+    spec = {"event/species_id": tf.io.FixedLenFeature([], tf.int64)}
+
+    def kept(index: tf.Tensor, record: tf.Tensor) -> tf.Tensor:
+        species = tf.io.parse_single_example(record, spec)["event/species_id"]
+        draw = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), index]))
+        return draw < tf.gather(keep, species)
+
+    return tp.enumerate().filter(kept).map(lambda _, record: record)
+
+
 def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, resume_index: int,
-                   counts_by_kind: Mapping[str, int] | None = None) -> tf.data.Dataset:
+                   counts_by_kind: Mapping[str, int] | None = None,
+                   species_counts: Sequence[int] | None = None) -> tf.data.Dataset:
     """The endless stream of serialized training slices: tp with probability 1 - f, else fp/background.
 
     Dataset.shuffle and sample_from_datasets take Python seeds only, so the resume point enters them:
     a resumed run draws a stream of the same distribution, not the uninterrupted run's exact one.
     `counts_by_kind` (the manifest's): each kind's pass is checked against it (_endless).
+    `species_counts` [C] (the manifest's tp slices per species): with cfg.class_balance > 0 the tp stream is
+    resampled by balanced_tp; required then.
     """
     positives = list(files_by_kind.get(schema.KIND_TP, ()))
     negatives = [f for kind in NEGATIVE_KINDS for f in files_by_kind.get(kind, ())]
     seed = cfg.seed * 1_000_003 + resume_index
     counts = None if counts_by_kind is None else {k: int(counts_by_kind.get(k, 0)) for k in schema.SLICE_KINDS}
     tp = _endless(positives, cfg, seed, None if counts is None else counts[schema.KIND_TP])
+    if cfg.class_balance > 0:
+        if species_counts is None:
+            raise ValueError("class_balance needs the tp slices per species (the manifest's)")
+        tp = balanced_tp(tp, species_counts, cfg.class_balance, seed + 6)
     if not negatives or cfg.negative_fraction == 0.0:
         return tp
     negative_count = None if counts is None else sum(counts[k] for k in NEGATIVE_KINDS)
@@ -301,7 +338,8 @@ def train_element_fn(cfg: TrainConfig, augmented: bool = True,
 
 def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, global_batch: int,
                   steps_per_epoch: int, initial_epoch: int = 0,
-                  counts_by_kind: Mapping[str, int] | None = None, replicas: int = 1) -> tf.data.Dataset:
+                  counts_by_kind: Mapping[str, int] | None = None, replicas: int = 1,
+                  species_counts: Sequence[int] | None = None) -> tf.data.Dataset:
     """(x [B, n_mels, frames, 1], y [B, 2C]) batches of epochs initial_epoch .. cfg.epochs - 1 as one stream.
 
     Each element's randomness (crop, augmentation, masks) comes from a stateless seed of (cfg.seed,
@@ -337,7 +375,7 @@ def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, 
         batch = tf.shape(y)[0]
         return {**model_inputs, placement.MIX_PARTNER: tf.range(batch), placement.MIX_LAM: tf.ones([batch])}, y
 
-    draws = training_draws(files_by_kind, cfg, first, counts_by_kind).take(total).enumerate(start=first)
+    draws = training_draws(files_by_kind, cfg, first, counts_by_kind, species_counts).take(total).enumerate(start=first)
     if cfg.augment.enabled and cfg.augment.background_mix_p > 0:  # ((index, record), background window)
         count = None if counts_by_kind is None else int(counts_by_kind.get(schema.KIND_BACKGROUND, 0))
         backgrounds = background_windows(list(files_by_kind.get(schema.KIND_BACKGROUND, ())), cfg, first, count)

@@ -121,8 +121,10 @@ def window_boxes(boxes: Mapping[str, np.ndarray], window_start: float, window_se
 # ---- drawing examples from the trainer's stream ----
 
 def draw_examples(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, n: int, augmented: bool = True,
-                  unaugmented_beside: bool = False) -> list[Example]:
-    """The first `n` elements of the training stream (trainer.data.inputs), as fed, with their boxes."""
+                  unaugmented_beside: bool = False, species_counts: Sequence[int] | None = None) -> list[Example]:
+    """The first `n` elements of the training stream (trainer.data.inputs), as fed, with their boxes.
+
+    species_counts: the manifest's tp slices per species, which cfg.class_balance > 0 needs."""
     import tensorflow as tf
 
     from trainer.data import inputs
@@ -133,7 +135,8 @@ def draw_examples(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, 
     box_spec = {f"boxes/{k}": spec[f"boxes/{k}"] for k in _BOX_KEYS}
     rate, window_seconds = float(cfg.mel.sample_rate), discovery.window_samples(cfg) / float(cfg.mel.sample_rate)
     examples = []
-    for index, record in inputs.training_draws(files_by_kind, cfg, 0).take(n).enumerate():
+    draws = inputs.training_draws(files_by_kind, cfg, 0, species_counts=species_counts)
+    for index, record in draws.take(n).enumerate():
         ex = fed(index, record)
         boxes = {k[len("boxes/"):]: tf.sparse.to_dense(v).numpy()
                  for k, v in tf.io.parse_single_example(record, box_spec).items()}
@@ -208,6 +211,11 @@ def fold_files_by_kind(shards_dir: str, fold: int, cfg: TrainConfig) -> dict[str
     return {kind: list(files) for kind, files in discovery.prepare_fold(shards_dir, fold, cfg).train_files_by_kind.items()}
 
 
+def species_counts(shards_dir: str) -> list[int] | None:
+    """The manifest's tp slices per species (what the trainer's class balance thins by)."""
+    return discovery.read_manifest(shards_dir).species_examples()
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
     parser = checks.ArgumentParser(prog="python -m trainer.data.inspect_examples", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards")
@@ -243,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     outputs.refuse_inside("--out_dir", out_dir)
     files_by_kind = fold_files_by_kind(args.shards_dir, args.fold, cfg)
     with discovery.naming_a_corrupt_shard_of([p for files in files_by_kind.values() for p in files]):
-        examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside)
+        examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside,
+                                 species_counts(args.shards_dir))
     path = fs.join(out_dir, EXAMPLES_PNG)
     plot_examples(examples, cfg.mel, path, args.augmentation, args.dpi)
     print(f"wrote {path} ({len(examples)} examples of the training stream without fold {args.fold}, "

@@ -2,7 +2,8 @@
 input, then a head (trainer.model.heads).
 
     [B, n_mels, frames, 1] --band_norm: (x - mean[band]) / std[band], training statistics--> same
-      --freq_channel: concat the mel-bin index scaled to [-1, 1]--> [B, n_mels, frames, 2]
+      --floor_channel: concat x minus its per-band floor (the floor_quantile over frames)--> [B, n_mels, frames, 2]
+      --freq_channel: concat the mel-bin index scaled to [-1, 1]--> [B, n_mels, frames, 2 or 3]
       --backbone (cfg.backbone; default ResNet50(include_top=False, weights=None))--> [B, F', T', D]
         (ResNet50: F' = ceil(n_mels/32), T' = ceil(frames/32), D = 2048)
       --head (cfg.head; default "gap", the seed's: GlobalAveragePooling2D, BN, Dropout, Dense(1024, relu),
@@ -70,6 +71,36 @@ class FrequencyChannel(keras.layers.Layer):
         return (*input_shape[:-1], input_shape[-1] + 1)
 
 
+@keras.saving.register_keras_serializable(package="rfcx")
+class FloorChannel(keras.layers.Layer):
+    """[B, n_mels, frames, C] -> [B, n_mels, frames, C + 1]: channel 0 minus its per-band floor, per example.
+
+    The floor of a band is the `quantile` of its frames (a low quantile: the window's own noise bed in that
+    band, which a call occupying part of the window leaves in place). Field noise (rain, wind, an engine) sets
+    each recording's bed per band, so a call's level above its own bed says more than its absolute level, which
+    band_norm's training-wide statistics keep; the model gets both.
+    """
+
+    def __init__(self, quantile: float = 0.25, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= quantile <= 1.0:
+            raise ValueError(f"quantile must be in [0, 1], got {quantile!r}")
+        self.quantile = float(quantile)
+
+    def call(self, x: Any) -> Any:
+        frames = x.shape[2]
+        k = int(self.quantile * (frames - 1))  # numpy's quantile(..., method="lower")
+        first = x[..., 0]  # [B, n_mels, frames]
+        floor = ops.sort(first, axis=-1)[..., k : k + 1]  # [B, n_mels, 1]
+        return ops.concatenate([x, (first - floor)[..., None]], axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "quantile": self.quantile}
+
+
 def iter_layers(layer: keras.layers.Layer) -> Iterator[keras.layers.Layer]:
     """`layer` and every layer nested in it, through the public `layers` of models."""
     yield layer
@@ -100,6 +131,8 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
             raise ValueError("band_norm needs the training data's per-band (mean, variance)")
         mean, variance = (np.asarray(v, np.float32).reshape(-1) for v in band_stats)  # [n_mels] each
         x = keras.layers.Normalization(axis=1, mean=mean, variance=variance, name="band_norm")(x)
+    if cfg.floor_channel:
+        x = FloorChannel(cfg.floor_quantile, name="floor_channel")(x)  # [B, n_mels, frames, C + 1]
     if cfg.freq_channel:
         x = FrequencyChannel(name="freq_channel")(x)  # [B, n_mels, frames, C + 1]
     x = backbones.build_backbone(cfg, x)  # [B, F', T', D]

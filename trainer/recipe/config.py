@@ -76,6 +76,10 @@ class TrainConfig:
     batch_size: int = 32  # per replica; the global batch is batch_size x replicas
     # Share of each batch drawn from the negative slices (fp and background); the rest are tp slices.
     negative_fraction: float = 0.3
+    # Class balance of the tp draws: species s's tp slices are drawn in proportion to n_s^(1 - class_balance),
+    # n_s its tp slices in the manifest: 0 = as they come (the commonest species dominates), 0.5 = by the
+    # square root of their counts, 1 = every species equally often (trainer.data.inputs.balanced_tp).
+    class_balance: float = 0.0
     # Loss weight of a species about which a window says nothing (no tp or fp box of it): 0 masks it
     # (RFCX's partial labels), 1 takes absence as negative (exhaustive labels). See trainer.data.targets.
     unlabelled_weight: float = 0.1
@@ -91,6 +95,10 @@ class TrainConfig:
     # the convolutions know the frequency; per-mel-band standardisation with training statistics.
     freq_channel: bool = True
     band_norm: bool = True
+    # A further channel: the (band-normalised) log-mel minus each band's floor in the window, the floor_quantile
+    # of its frames (trainer.model.network.FloorChannel): a call's level above its recording's own noise bed.
+    floor_channel: bool = False
+    floor_quantile: float = 0.25
     monitor: Literal["val_rec_lwlrap", "val_lwlrap", "val_loss"] = "val_rec_lwlrap"
     from_preset: Preset = "full"  # the preset this config started from (recorded; `--preset` sets it)
     optimizer: Literal["adam", "sgd", "adamw"] = "adam"
@@ -149,7 +157,8 @@ class TrainConfig:
         for k in ("patience", "warmup_epochs", "weight_decay", "momentum", "steps_per_epoch"):
             if getattr(self, k) < 0:
                 bad.append(f"{k}={getattr(self, k)} (must be >= 0)")
-        for k in ("negative_fraction", "unlabelled_weight", "soft_target_weight"):
+        for k in ("negative_fraction", "unlabelled_weight", "soft_target_weight", "floor_quantile",
+                  "class_balance"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 bad.append(f"{k}={getattr(self, k)} (must be in [0, 1])")
         if self.negative_fraction == 1.0:

@@ -171,7 +171,7 @@ def band_statistics(fold_inputs: discovery.FoldInputs, cfg: TrainConfig, batchin
     """
     stream = inputs.train_dataset(fold_inputs.train_files_by_kind, dataclasses.replace(cfg, epochs=1),
                                   batching.global_batch, min(batching.steps_per_epoch, _BAND_STATS_BATCHES),
-                                  replicas=batching.replicas)
+                                  replicas=batching.replicas, species_counts=fold_inputs.manifest.species_examples())
     front = (front_end.TrainingFrontEnd(cfg.mel, cfg.augment, front_end.max_pitch_steps(cfg))
              if inputs.mel_on_model(cfg) else None)
     total = sum_sq = 0.0
@@ -217,7 +217,7 @@ def _fit(net: keras.Model, fold_inputs: discovery.FoldInputs, cfg: TrainConfig, 
         return
     train = inputs.train_dataset(fold_inputs.train_files_by_kind, cfg, batching.global_batch,
                                  batching.steps_per_epoch, initial_epoch, fold_inputs.num_train_by_kind,
-                                 replicas=batching.replicas)
+                                 replicas=batching.replicas, species_counts=fold_inputs.manifest.species_examples())
     net.fit(train, epochs=cfg.epochs, steps_per_epoch=batching.steps_per_epoch, shuffle=False,
             callbacks=callbacks + list(extra_callbacks), verbose=cfg.verbose)
 

@@ -248,3 +248,41 @@ def test_centred_validation_window_inside_a_longer_event_is_positive_with_min_ov
     assert len(meta["y"]) == len(events)
     np.testing.assert_array_equal(meta["y"][:, 4], 1.0)
     np.testing.assert_array_equal(meta["y"][:, C + 4], 1.0)
+
+
+def test_keep_probabilities_thin_each_species_by_its_count_relative_to_the_rarest():
+    # (n / 1)^-0.5; a species without slices keeps everything (it is never drawn anyway).
+    np.testing.assert_allclose(inputs.keep_probabilities([1, 4, 16, 0], 0.5), [1.0, 0.5, 0.25, 1.0])
+    np.testing.assert_allclose(inputs.keep_probabilities([2, 4, 16], 1.0), [1.0, 0.5, 0.125])
+    np.testing.assert_allclose(inputs.keep_probabilities([2, 4, 16], 0.0), [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("power, rare_share", [(0.0, 1 / 17), (0.5, 1 / 5), (1.0, 1 / 2)])
+def test_class_balance_resamples_the_tp_draws_towards_rare_species(tmp_path, power, rare_share):
+    # Training fold 1: 16 tp slices of species 3 and one of species 7; fold 0 (validation) never drawn.
+    audio = sf.ramp(SLICE)
+    common = [sf.train_example(f"c{i}", 1, species=3, t_min=0.5, t_max=1.0, audio=audio) for i in range(16)]
+    rare = [sf.train_example("r0", 1, species=7, t_min=0.5, t_max=1.0, audio=audio)]
+    val = [sf.train_example("v0", 0, species=3, t_min=0.5, t_max=1.0, audio=audio)]
+    shards = sf.write_shards(str(tmp_path), {0: val, 1: common + rare})
+    cfg = small_config(negative_fraction=0.0, class_balance=power)
+    files = discovery.train_files_by_kind(discovery.read_manifest(shards), shards, 0)
+    counts = [0] * C
+    counts[3], counts[7] = 16, 1
+    n = 3000
+    spec = {"event/species_id": tf.io.FixedLenFeature([], tf.int64)}
+    species = [int(tf.io.parse_single_example(r, spec)["event/species_id"])
+               for r in inputs.training_draws(files, cfg, 0, species_counts=counts).take(n)]
+    assert set(species) <= {3, 7}
+    rare_draws = species.count(7)
+    # Binomial(n, target share of the rare species): 4.5 standard deviations either side.
+    assert abs(rare_draws - rare_share * n) <= 4.5 * np.sqrt(n * rare_share * (1 - rare_share)), rare_draws
+
+
+def test_class_balance_needs_the_manifests_per_species_counts(shards):
+    # The hand-made manifest has no counts.train_examples_per_species (an older job's would not either).
+    with pytest.raises(discovery.ShardsError, match="class_balance needs the tp slices per species"):
+        discovery.prepare_fold(shards, 0, small_config(class_balance=0.5))
+    with pytest.raises(ValueError, match="class_balance needs"):
+        inputs.training_draws(discovery.prepare_fold(shards, 0, small_config()).train_files_by_kind,
+                              small_config(class_balance=0.5), 0)

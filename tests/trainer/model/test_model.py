@@ -106,6 +106,31 @@ def test_input_extras_band_norm_and_freq_channel_and_the_saved_model(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), before, rtol=1e-5, atol=1e-6)
 
 
+def test_floor_channel_is_each_bands_level_above_its_own_floor_in_the_window(tmp_path):
+    cfg = small_config(floor_channel=True, floor_quantile=0.25, freq_channel=True)
+    net = network.build_model(cfg, (N_MELS, FRAMES, 1))
+    rng = np.random.default_rng(2)
+    # Each example and band: a bed at its own level (0.01 x a permutation of 0..62 above it) and a call of +40 on
+    # frames 20..29, above every bed frame: the 0.25 quantile of 63 frames is the 16th lowest, a bed frame.
+    level = rng.normal(0.0, 5.0, (2, N_MELS, 1))
+    bed = np.stack([np.stack([rng.permutation(FRAMES) for _ in range(N_MELS)]) for _ in range(2)]) * 0.01
+    x = (level + bed).astype(np.float32)
+    x[:, :, 20:30] += 40.0
+    floor = np.quantile(x, 0.25, axis=-1, method="lower", keepdims=True)
+    np.testing.assert_allclose(floor, level + np.sort(bed[..., np.r_[0:20, 30:FRAMES]], axis=-1)[..., 15:16])
+    out = keras.Model(net.inputs, net.get_layer("freq_channel").output).predict(x[..., None], verbose=0)
+    assert out.shape == (2, N_MELS, FRAMES, 3)  # log-mel, floor channel, frequency channel
+    np.testing.assert_allclose(out[..., 0], x, atol=1e-5)
+    np.testing.assert_allclose(out[..., 1], x - floor, atol=1e-4)
+    assert np.all(out[:, :, 20:30, 1] > 39.0) and np.all(out[:, :, :20, 1] < 1.0)  # the call stands out of the bed
+    # Saved and loaded with its quantile.
+    net.save(tmp_path / "best.keras")
+    loaded = keras.saving.load_model(tmp_path / "best.keras", compile=False)
+    assert loaded.get_layer("floor_channel").quantile == 0.25
+    np.testing.assert_allclose(loaded.predict(x[..., None], verbose=0), net.predict(x[..., None], verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_band_norm_needs_statistics_and_db_scaling():
     with pytest.raises(ValueError, match="band_norm needs"):
         network.build_model(small_config(band_norm=True, mel={"scaling": "db"}), (N_MELS, FRAMES, 1))
