@@ -259,7 +259,7 @@ def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig,
     if cfg.class_balance > 0:
         if species_counts is None:
             raise ValueError("class_balance needs the tp slices per species (the manifest's)")
-        tp = balanced_tp(tp, species_counts, cfg.class_balance, seed + 6)
+        tp = balanced_tp(tp, species_counts, cfg.class_balance, seed + 8)  # background_windows uses seed + 6, + 7
     if not negatives or cfg.negative_fraction == 0.0:
         return tp
     negative_count = None if counts is None else sum(counts[k] for k in NEGATIVE_KINDS)

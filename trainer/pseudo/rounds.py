@@ -112,7 +112,7 @@ def run_rounds(shards_dir: str, runs_root: str, rounds: int, out_root: str | Non
     checks.output_dir("--out_root", out_root)
     previous = fold_runs(runs_root)
     folds = sorted(previous)
-    base_cfg = runs.open_run(previous[folds[0]]).config
+    base_cfg = cv.cv_config(runs.open_run(previous[folds[0]]).config, folds[0])  # each fold's seed is redone by cv
     rows = [_figures(0, runs_root, _test_score(runs_root, list(previous.values()), shards_dir, predict_cfg, test))]
     for r in range(1, rounds + 1):
         root = round_dir(out_root, r)

@@ -1,5 +1,8 @@
 """Cross-validation: trains each fold into runs_root/foldK, then writes the out-of-fold report.
 
+Fold K trains with seed --seed + K (fold_config; its config.json holds that seed), so the fold models
+that `make predict` averages do not share their initial weights.
+
 A fold whose run dir already holds summary.json (written last by trainer.training.train) is complete and
 skipped; one that was cut off is resumed by training it again into the same run dir (the trainer's
 BackupAndRestore picks up from the last finished epoch). A complete fold trained with a different
@@ -19,6 +22,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections import Counter
 from typing import Any, Sequence
@@ -43,6 +47,21 @@ def fold_run_dir(runs_root: str, fold: int) -> str:
     return fs.join(runs_root, f"fold{fold}")
 
 
+_SEEDS = 2**32  # TrainConfig.seed's range
+
+
+def fold_config(cfg: TrainConfig, fold: int) -> TrainConfig:
+    """`cfg` as fold `fold` trains it: seed --seed + fold, so the fold models of an ensemble start from their own
+    initial weights and draw their own crops (fold models from one start made the same mistakes on unseen
+    calls, and their average gained nothing; docs/results.md). Fold 0 keeps --seed."""
+    return dataclasses.replace(cfg, seed=(cfg.seed + fold) % _SEEDS)
+
+
+def cv_config(fold_cfg: TrainConfig, fold: int) -> TrainConfig:
+    """The cross-validation's config from one of its fold runs' (fold_config undone)."""
+    return dataclasses.replace(fold_cfg, seed=(fold_cfg.seed - fold) % _SEEDS)
+
+
 def check_folds(folds: Sequence[int], shards_dir: str) -> None:
     """Every fold must be listed once and have shards (an unknown fold fails before any training)."""
     duplicated = sorted(f for f, n in Counter(folds).items() if n > 1)
@@ -63,8 +82,9 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
         checks.output_dir("--runs_root", path)
     outputs.refuse_inside("--runs_root", runs_root)
     for fold, run_dir in run_dirs.items():
+        fold_cfg = fold_config(cfg, fold)
         if runs.is_complete(run_dir):
-            differences = config_lib.config_differences(config_lib.load_run_config(run_dir), cfg,
+            differences = config_lib.config_differences(config_lib.load_run_config(run_dir), fold_cfg,
                                                         ignore=_SAME_CV_IGNORES)
             if differences:
                 raise UserError(
@@ -75,7 +95,7 @@ def run_cv(cfg: TrainConfig, shards_dir: str, folds: Sequence[int], runs_root: s
             print(f"fold {fold}: complete ({layout.path(run_dir, layout.SUMMARY)} present), skipped")
             continue
         print(f"fold {fold}: training into {run_dir}")
-        train.train_fold(cfg, shards_dir, fold, run_dir)
+        train.train_fold(fold_cfg, shards_dir, fold, run_dir)
     result = report.write_cv_report(run_dirs, cv_dir, baseline_dir)
     folds_text = ", ".join(f"fold {k} {v['recording_lwlrap']:.4f}" for k, v in result["folds"].items())
     print(f"out-of-fold LWLRAP: recordings {result['recording_lwlrap']:.4f} over {result['num_recordings']} "

@@ -24,6 +24,7 @@ from trainer.data import recordings
 from trainer.data.discovery import read_manifest
 from trainer.evaluation.lwlrap import lwlrap
 from trainer.inference import predict, serving
+from trainer.recipe import config as config_lib
 from trainer.training import cv, runs
 
 # The tiny preset's sizes with every recipe setting explicit (tests/helpers/recipe_config.py), 1 epoch of 2 steps.
@@ -112,6 +113,14 @@ def test_cv_writes_oof_report_and_plots(cv_root):
         assert report["folds"][str(k)]["recording_lwlrap"] == pytest.approx(
             sklearn_lwlrap(fold_truth.to_numpy(), fold_scores.to_numpy()), abs=1e-9)
     assert [c["positive_recordings"] for c in per_class] == rec_truth.to_numpy().sum(axis=0).astype(int).tolist()
+
+
+def test_cv_gives_fold_k_the_seed_plus_k(cv_root):
+    seeds = [json.loads((cv_root / f"fold{k}" / "config.json").read_text())["seed"] for k in (0, 1)]
+    assert seeds == [RECIPE.seed, RECIPE.seed + 1]  # fold models of one ensemble start from different weights
+    top = config_lib.apply_overrides(RECIPE, {"seed": 2**32 - 1})
+    assert cv.fold_config(top, 2).seed == 1  # wraps inside the seed range
+    assert cv.cv_config(cv.fold_config(top, 2), 2) == top
 
 
 def test_cv_again_skips_complete_folds(cv_root, tiny_shards, capsys, train_args):
