@@ -3,7 +3,7 @@
 Training (all epochs as one stream of steps_per_epoch x epochs batches):
 
     tp files ------shuffle, repeat--> interleave(TFRecordDataset) --> shuffle(buffer) --\\
-                                                                                        sample_from_datasets
+                   [--> thinned by species with class_balance > 0 (balanced_tp)]          sample_from_datasets
     fp + background files --same------------------------------------------------------/  (1 - f, f)
       --> enumerate i (from the resume point) --> parse (trainer.data.records.train_parse_spec)
       --> int16 -> float32 [slice] --> random window [window] keeping >= min_box_overlap of the event,
