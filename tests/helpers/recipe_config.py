@@ -31,8 +31,8 @@ RECIPE: dict[str, Any] = {
     "loss": "sigmoid", "negative_fraction": 0.25, "unlabelled_weight": 0.0, "min_box_overlap": 0.5,
     "freq_channel": False, "band_norm": False, "floor_channel": False, "class_balance": 0.0,
     "monitor": "val_rec_lwlrap", "optimizer": "adam",
-    "learning_rate": 1e-3, "lr_schedule": "constant", "warmup_epochs": 0.0, "bn_momentum": 0.9, "dropout": 0.3,
-    "patience": 0, "shuffle_buffer": 16, "seed": 0, "deterministic": True, "mixed_precision": False,
+    "learning_rate": 1e-3, "lr_schedule": "constant", "warmup_epochs": 0.0, "ema_momentum": 0.0, "bn_momentum": 0.9,
+    "dropout": 0.3, "patience": 0, "shuffle_buffer": 16, "seed": 0, "deterministic": True, "mixed_precision": False,
     "strategy": "default", "verbose": 0,
 }
 AUGMENT_OFF: dict[str, Any] = {

@@ -206,16 +206,6 @@ def plot_examples(examples: Sequence[Example], mel_cfg: MelConfig, path: str, au
 
 # ---- command line ----
 
-def fold_files_by_kind(shards_dir: str, fold: int, cfg: TrainConfig) -> dict[str, list[str]]:
-    """The training files (every fold but `fold`) by kind, found and checked as trainer.training.train does."""
-    return {kind: list(files) for kind, files in discovery.prepare_fold(shards_dir, fold, cfg).train_files_by_kind.items()}
-
-
-def species_counts(shards_dir: str) -> list[int] | None:
-    """The manifest's tp slices per species (what the trainer's class balance thins by)."""
-    return discovery.read_manifest(shards_dir).species_examples()
-
-
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
     parser = checks.ArgumentParser(prog="python -m trainer.data.inspect_examples", description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards_dir", required=True, help="shards dir of pipeline.shards")
@@ -249,10 +239,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     out_dir = args.out_dir or fs.join("runs", fs.basename(args.shards_dir), "inspect")
     checks.output_dir("--out_dir", out_dir)
     outputs.refuse_inside("--out_dir", out_dir)
-    files_by_kind = fold_files_by_kind(args.shards_dir, args.fold, cfg)
-    with discovery.naming_a_corrupt_shard_of([p for files in files_by_kind.values() for p in files]):
-        examples = draw_examples(files_by_kind, cfg, args.n, args.augmentation, args.unaugmented_beside,
-                                 species_counts(args.shards_dir))
+    # The training files (every fold but --fold) by kind, found and checked as trainer.training.train does.
+    fold_inputs = discovery.prepare_fold(args.shards_dir, args.fold, cfg)
+    with discovery.naming_a_corrupt_shard_of(fold_inputs.train_files):
+        examples = draw_examples(fold_inputs.train_files_by_kind, cfg, args.n, args.augmentation,
+                                 args.unaugmented_beside, fold_inputs.manifest.species_examples())
     path = fs.join(out_dir, EXAMPLES_PNG)
     plot_examples(examples, cfg.mel, path, args.augmentation, args.dpi)
     print(f"wrote {path} ({len(examples)} examples of the training stream without fold {args.fold}, "

@@ -108,6 +108,11 @@ class TrainConfig:
     lr_decay_rate: float = 0.9  # factor per epoch (exponential schedule only)
     momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4  # adamw only
+    # Weight averaging: 0 = off; else the optimizer keeps an exponential moving average of the trainable weights,
+    # updated every step with this momentum (Keras' use_ema), and validation, best.keras and last.weights.h5 take
+    # the averaged weights while training goes on from the raw ones (trainer.training.callbacks.AveragedWeights).
+    # BatchNormalization's moving statistics are the raw weights' (they follow them at bn_momentum).
+    ema_momentum: float = 0.0
     # The convolutional trunk (trainer.model.backbones): "resnet50" = the seed's; "mobilenetv2"; "cnn" = a
     # PANNs-style stack of cnn_blocks blocks (widths cnn_width x 1, 2, 4, ...; cnn_convs 3x3 convolutions each),
     # downsampling by 8 instead of 32, for CPUs.
@@ -152,6 +157,8 @@ class TrainConfig:
         bad = [f"{k}={v} (must be > 0)" for k, v in positive.items() if not v > 0]
         if not 0.0 <= self.dropout < 1.0:
             bad.append(f"dropout={self.dropout} (must be in [0, 1))")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            bad.append(f"ema_momentum={self.ema_momentum} (must be in [0, 1); 0 = no weight averaging)")
         if not 0.0 < self.bn_momentum < 1.0:
             bad.append(f"bn_momentum={self.bn_momentum} (must be in (0, 1))")
         for k in ("patience", "warmup_epochs", "weight_decay", "momentum", "steps_per_epoch"):

@@ -2,6 +2,7 @@
 resumed run continues where the interrupted one stopped.
 
     callbacks = run_callbacks(run_dir, cfg, history, validator)   # validator first, BackupAndRestore last
+                                                                   # (AveragedWeights around them with an EMA)
     best = best_row(history, cfg.monitor)                          # the best epoch's row of history.csv
 """
 from __future__ import annotations
@@ -96,6 +97,29 @@ class LastWeights(keras.callbacks.Callback):
         keras.saving.save_weights(classifier, self.path, overwrite=True, objects_to_skip=[self.model.optimizer])
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """Puts the optimizer's averaged weights (cfg.ema_momentum) into the model at each epoch's end, for the
+    callbacks between it and its `swap_back()`: validation, the checkpoints.
+
+    Keras' SwapEMAWeights(swap_on_epoch=True) swaps back only at the next epoch's begin, after
+    BackupAndRestore has saved the averaged weights as the model's and the raw ones as the average, so a
+    resumed run would train on from the average. `swap_back()` is a callback to place before the backup.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(swap_on_epoch=True)
+
+    def swap_back(self) -> keras.callbacks.Callback:
+        """A callback whose epoch end returns the raw weights to the model (SwapEMAWeights' epoch-begin swap)."""
+        averaged = self
+
+        class SwapBack(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                averaged.on_epoch_begin(epoch, logs)  # swaps only while the average is in the model
+
+        return SwapBack()
+
+
 def run_callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
                validator: validation.RecordingValidation) -> list[keras.callbacks.Callback]:
     """The run's callbacks; `history` = the epochs finished before this invocation (empty unless resuming)."""
@@ -118,6 +142,9 @@ def run_callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
     if cfg.patience:
         callbacks.append(ResumableEarlyStopping(list(history[cfg.monitor]), monitor=cfg.monitor, mode=mode,
                                                 patience=cfg.patience, verbose=min(cfg.verbose, 1)))
+    if cfg.ema_momentum:  # validated and checkpointed: the averaged weights; backed up: the raw ones
+        averaged = AveragedWeights()
+        callbacks = [averaged, *callbacks, averaged.swap_back()]
     # Kept after fit (deleted by us just before summary.json), so a kill after the last epoch
     # resumes into zero epochs and only redoes the predictions. It saves the weights and the optimizer
     # state, which resuming needs, and (double_checkpoint) the previous epoch's, for a kill while writing.

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.demo_data import synthesize_call
 from tests.helpers.shard_factory import train_example, write_shards
-from trainer.data import inspect_examples
+from trainer.data import discovery, inspect_examples
 from trainer.recipe import config as config_lib
 
 RATE = 16000
@@ -54,7 +54,7 @@ def tone_shards(tmp_path_factory) -> str:
 
 def test_box_pixel_region_holds_the_energy_maximum(tone_shards):
     cfg = cfg_for_tones()
-    files = inspect_examples.fold_files_by_kind(tone_shards, fold=1, cfg=cfg)  # trains on fold 0: "low", "high"
+    files = discovery.prepare_fold(tone_shards, 1, cfg).train_files_by_kind  # trains on fold 0: "low", "high"
     examples = inspect_examples.draw_examples(files, cfg, n=6, augmented=False)
     assert {ex.recording_id for ex in examples} == {"low", "high"}
     bands = {rid: band for rid, _, band, _ in TONES}
@@ -94,7 +94,7 @@ def test_window_boxes_keeps_overlapping_boxes_relative_to_the_window():
 
 def test_unaugmented_copy_is_the_same_window_as_the_plain_draw(tone_shards):
     cfg = cfg_for_tones()
-    files = inspect_examples.fold_files_by_kind(tone_shards, fold=1, cfg=cfg)
+    files = discovery.prepare_fold(tone_shards, 1, cfg).train_files_by_kind
     both = inspect_examples.draw_examples(files, cfg, n=3, augmented=True, unaugmented_beside=True)
     plain = inspect_examples.draw_examples(files, cfg, n=3, augmented=False)
     for a, p in zip(both, plain):
