@@ -169,7 +169,7 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """cfg's optimizer on its learning-rate schedule; with cfg.ema_momentum it also averages the weights."""
     lr = learning_rate(cfg, steps_per_epoch)
-    # Keras' weight averaging: the optimizer holds the average; trainer.training.callbacks.AveragedWeights swaps it in.
+    # Keras' weight averaging: the optimizer holds the average, trainer.training.callbacks.AveragedWeights swaps it in.
     ema = {"use_ema": True, "ema_momentum": cfg.ema_momentum} if cfg.ema_momentum else {}
     if cfg.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, **ema)

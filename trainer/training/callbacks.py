@@ -127,7 +127,8 @@ def run_callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
     mode = monitor_mode(cfg.monitor)
     best_so_far = None if history.empty else best_row(history, cfg.monitor)[cfg.monitor]
     callbacks = [
-        validator,  # first: it puts val_loss, val_lwlrap and val_rec_lwlrap into the logs the others read
+        validator,  # first (with an EMA, after AveragedWeights): it puts val_loss, val_lwlrap and val_rec_lwlrap
+                    # into the logs the others read
         # Before BackupAndRestore: a kill between the two then duplicates a history row (dropped on
         # reading) rather than losing one.
         HistoryLogger(layout.path(run_dir, HISTORY), append=True),
