@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers.interrupt import InterruptAfter
 from tests.helpers.recipe_config import small_config
 from trainer.model import network
 from trainer.training import callbacks as callbacks_lib
@@ -34,16 +35,6 @@ class Weights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs.append(self.model.layers[0].kernel.numpy().copy())
-
-
-class InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("interrupted")
 
 
 def _fit(backup_dir: str, extra: list) -> Weights:

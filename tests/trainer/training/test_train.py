@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from core.errors import UserError
+from tests.helpers.interrupt import InterruptAfter
 from tests.helpers.recipe_config import as_config_file_content, recipe_config
 from trainer.data import discovery
 from trainer.evaluation.lwlrap import lwlrap, recording_lwlrap
@@ -183,16 +184,6 @@ class ScriptMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["val_score"] = SCRIPTED_MONITOR[epoch]
-
-
-class InterruptAfter(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("interrupted")
 
 
 def _fit_small(run_dir: str, initial_epoch: int, extra: list) -> keras.callbacks.History:
