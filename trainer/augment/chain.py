@@ -68,8 +68,7 @@ class AugmentConfig:
     """The training augmentation chain; scalar fields only (one CLI flag / JSON key each).
 
     Defaults are the recipe's chain: the seed's pieces at half their probability and no pitch shift (a
-    shift of a few semitones moves a species into its neighbour's band); SpecAugment and mixup off (the `cpu`
-    preset turns on one time and one frequency stripe: trainer.recipe.config.PRESETS).
+    shift of a few semitones moves a species into its neighbour's band); SpecAugment and mixup off.
     The seed's own chain is every `*_p` at 1.0. A piece with probability 0 is left out of the chain;
     `enabled=False` leaves out everything (the input pipeline can then skip the numpy call).
     """
