@@ -5,10 +5,18 @@
         tiny_shards   # str: that dataset sharded by a real DirectRunner run: --num_folds 3 --slice_seconds 4
 
 Both are built once per session and must be treated as read-only.
+
+    @pytest.fixture(scope="module")
+    def run(module_tmp_path):        # pathlib.Path, removed when the module's tests are done
+        ...
+
+Trained runs hold ResNet50 files of 100-300 MB each: a module fixture that writes one takes `module_tmp_path`
+so the suite's disk use stays near one module's (pytest.ini removes each passing test's tmp_path).
 """
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # No test may reach a GCE metadata server (Beam's GCS IO asks google-auth for credentials, and google-auth
@@ -24,6 +32,14 @@ TINY_NUM_TEST = 3
 TINY_DURATION_S = 12.0
 TINY_NUM_FOLDS = 3
 TINY_SLICE_SECONDS = 4.0
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path(tmp_path_factory, request):
+    """A directory for one test module's fixtures, deleted after its last test."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

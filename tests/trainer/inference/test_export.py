@@ -49,13 +49,13 @@ def waves(tiny_shards) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def float_run(tmp_path_factory) -> str:
-    return make_tiny_run(tmp_path_factory.mktemp("runs") / "float", seed=0)
+def float_run(module_tmp_path) -> str:
+    return make_tiny_run(module_tmp_path / "runs" / "float", seed=0)
 
 
 @pytest.fixture(scope="module")
-def float_export(float_run, tmp_path_factory) -> str:
-    out = str(tmp_path_factory.mktemp("exports") / "float")
+def float_export(float_run, module_tmp_path) -> str:
+    out = str(module_tmp_path / "exports" / "float")
     export.main(["--run", float_run, "--export_dir", out])
     return out
 

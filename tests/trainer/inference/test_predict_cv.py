@@ -44,8 +44,8 @@ def train_args(tmp_path_factory) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cv_root(tiny_shards, tmp_path_factory, train_args) -> Path:
-    root = tmp_path_factory.mktemp("cv") / "runs"
+def cv_root(tiny_shards, module_tmp_path, train_args) -> Path:
+    root = module_tmp_path / "runs"
     cv.main(["--shards_dir", tiny_shards, "--folds", "0", "1", "--runs_root", str(root), *train_args])
     return root
 

@@ -77,12 +77,12 @@ def test_selection_is_a_count_or_known_ids():
 
 
 @pytest.fixture(scope="module")
-def untrained_run(tmp_path_factory) -> str:
+def untrained_run(module_tmp_path) -> str:
     """A run dir trainer.training.runs accepts: the tiny preset's real model with its initial weights."""
     from trainer.model.network import build_model
 
     cfg = config_lib.apply_overrides(config_lib.preset_config("tiny"), {"band_norm": False, "verbose": 0})
-    run_dir = tmp_path_factory.mktemp("untrained") / "run"
+    run_dir = module_tmp_path / "run"
     run_dir.mkdir()
     build_model(cfg, discovery.input_shape(cfg)).save(run_dir / "best.keras")
     config_lib.save_config(cfg, str(run_dir / "config.json"))

@@ -108,8 +108,8 @@ class ScriptedScores(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("validation")
+def run(module_tmp_path):
+    base = module_tmp_path
     shards = sf.write_shards(str(base / "shards"), {0: _val_examples(), 1: _train_examples(1), 2: _train_examples(2)},
                              sample_rate=RATE, slice_seconds=2.0)
     cfg = small_config(epochs=3, steps_per_epoch=1, batch_size=4, unlabelled_weight=UNLABELLED_WEIGHT,
