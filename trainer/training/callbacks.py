@@ -111,13 +111,18 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
 
     def swap_back(self) -> keras.callbacks.Callback:
         """A callback whose epoch end returns the raw weights to the model (SwapEMAWeights' epoch-begin swap)."""
-        averaged = self
+        return SwapBack(self)
 
-        class SwapBack(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-                averaged.on_epoch_begin(epoch, logs)  # swaps only while the average is in the model
 
-        return SwapBack()
+class SwapBack(keras.callbacks.Callback):
+    """At each epoch's end, AveragedWeights' own swap back to the raw weights (see AveragedWeights.swap_back)."""
+
+    def __init__(self, averaged: AveragedWeights) -> None:
+        super().__init__()
+        self.averaged = averaged
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.averaged.on_epoch_begin(epoch, logs)  # swaps only while the average is in the model
 
 
 def run_callbacks(run_dir: str, cfg: TrainConfig, history: pd.DataFrame,
