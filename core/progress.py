@@ -40,6 +40,14 @@ LOGGER_NAME = "core.progress"
 _log = logging.getLogger(LOGGER_NAME)
 T = TypeVar("T")
 DEFAULT_EVERY_SECONDS = 10.0
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def configure_job_logging() -> None:
+    """A Beam job's command line (pipeline.shards, detect.run): warnings from everyone, and the progress lines
+    too (INFO), all to stderr in one format."""
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    _log.setLevel(logging.INFO)
 
 
 def duration(seconds: float) -> str:
@@ -129,7 +137,7 @@ def _to_stderr() -> None:
     """
     if not _log.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         _log.addHandler(handler)
         _log.setLevel(logging.INFO)
         _log.propagate = False

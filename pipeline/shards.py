@@ -284,9 +284,7 @@ def run(argv: Sequence[str] | None = None):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Warnings from everyone, and the progress lines too (INFO, to stderr like the rest).
-    logging.getLogger(progress.LOGGER_NAME).setLevel(logging.INFO)
+    progress.configure_job_logging()
     run(argv)
 
 
