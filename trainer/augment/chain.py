@@ -11,6 +11,8 @@ trainer.augment.waveform::
 Before it, off by default, the field's effects (trainer.augment.field): TimeStretch, Reverb, RandomEQ; and
 before those, off by default, background mixing (trainer.augment.background): the window plus a background
 window of another training recording at a random SNR (the input pipeline draws the background windows).
+First of all in the chain, off by default, BlockShuffle (trainer.augment.arrangement): the window's blocks
+between random cuts in a random order, so that a call's arrangement of syllables stops being a cue.
 
 Noise is cut from per-process banks by default (``noise_bank_seconds``; see
 trainer.augment.waveform._NoiseSNR for the trade-off), 0 draws fresh noise per window as the seed did.
@@ -41,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core import choices, settings
+from trainer.augment.arrangement import BlockShuffle
 from trainer.augment.background import BackgroundMix
 from trainer.augment.field import RandomEQ, Reverb, TimeStretch, check_positive
 from trainer.augment.waveform import (
@@ -80,7 +83,8 @@ class AugmentConfig:
         "time_stretch_min": (0.1, 10), "time_stretch_max": (0.1, 10), "reverb_rt60_min": (None, 10),
         "reverb_rt60_max": (None, 10), "eq_lowpass_min_hz": (None, 1e6), "eq_lowpass_max_hz": (None, 1e6),
         "eq_highpass_min_hz": (None, 1e6), "eq_highpass_max_hz": (None, 1e6), "eq_peak_db_limit": (None, 40),
-        "background_snr_db_min": (-100, 100), "background_snr_db_max": (-100, 100)}
+        "background_snr_db_min": (-100, 100), "background_snr_db_max": (-100, 100),
+        "block_shuffle_blocks": (None, 1000)}
 
     enabled: bool = True
     noise_p: float = 0.5  # probability of adding one noise kind (chosen uniformly among those on)
@@ -99,6 +103,10 @@ class AugmentConfig:
     volume_p: float = 0.5
     volume_db_limit: float = 10.0
     volume_mode: VolumeMode = "sine"
+    # Rearrangement (trainer.augment.arrangement), off by default: the window cut into block_shuffle_blocks
+    # blocks at random points, put back in a random order (first in the chain, the singer's part).
+    block_shuffle_p: float = 0.0
+    block_shuffle_blocks: int = 4
     # Field effects (trainer.augment.field), off by default: time stretch, then reverb and EQ (see build_augmentation).
     time_stretch_p: float = 0.0
     time_stretch_min: float = 0.9  # rate; an event at t moves to t / rate, so the range stays small
@@ -131,13 +139,15 @@ class AugmentConfig:
         settings.check_types(self, AugmentError)
         choices.check(self, AugmentError)
         for name in ("noise_p", "pitch_shift_p", "time_shift_p", "volume_p", "time_stretch_p", "reverb_p", "eq_p",
-                     "background_mix_p", "reverb_wet_min", "reverb_wet_max", "mixup_p", "time_mask_fraction", "freq_mask_fraction"):
+                     "background_mix_p", "block_shuffle_p", "reverb_wet_min", "reverb_wet_max", "mixup_p", "time_mask_fraction", "freq_mask_fraction"):
             check_probability(name, getattr(self, name))
         for name in ("time_masks", "freq_masks", "noise_bank_seconds", "pitch_shift_max_steps",
                      "time_shift_max_seconds", "volume_db_limit", "eq_peak_db_limit"):
             check_nonnegative(name, getattr(self, name))
         for name in ("time_stretch_min", "reverb_rt60_min", "eq_lowpass_min_hz", "eq_highpass_min_hz"):
             check_positive(name, getattr(self, name))
+        if self.block_shuffle_blocks < 2:
+            raise AugmentError(f"block_shuffle_blocks must be >= 2, got {self.block_shuffle_blocks!r}")
         if not self.mixup_alpha > 0:
             raise AugmentError(f"mixup_alpha must be > 0, got {self.mixup_alpha!r}")
         check_range("noise_min_snr_db/noise_max_snr_db", self.noise_min_snr_db, self.noise_max_snr_db)
@@ -209,6 +219,9 @@ def build_augmentation(cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> A
     # the microphone and the air's loss of highs (EQ, which colours the reverberant field too), then
     # the recorder's noise and the seed's chain. Off by default, so the recipe's chain and its seeded
     # draws are unchanged.
+    if cfg.block_shuffle_p > 0:
+        transforms.append(BlockShuffle(p=cfg.block_shuffle_p, blocks=cfg.block_shuffle_blocks,
+                                       sample_rate=sample_rate))
     if cfg.time_stretch_p > 0:
         transforms.append(TimeStretch(p=cfg.time_stretch_p, min_rate=cfg.time_stretch_min,
                                       max_rate=cfg.time_stretch_max))
