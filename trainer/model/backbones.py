@@ -7,8 +7,7 @@
         /32 grid, D = 1280, at a fraction of ResNet50's cost per step.
       "cnn": a VGG-style stack as PANNs' CNN6/CNN10 (Kong et al. 2020), sized for a CPU: cfg.cnn_blocks
         blocks of width w = cfg.cnn_width x 2^block, each [Conv2D(w, 3x3, no bias), BatchNorm, ReLU] x
-        cfg.cnn_convs, with 2 x 2 average pooling after every block but the last; the last
-        cfg.cnn_freq_only_blocks blocks use 3 x 1 kernels (frequency only: a shorter time receptive field);
+        cfg.cnn_convs, with 2 x 2 average pooling after every block but the last;
         F' = n_mels / 2^(blocks-1), T' = frames / 2^(blocks-1) (floored at each pool), D = the last width.
 
 Every backbone is trained from scratch (nothing is downloaded). Why "cnn" exists: at the `cpu` preset's
@@ -46,11 +45,10 @@ def cnn_stack(cfg: TrainConfig, x: Any) -> Any:
     last = cfg.cnn_blocks - 1
     for block in range(cfg.cnn_blocks):
         width = cfg.cnn_width * 2 ** block
-        kernel = (3, 1) if block >= cfg.cnn_blocks - cfg.cnn_freq_only_blocks else (3, 3)  # (mels, frames)
         for conv in range(cfg.cnn_convs):
             name = f"cnn_block{block + 1}_conv{conv + 1}"
             # No bias: the BatchNormalization after it has its own offset.
-            x = keras.layers.Conv2D(width, kernel, padding="same", use_bias=False, kernel_initializer="he_normal",
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
                                     name=name)(x)
             x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
             x = keras.layers.ReLU(name=f"{name}_relu")(x)

@@ -120,11 +120,6 @@ class TrainConfig:
     cnn_width: int = 32
     cnn_blocks: int = 4
     cnn_convs: int = 1
-    # The last cnn_freq_only_blocks blocks of "cnn" convolve along frequency only (3 x 1 kernels): each
-    # time step's features then span ~12 frames (0.25 s at the cpu preset's hop) instead of ~38, about one
-    # syllable, so the framewise heads score syllables rather than their arrangement (which differs between a
-    # species' call variants).
-    cnn_freq_only_blocks: int = 0
     # Classifier head on the backbone's features (trainer.model.heads): "gap" = the seed's (global average
     # pooling, Dense(dense_units, relu), Dense(num_classes)); "attention" / "max_avg" = SED-style (PANNs):
     # scores per time step of the feature map, pooled over time by learned attention or by (max + mean) / 2,
@@ -166,8 +161,6 @@ class TrainConfig:
             bad.append(f"ema_momentum={self.ema_momentum} (must be in [0, 1); 0 = no weight averaging)")
         if not 0.0 < self.bn_momentum < 1.0:
             bad.append(f"bn_momentum={self.bn_momentum} (must be in (0, 1))")
-        if not 0 <= self.cnn_freq_only_blocks <= self.cnn_blocks:
-            bad.append(f"cnn_freq_only_blocks={self.cnn_freq_only_blocks} (must be in [0, cnn_blocks={self.cnn_blocks}])")
         for k in ("patience", "warmup_epochs", "weight_decay", "momentum", "steps_per_epoch"):
             if getattr(self, k) < 0:
                 bad.append(f"{k}={getattr(self, k)} (must be >= 0)")

@@ -9,7 +9,7 @@ from core.errors import UserError
 from core.settings import ConfigError
 from tests.helpers.recipe_config import FRAMES, N_MELS, small_config
 from trainer.data import discovery
-from trainer.model import backbones, network
+from trainer.model import network
 
 
 def test_cnn_backbone_downsamples_by_8_and_doubles_its_width_per_block():
@@ -44,35 +44,6 @@ def test_cnn_backbone_trains_one_step_and_its_loss_falls_on_a_fixed_batch():
     assert np.isfinite(first) and last < 0.6 * first
 
 
-def cnn_stack_model(cfg) -> keras.Model:
-    inputs = keras.Input(shape=discovery.input_shape(cfg))
-    return keras.Model(inputs, backbones.cnn_stack(cfg, inputs))
-
-
-def frames_reached(cfg, frame: int) -> list[int]:
-    """The time steps of the "cnn" stack's output whose features change when input frame `frame` changes."""
-    shape = discovery.input_shape(cfg)
-    stack = cnn_stack_model(cfg)
-    x = np.random.default_rng(0).normal(size=(1, *shape)).astype(np.float32)
-    bumped = x.copy()
-    bumped[:, :, frame, :] += 5.0
-    change = np.abs(stack.predict(bumped, verbose=0) - stack.predict(x, verbose=0)).max(axis=(0, 1, 3))  # [T']
-    return [t for t in range(change.size) if change[t] > 1e-4]
-
-
-def test_frequency_only_blocks_shorten_the_time_receptive_field():
-    # 4 blocks, pools between them: a frame's features span 38 input frames with 3 x 3 kernels everywhere,
-    # 14 when the last two blocks convolve along frequency only (3 x 1); the output steps are 8 frames apart.
-    # (BatchNormalization at inference is per channel, so it spreads nothing along time.)
-    full = small_config(backbone="cnn", cnn_width=4, cnn_blocks=4)
-    local = small_config(backbone="cnn", cnn_width=4, cnn_blocks=4, cnn_freq_only_blocks=2)
-    reached_full, reached_local = frames_reached(full, 28), frames_reached(local, 28)
-    assert len(reached_full) >= 4 and 3 in reached_full
-    assert 1 <= len(reached_local) <= 2 and set(reached_local) <= {2, 3, 4}
-    convs = [la for la in cnn_stack_model(local).layers if isinstance(la, keras.layers.Conv2D)]
-    assert [la.kernel_size for la in convs] == [(3, 3), (3, 3), (3, 1), (3, 1)]
-
-
 @pytest.mark.parametrize("backbone, blocks, n_mels, smallest", [
     ("cnn", 4, 4, 8), ("cnn", 3, 2, 4), ("mobilenetv2", 4, 16, 32)])
 def test_inputs_below_the_backbones_minimum_are_a_user_error(backbone, blocks, n_mels, smallest):
@@ -95,8 +66,7 @@ def test_cnn_at_its_minimum_input_builds():
     assert net.output_shape == (None, 24)
 
 
-@pytest.mark.parametrize("bad", [{"backbone": "vgg"}, {"cnn_width": 0}, {"cnn_blocks": 11}, {"cnn_convs": 0},
-                                 {"cnn_freq_only_blocks": 5}, {"cnn_freq_only_blocks": -1}])
+@pytest.mark.parametrize("bad", [{"backbone": "vgg"}, {"cnn_width": 0}, {"cnn_blocks": 11}, {"cnn_convs": 0}])
 def test_bad_backbone_settings_are_config_errors(bad):
     with pytest.raises(ConfigError):
         small_config(**bad)
