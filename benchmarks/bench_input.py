@@ -254,6 +254,7 @@ def time_costs(files: Sequence[str], cfg: config.TrainConfig, batch_size: int, c
         "pink_noise_fresh": chain.PinkNoiseSNR(),
         "pink_noise_bank": chain.PinkNoiseSNR(**bank),
         "time_shift": chain.TimeShift(sample_rate=sr),
+        "block_shuffle": chain.BlockShuffle(sample_rate=sr),
         "volume_sine": chain.VolumeControl(),
     }
     costs = {name: _cpu_ms(lambda i, t=t: t(y, np.random.default_rng(i)), calls) for name, t in pieces.items()}

@@ -174,7 +174,7 @@ def test_input_measurements_run_on_the_current_pipeline(tiny_v2_shards):
     assert on_model["samples_per_s"] > 0
     with_masks = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, time_masks=1, mixup_p=0.5))
     costs = bench_input.time_costs(fold.train_files_by_kind["tp"], with_masks, batch_size=2, calls=1)
-    assert {"log_mel_tf", "recipe_chain_numpy", "spec_augment_masks_tf", "mixup_tf"} <= set(costs)
+    assert {"log_mel_tf", "recipe_chain_numpy", "spec_augment_masks_tf", "mixup_tf", "block_shuffle"} <= set(costs)
 
 
 @pytest.mark.parametrize("mel_device", ["host", "model"])
