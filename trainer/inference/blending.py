@@ -9,7 +9,9 @@ The runs root is the one dir holding every ensembled run (`--runs_root`, or the 
 
 with rank() the within-recording rank of trainer.evaluation.blend (each test recording's species ranked
 among themselves, no other recording involved, as out of fold) and the baseline's scores from
-runs_root/baseline/submission.csv (trainer.baseline.run; its rows must be sample_submission.csv's).
+runs_root/baseline/submission.csv (trainer.baseline.run; its rows must be sample_submission.csv's), and only
+while the baseline's oof.csv and submission.csv are the files the cv report fingerprinted (a baseline re-run
+after `make cv` may differ from the one the weight was chosen beside).
 Otherwise the ensemble alone, and `reason` says why in one line. Everything here is read before inference.
 
     plan = blending.plan_blend("auto", run_dirs, sample, recording_ids)   # before any model loads
@@ -123,6 +125,14 @@ def plan_blend(mode: str, run_dirs: Sequence[str], sample: pd.DataFrame, recordi
     if not fs.isfile(path):
         return BlendPlan(mode, alone + f"no baseline submission at {path} (`make baseline` writes it with test "
                                        f"shards)")
+    seen = cv_result.get("baseline") or {}
+    now = layout.baseline_fingerprint(fs.join(root, cv.BASELINE_DIR))
+    changed = [name for name, digest in now.items() if seen.get(name, digest) != digest]  # older reports: no key
+    if changed:
+        files = " and ".join(n.replace("_sha256", ".csv") for n in changed)
+        return BlendPlan(mode, alone + f"the baseline's {files} in {fs.join(root, cv.BASELINE_DIR)} changed since "
+                                       f"`make cv` chose the blend on it ({report_path}); run `make cv` again to "
+                                       f"blend with this baseline")
     weight = float(mix.get("weight", np.nan))
     if not 0.0 <= weight <= 1.0:
         raise UserError(f"{report_path} gives the blend a model weight of {mix.get('weight')}, not in [0, 1]; run "

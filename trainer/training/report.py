@@ -110,7 +110,7 @@ def baseline_beside(baseline_dir: str | None, table: pd.DataFrame | None, folds:
         return None
     saved = layout.load_baseline_report(baseline_dir) or {}
     return {"dir": baseline_dir, "folds": {str(k): _levels(table[table["fold"] == k]) for k in folds},
-            **_levels(table), "test_lwlrap": saved.get("test_lwlrap")}
+            **_levels(table), "test_lwlrap": saved.get("test_lwlrap"), **layout.baseline_fingerprint(baseline_dir)}
 
 
 def blend_beside(oof: pd.DataFrame, baseline_oof: pd.DataFrame | None) -> dict[str, Any] | None:

@@ -21,6 +21,7 @@ trainer.training.report and trainer.data.inspect_examples. Inference modules imp
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -89,3 +90,17 @@ def load_baseline_report(out_dir: str) -> dict[str, Any] | None:
         return fs.read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); run `make baseline` again") from e
+
+
+def baseline_fingerprint(out_dir: str) -> dict[str, str | None]:
+    """{"oof_sha256", "submission_sha256"}: the first 16 hex digits of the SHA-256 of the baseline's oof.csv and
+    submission.csv in `out_dir`, None for a file that is not there.
+
+    The CV report records it beside the blend weight it chose on that oof.csv, and `make predict` blends only the
+    submission.csv of that same baseline run (trainer.inference.blending), not one a later `make baseline` wrote.
+    """
+    def digest(name: str) -> str | None:
+        path = fs.join(str(out_dir), name)
+        return hashlib.sha256(fs.read_bytes(path)).hexdigest()[:16] if fs.isfile(path) else None
+
+    return {"oof_sha256": digest(BASELINE_OOF), "submission_sha256": digest(BASELINE_SUBMISSION)}

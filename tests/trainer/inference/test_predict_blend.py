@@ -7,6 +7,7 @@ trainer.evaluation.blend.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -73,10 +74,22 @@ def runs_root(tmp_path, sample):
     return root
 
 
-def write_report(root, blend_entry) -> None:
+def write_report(root, blend_entry, baseline=None) -> None:
     (root / "cv").mkdir(exist_ok=True)
     folds = {str(k): {"run_dir": str(root / f"fold{k}"), "recording_lwlrap": 0.8} for k in (0, 1)}
-    (root / "cv" / "report.json").write_text(json.dumps({"folds": folds, "blend": blend_entry}))
+    (root / "cv" / "report.json").write_text(json.dumps({"folds": folds, "blend": blend_entry, "baseline": baseline}))
+
+
+def sha16(path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else None
+
+
+def report_seeing_the_baseline(root) -> None:
+    """The report as `make cv` writes it now: the blend pays and the baseline's files are fingerprinted."""
+    report = json.loads((root / "cv" / "report.json").read_text())
+    (root / "baseline" / "oof.csv").write_text("recording_id,fold\nr1,0\n")
+    write_report(root, report["blend"], {"oof_sha256": sha16(root / "baseline" / "oof.csv"),
+                                         "submission_sha256": sha16(root / "baseline" / "submission.csv")})
 
 
 def within_recording_ranks(table: pd.DataFrame) -> pd.DataFrame:
@@ -121,6 +134,12 @@ def test_auto_writes_the_blend_when_the_report_says_it_pays(runs_root, tiny_shar
         sklearn_lwlrap(truth, ensemble.loc[table.index].to_numpy()), abs=1e-6)
 
 
+def test_auto_blends_the_baseline_the_report_fingerprinted(runs_root, tiny_shards, fake_models, capsys):
+    report_seeing_the_baseline(runs_root)
+    _, config = run_predict(runs_root, tiny_shards)
+    assert config["blend"]["blended"] is True and config["blend"]["model_weight"] == pytest.approx(WEIGHT)
+
+
 def test_off_writes_the_ensemble_alone(runs_root, tiny_shards, fake_models, fold_scores, capsys):
     table, config = run_predict(runs_root, tiny_shards, "--blend_baseline", "off")
     ensemble = (fold_scores[0] + fold_scores[1]) / 2
@@ -147,11 +166,27 @@ def _no_baseline_submission(root):
     (root / "baseline" / "submission.csv").unlink()
 
 
+def _baseline_rerun(root):
+    """`make baseline` run again after `make cv`: another submission.csv than the report fingerprinted."""
+    report_seeing_the_baseline(root)
+    path = root / "baseline" / "submission.csv"
+    table = pd.read_csv(path, dtype={"recording_id": str})
+    table[S_COLS] = table[S_COLS] * 0.5
+    table.to_csv(path, index=False)
+
+
+def _baseline_oof_rerun(root):
+    report_seeing_the_baseline(root)
+    (root / "baseline" / "oof.csv").write_text("recording_id,fold\nr2,1\n")
+
+
 @pytest.mark.parametrize("damage, reason", [
     (_no_report, "no cv report at"),
     (_does_not_pay, "the blend does not pay (best 0.8020 at model weight 0.5, margin 0.005); model alone"),
     (_skipped, "no blend with the baseline: the slices differ"),
     (_no_baseline_submission, "no baseline submission at"),
+    (_baseline_rerun, "the baseline's submission.csv in "),
+    (_baseline_oof_rerun, "the baseline's oof.csv in "),
 ])
 def test_auto_predicts_from_the_model_alone_and_says_why(runs_root, tiny_shards, fake_models, fold_scores, capsys,
                                                          damage, reason):

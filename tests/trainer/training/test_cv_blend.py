@@ -5,6 +5,7 @@ Fold run dirs and the baseline's oof.csv are written from the hand-worked case o
 """
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -35,6 +36,10 @@ def test_the_report_says_the_blend_pays_and_at_which_weight(tmp_path):
     assert mix["best_weight"] == pytest.approx(0.6) and mix["blend_recording_lwlrap"] == pytest.approx(1.0)
     assert mix["pays"] is True and mix["weight"] == pytest.approx(0.6) and mix["margin"] == 0.005
     assert mix["normalisation"] == "within-recording rank"
+    # The baseline files the weight was chosen beside, fingerprinted for `make predict` (no submission.csv here).
+    oof_bytes = (tmp_path / "baseline" / "oof.csv").read_bytes()
+    assert written["baseline"]["oof_sha256"] == hashlib.sha256(oof_bytes).hexdigest()[:16]
+    assert written["baseline"]["submission_sha256"] is None
 
     tables = parse_tables((tmp_path / "cv" / "report.md").read_text())
     rows = {r["figure"]: r["value"] for r in tables["Blend with the baseline"]}
