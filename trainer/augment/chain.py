@@ -11,8 +11,9 @@ trainer.augment.waveform::
 Before it, off by default, the field's effects (trainer.augment.field): TimeStretch, Reverb, RandomEQ; and
 before those, off by default, background mixing (trainer.augment.background): the window plus a background
 window of another training recording at a random SNR (the input pipeline draws the background windows).
-First of all in the chain, off by default, BlockShuffle (trainer.augment.arrangement): the window's blocks
-between random cuts in a random order, so that a call's arrangement of syllables stops being a cue.
+First of the chain itself (after background mixing, when that is on), off by default, BlockShuffle
+(trainer.augment.arrangement): the window's blocks between random cuts in a random order, so that a call's
+arrangement of syllables stops being a cue.
 
 Noise is cut from per-process banks by default (``noise_bank_seconds``; see
 trainer.augment.waveform._NoiseSNR for the trade-off), 0 draws fresh noise per window as the seed did.
@@ -219,6 +220,7 @@ def build_augmentation(cfg: AugmentConfig, sample_rate: int, seed: int = 0) -> A
     # the microphone and the air's loss of highs (EQ, which colours the reverberant field too), then
     # the recorder's noise and the seed's chain. Off by default, so the recipe's chain and its seeded
     # draws are unchanged.
+    # Before them the singer's own variation: the arrangement of its syllables (block shuffle).
     if cfg.block_shuffle_p > 0:
         transforms.append(BlockShuffle(p=cfg.block_shuffle_p, blocks=cfg.block_shuffle_blocks,
                                        sample_rate=sample_rate))
