@@ -4,7 +4,8 @@
       [B, F', T', D] --GlobalAveragePooling2D--> [B, D] --BN, Dropout--> --Dense(units, relu)--> [B, units]
         (the embedding) --BN, Dropout--> --Dense(C, sigmoid|softmax, float32, "scores")--> [B, C]
     "attention" / "max_avg" (framewise, SED-style as PANNs' decision-level heads):
-      [B, F', T', D] --mean over frequency--> [B, T', D] --max_pool3 + avg_pool3 over time--> [B, T', D]
+      [B, F', T', D] --mean (or, with head_freq_pool "max", max) over frequency--> [B, T', D]
+        --max_pool3 + avg_pool3 over time--> [B, T', D]
         --BN, Dropout, Dense(units, relu) per frame ("frame_embedding")--> [B, T', units] --BN, Dropout-->
         --Dense(C, float32) per frame--> logits [B, T', C]
         "attention": --Dense(C, float32) per frame--> attention [B, T', C];
@@ -64,6 +65,17 @@ class FrequencyMean(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rfcx")
+class FrequencyMax(keras.layers.Layer):
+    """[B, F, T, C] -> [B, T, C]: the max over the frequency rows."""
+
+    def call(self, x: Any) -> Any:
+        return ops.max(x, axis=1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="rfcx")
 class AttentionPooling(keras.layers.Layer):
     """[frame_logits [B, T, C], frame_attention [B, T, C]] -> scores [B, C] (`attention_pool`)."""
 
@@ -101,7 +113,9 @@ def gap_head(cfg: TrainConfig, features: Any) -> Any:
 
 def framewise_head(cfg: TrainConfig, features: Any) -> Any:
     """"attention" or "max_avg": [B, F', T', D] -> [B, C] from framewise scores (shapes: module docstring)."""
-    x = FrequencyMean(name="freq_mean")(features)  # [B, T', D]
+    # [B, T', D]: each channel's mean over the F' rows, or its peak (a narrow-band call is not averaged with the
+    # other bands' content).
+    x = (FrequencyMax(name="freq_max") if cfg.head_freq_pool == "max" else FrequencyMean(name="freq_mean"))(features)
     # PANNs' smoothing: each frame also sees its neighbours' peak and mean (stride 1: T' kept).
     peak = keras.layers.MaxPooling1D(3, strides=1, padding="same", name="time_max")(x)  # [B, T', D]
     mean = keras.layers.AveragePooling1D(3, strides=1, padding="same", name="time_avg")(x)  # [B, T', D]

@@ -127,6 +127,7 @@ class TrainConfig:
     # against "gap" and "max_avg" on the realistic benchmark, docs/results.md).
     # The framewise heads need loss "sigmoid".
     head: Literal["gap", "attention", "max_avg"] = "gap"
+    head_freq_pool: Literal["mean", "max"] = "mean"  # how the framewise heads pool the feature map's frequency rows
     dense_units: int = 1024  # the seed's head: Dense(1024, relu); the framewise heads' per-frame Dense
     dropout: float = 0.3
     # Momentum of every BatchNormalization moving average (backbone and head). Keras' default 0.99
@@ -175,6 +176,9 @@ class TrainConfig:
         if self.head != "gap" and self.loss != "sigmoid":
             bad.append(f"head={self.head!r} needs loss='sigmoid' (it pools per-species probabilities over time, "
                        f"which do not sum to 1 over species as softmax scores must)")
+        if self.head == "gap" and self.head_freq_pool != "mean":
+            bad.append(f"head_freq_pool={self.head_freq_pool!r} needs a framewise head (attention, max_avg); the "
+                       f"seed's gap head averages the whole feature map")
         if self.band_norm and self.mel.scaling != "db":
             bad.append("band_norm needs mel.scaling='db' (min-max scaled inputs are already in [0, 1])")
         if not 0.0 < self.lr_decay_rate <= 1.0:

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from core.settings import ConfigError
 from tests.helpers.recipe_config import FRAMES, N_MELS, small_config
 from trainer.data import discovery
 from trainer.model import heads, network
@@ -115,3 +116,25 @@ def test_embedding_of_a_model_without_a_known_head_is_refused():
     inputs = keras.Input((4,))
     with pytest.raises(ValueError, match="cannot find its embedding"):
         heads.embedding_output(keras.Model(inputs, keras.layers.Dense(2, name="scores")(inputs)))
+
+
+def test_frequency_max_takes_each_rows_peak_and_the_head_pools_with_it_when_asked(tmp_path):
+    x = np.array([[[[1.0, -2.0]], [[3.0, -5.0]], [[0.5, -1.0]]]], np.float32)  # [B=1, F=3, T=1, C=2]
+    np.testing.assert_allclose(np.asarray(heads.FrequencyMax()(x)), [[[3.0, -1.0]]])
+    cfg = small_config(head="attention", head_freq_pool="max")
+    net = network.build_model(cfg, discovery.input_shape(cfg))
+    names = {layer.name for layer in net.layers}
+    assert "freq_max" in names and "freq_mean" not in names
+    assert "freq_mean" in {layer.name for layer in network.build_model(small_config(head="attention"),
+                                                                      discovery.input_shape(cfg)).layers}
+    features = net.get_layer("freq_max").input  # [B, F', T', D]
+    probe = keras.Model(net.input, [features, net.get_layer("freq_max").output])
+    inputs = np.random.default_rng(0).random((2, *discovery.input_shape(cfg)), np.float32)
+    grid, pooled = (np.asarray(t) for t in probe(inputs, training=False))
+    np.testing.assert_allclose(pooled, grid.max(axis=1), rtol=1e-6)
+    with pytest.raises(ConfigError, match="head_freq_pool='max' needs a framewise head"):
+        small_config(head="gap", head_freq_pool="max")
+    net.save(tmp_path / "best.keras")  # registered: a saved run loads with the same pooling
+    loaded = keras.saving.load_model(tmp_path / "best.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(inputs, training=False)), np.asarray(net(inputs, training=False)),
+                               rtol=1e-5, atol=1e-6)
