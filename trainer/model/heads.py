@@ -65,14 +65,11 @@ class FrequencyMean(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rfcx")
-class FrequencyMax(keras.layers.Layer):
+class FrequencyMax(FrequencyMean):
     """[B, F, T, C] -> [B, T, C]: the max over the frequency rows."""
 
     def call(self, x: Any) -> Any:
         return ops.max(x, axis=1)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (input_shape[0], *input_shape[2:])
 
 
 @keras.saving.register_keras_serializable(package="rfcx")
