@@ -20,7 +20,6 @@ it wrote the latest one resumes from the previous one (`restore_previous_backup`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from typing import Any, Iterator, Mapping
 
@@ -39,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def shards_id(shards_dir: str) -> str:
     """A digest of the shards' manifest.json: equal manifests, equal shards (wherever they lie)."""
-    return hashlib.sha256(fs.read_bytes(fs.join(shards_dir, MANIFEST_FILE))).hexdigest()[:16]
+    return layout.file_id(fs.join(shards_dir, MANIFEST_FILE))
 
 
 def identity(shards_dir: str, fold: int) -> dict[str, Any]:

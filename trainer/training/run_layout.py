@@ -92,6 +92,11 @@ def load_baseline_report(out_dir: str) -> dict[str, Any] | None:
         raise UserError(f"{path} is not valid JSON ({e}); run `make baseline` again") from e
 
 
+def file_id(path: str) -> str:
+    """The first 16 hex digits of the SHA-256 of the file at `path` (local or gs://): which version of it a run saw."""
+    return hashlib.sha256(fs.read_bytes(path)).hexdigest()[:16]
+
+
 def baseline_fingerprint(out_dir: str) -> dict[str, str | None]:
     """{"oof_sha256", "submission_sha256"}: the first 16 hex digits of the SHA-256 of the baseline's oof.csv and
     submission.csv in `out_dir`, None for a file that is not there.
@@ -101,6 +106,6 @@ def baseline_fingerprint(out_dir: str) -> dict[str, str | None]:
     """
     def digest(name: str) -> str | None:
         path = fs.join(str(out_dir), name)
-        return hashlib.sha256(fs.read_bytes(path)).hexdigest()[:16] if fs.isfile(path) else None
+        return file_id(path) if fs.isfile(path) else None
 
     return {"oof_sha256": digest(BASELINE_OOF), "submission_sha256": digest(BASELINE_SUBMISSION)}
