@@ -33,6 +33,7 @@ RUNS_ROOT ?= runs/$(SHARDS_NAME)
 RUNS ?=
 OUT ?= $(RUNS_ROOT)/submission.csv
 BASELINE_DIR ?= $(RUNS_ROOT)/baseline
+PRETRAIN_DIR ?= $(RUNS_ROOT)/pretrain
 # ---- export (trainer.inference.export): RUN = a run dir, or a runs root for the CV ensemble ----
 RUN ?= $(RUN_DIR)
 EXPORT ?= exports/$(SHARDS_NAME)
@@ -54,7 +55,7 @@ PROJECT ?=
 REGION ?=
 BUCKET ?=
 
-.PHONY: help venv shards shards-dataflow demo-data train cv pseudo baseline predict export inspect detect detect-dataflow \
+.PHONY: help venv shards shards-dataflow demo-data train cv pretrain pseudo baseline predict export inspect detect detect-dataflow \
 	import-annotations test bench bench-export clean
 
 help:
@@ -62,6 +63,7 @@ help:
 	@echo "make shards-dataflow DATA_DIR=gs://... PROJECT=p REGION=r BUCKET=b [OUTPUT_DIR=gs://...]"
 	@echo "make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--epochs 3 --preset tiny ...']"
 	@echo "make cv [FOLDS='0 1 2 3 4'] [SHARDS=dir] [ARGS=...]"
+	@echo "make pretrain [SHARDS=dir] [PRETRAIN_DIR=runs/<shards>/pretrain] [ARGS='--preset cpu --pretrain.epochs 10 ...'] (then make cv ARGS='... --init_from dir')"
 	@echo "make pseudo [SHARDS=dir] [RUNS_ROOT=runs/<shards>] [ARGS='--rounds 2 ...'] (after make cv)"
 	@echo "make baseline [SHARDS=dir] [BASELINE_DIR=runs/<shards>/baseline] [ARGS='--unlabelled_weight 0 ...']"
 	@echo "make predict [RUNS='runs/demo/fold0 ...'] [SHARDS=dir] [OUT=file.csv] [PLOTS=1 (timelines in PLOT_DIR)] [ARGS='--blend_baseline off ...']"
@@ -117,6 +119,11 @@ cv: $(STAMP) $(DEMO_DEP)
 # into RUNS_ROOT/pseudo/roundR (resumable; rounds.md holds each round's OOF and test LWLRAP).
 pseudo: $(STAMP) $(DEMO_DEP)
 	$(PY) -m trainer.pseudo --shards_dir $(SHARDS) --runs_root $(RUNS_ROOT) $(ARGS)
+
+# Contrastive pretraining of the backbone on the shards' unlabelled audio (train slices and test recordings);
+# the folds start from it with ARGS='... --init_from $(PRETRAIN_DIR)'.
+pretrain: $(STAMP) $(DEMO_DEP)
+	$(PY) -m trainer.pretrain --shards_dir $(SHARDS) --out_dir $(PRETRAIN_DIR) $(ARGS)
 
 # The floor every model must beat: log-mel band statistics + logistic regression, same folds.
 baseline: $(STAMP) $(DEMO_DEP)

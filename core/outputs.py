@@ -37,7 +37,8 @@ RUN_DIR_NAMES = (SUMMARY, BEST_MODEL, HISTORY, BACKUP)
 # Any name the trainer's commands write into a run dir or a runs root: a dir holding one is not a
 # shards job's output, whatever else it holds.
 OTHER_COMMANDS_NAMES = frozenset({*RUN_DIR_NAMES, "checkpoints", "val_predictions.csv", "serving.keras", "logs",
-                                  "curves.png", "cv", "baseline"})
+                                  "curves.png", "cv", "baseline", "pretrain.json", "encoder.keras",
+                                  "pretrain_summary.json"})
 
 
 def _json(path: str) -> Any:

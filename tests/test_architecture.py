@@ -29,6 +29,7 @@ STAGES = (
     "trainer.evaluation",
     "trainer.model",
     "trainer.training",
+    "trainer.pretrain",
     "trainer.inference",
     "trainer.pseudo",
     "trainer.baseline",

@@ -11,11 +11,12 @@ one and never `pipeline` (tests/test_architecture.py):
     evaluation  LWLRAP and the prediction tables' columns
     model       the network, losses, distribution strategy
     training    fit loop, callbacks, run dir, resume, validation, cross-validation and its report
+    pretrain    contrastive pretraining of the backbone on unlabelled audio (the folds' --init_from)
     inference   predict, serving model, Kaggle submission, detection timelines
     pseudo      pseudo-label rounds: out-of-fold soft targets, then a cross-validation trained on them
     baseline    the band-statistics + logistic-regression floor every model must beat
 
-Entry points: python -m trainer.training.train | trainer.training.cv | trainer.inference.predict |
-trainer.pseudo | trainer.baseline.run | trainer.data.inspect_examples (the Makefile's train, cv, predict,
-pseudo, baseline, inspect).
+Entry points: python -m trainer.training.train | trainer.training.cv | trainer.pretrain |
+trainer.inference.predict | trainer.pseudo | trainer.baseline.run | trainer.data.inspect_examples (the Makefile's
+train, cv, pretrain, predict, pseudo, baseline, inspect).
 """

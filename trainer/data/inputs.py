@@ -138,7 +138,7 @@ def features(waveform: tf.Tensor, cfg: TrainConfig, pitch_steps: tf.Tensor | Non
 AugmentFn = Callable[..., tuple[tf.Tensor, tf.Tensor | None]]
 
 
-def _augment_fn(cfg: TrainConfig) -> tuple[AugmentFn, int]:
+def augment_fn(cfg: TrainConfig) -> tuple[AugmentFn, int]:
     """(waveform [window], seed [2] int64, background [window] or None) -> (augmented waveform [window],
     pitch steps int32 [] or None).
 
@@ -172,7 +172,7 @@ def element_seed(cfg: TrainConfig, index: tf.Tensor, salt: int = 0) -> tf.Tensor
     return tf.random.experimental.stateless_fold_in(base, index)
 
 
-def _input_options() -> tf.data.Options:
+def input_options() -> tf.data.Options:
     """tf.data threading: a private pool of cores + 1 threads, each op single-threaded.
 
     The default shares the process-wide pool and lets each op inside a map use several threads; on
@@ -192,7 +192,7 @@ def _records(files: tf.Tensor | Sequence[str], num_files: int, deterministic: bo
         cycle_length=min(num_files, 8), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
 
 
-def _endless(files: Sequence[str], cfg: TrainConfig, seed: int, count: int | None = None) -> tf.data.Dataset:
+def endless_records(files: Sequence[str], cfg: TrainConfig, seed: int, count: int | None = None) -> tf.data.Dataset:
     """Serialized records of `files` forever: each pass in a new seeded file order, then a shuffle buffer.
 
     With `count` (the manifest's), every pass must hold exactly that many records, as validation's
@@ -247,7 +247,7 @@ def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig,
 
     Dataset.shuffle and sample_from_datasets take Python seeds only, so the resume point enters them:
     a resumed run draws a stream of the same distribution, not the uninterrupted run's exact one.
-    `counts_by_kind` (the manifest's): each kind's pass is checked against it (_endless).
+    `counts_by_kind` (the manifest's): each kind's pass is checked against it (endless_records).
     `species_counts` [C] (the manifest's tp slices per species): with cfg.class_balance > 0 the tp stream is
     resampled by balanced_tp; required then.
     """
@@ -255,7 +255,7 @@ def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig,
     negatives = [f for kind in NEGATIVE_KINDS for f in files_by_kind.get(kind, ())]
     seed = cfg.seed * 1_000_003 + resume_index
     counts = None if counts_by_kind is None else {k: int(counts_by_kind.get(k, 0)) for k in schema.SLICE_KINDS}
-    tp = _endless(positives, cfg, seed, None if counts is None else counts[schema.KIND_TP])
+    tp = endless_records(positives, cfg, seed, None if counts is None else counts[schema.KIND_TP])
     if cfg.class_balance > 0:
         if species_counts is None:
             raise ValueError("class_balance needs the tp slices per species (the manifest's)")
@@ -264,7 +264,7 @@ def training_draws(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig,
         return tp
     negative_count = None if counts is None else sum(counts[k] for k in NEGATIVE_KINDS)
     return tf.data.Dataset.sample_from_datasets(
-        [tp, _endless(negatives, cfg, seed + 2, negative_count)],
+        [tp, endless_records(negatives, cfg, seed + 2, negative_count)],
         weights=[1.0 - cfg.negative_fraction, cfg.negative_fraction],
         seed=seed + 4)
 
@@ -291,7 +291,7 @@ def background_windows(files: Sequence[str], cfg: TrainConfig, resume_index: int
         ex = window_example(record, cfg, element_seed(cfg, index, salt=3))
         return {"waveform": ex["waveform"], "recording_id": ex["recording_id"]}
 
-    return (_endless(files, cfg, seed, count).enumerate(start=resume_index)
+    return (endless_records(files, cfg, seed, count).enumerate(start=resume_index)
             .map(window, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic))
 
 
@@ -308,7 +308,7 @@ def train_element_fn(cfg: TrainConfig, augmented: bool = True,
     `on_model` (augmented only): "inputs" instead of "x", the model-side inputs of trainer.features.placement
     without mixup's: the augmented waveform, pitch steps and SpecAugment stripes.
     """
-    augment_fn, max_pitch_steps = _augment_fn(cfg)
+    augment, max_pitch_steps = augment_fn(cfg)
     soft = soft_targets.lookup_for(cfg.soft_targets, cfg.num_classes) if cfg.soft_targets else None
 
     def element(index: tf.Tensor, record: tf.Tensor,
@@ -322,7 +322,7 @@ def train_element_fn(cfg: TrainConfig, augmented: bool = True,
             same = tf.equal(background["recording_id"], ex["recording_id"])
             other = tf.where(same, tf.zeros_like(background["waveform"]), background["waveform"])  # [window]
         # [window], [] semitones or None
-        waveform, steps = augment_fn(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1), other)
+        waveform, steps = augment(ex["waveform"], tf.random.experimental.stateless_fold_in(seed, 1), other)
         if on_model:
             n_mels, frames, _ = discovery.input_shape(cfg)
             in_freq, in_time = spec_augment.draw_masks(n_mels, frames, cfg.augment,
@@ -393,7 +393,7 @@ def train_dataset(files_by_kind: Mapping[str, Sequence[str]], cfg: TrainConfig, 
     elif spec_augment.mixup_enabled(cfg.augment):
         batches = batches.enumerate(start=initial_epoch * steps_per_epoch).map(mixup, num_parallel_calls=AUTOTUNE,
                                                                                deterministic=cfg.deterministic)
-    return batches.prefetch(AUTOTUNE).with_options(_input_options())
+    return batches.prefetch(AUTOTUNE).with_options(input_options())
 
 
 def eval_examples(files: Sequence[str], cfg: TrainConfig) -> tf.data.Dataset:
@@ -432,4 +432,4 @@ def eval_dataset(files: Sequence[str], cfg: TrainConfig, batch_size: int,
             .map(with_features, num_parallel_calls=AUTOTUNE, deterministic=True)
             .batch(batch_size)
             .prefetch(AUTOTUNE)
-            .with_options(_input_options()))
+            .with_options(input_options()))

@@ -125,6 +125,19 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
     """
     check_input_shape(cfg, input_shape)
     inputs = keras.Input(shape=input_shape, name="log_mel")
+    x = build_trunk(cfg, inputs, band_stats)  # [B, F', T', D]
+    scores = heads.build_head(cfg, x)  # [B, num_classes], the layer "scores", float32
+    net = keras.Model(inputs, scores, name=f"rfcx_{cfg.backbone}")
+    set_batch_norm(net, cfg)
+    return net
+
+
+def build_trunk(cfg: TrainConfig, inputs: Any, band_stats: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+    """The layers before the head: log-mel [B, n_mels, frames, 1] -> feature map [B, F', T', D] (module docstring).
+
+    Shared by the classifier and the pretraining encoder (trainer.pretrain.encoder), whose layer names are
+    therefore the same: trainer.model.transfer copies weights between them by name.
+    """
     x = inputs
     if cfg.band_norm:
         if band_stats is None:
@@ -135,9 +148,11 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
         x = FloorChannel(cfg.floor_quantile, name="floor_channel")(x)  # [B, n_mels, frames, C + 1]
     if cfg.freq_channel:
         x = FrequencyChannel(name="freq_channel")(x)  # [B, n_mels, frames, C + 1]
-    x = backbones.build_backbone(cfg, x)  # [B, F', T', D]
-    scores = heads.build_head(cfg, x)  # [B, num_classes], the layer "scores", float32
-    net = keras.Model(inputs, scores, name=f"rfcx_{cfg.backbone}")
+    return backbones.build_backbone(cfg, x)  # [B, F', T', D]
+
+
+def set_batch_norm(net: keras.Model, cfg: TrainConfig) -> None:
+    """cfg.bn_momentum on every BatchNormalization of `net`, synchronised across replicas when there are several."""
     # keras.applications and backbones.cnn_stack build their BatchNormalization layers with the default
     # momentum; the moving averages are only read outside training, so setting it before compile is enough.
     # With several replicas (built in a MirroredStrategy/TPU scope), each replica would update its own
@@ -149,7 +164,6 @@ def build_model(cfg: TrainConfig, input_shape: tuple[int, int, int],
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = cfg.bn_momentum
             layer.synchronized = synchronized
-    return net
 
 
 def learning_rate(cfg: TrainConfig, steps_per_epoch: int) -> Any:

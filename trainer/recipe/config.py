@@ -128,6 +128,9 @@ class TrainConfig:
     # The framewise heads need loss "sigmoid".
     head: Literal["gap", "attention", "max_avg"] = "gap"
     head_freq_pool: Literal["mean", "max"] = "mean"  # how the framewise heads pool the feature map's frequency rows
+    # A pretraining dir (trainer.pretrain, `make pretrain`) whose encoder the backbone starts from (its layers'
+    # weights copied by name: trainer.model.transfer) instead of from random weights; "" = from scratch.
+    init_from: str = ""
     dense_units: int = 1024  # the seed's head: Dense(1024, relu); the framewise heads' per-frame Dense
     dropout: float = 0.3
     # Momentum of every BatchNormalization moving average (backbone and head). Keras' default 0.99

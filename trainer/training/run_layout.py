@@ -15,6 +15,12 @@ trainer.training.report and trainer.data.inspect_examples. Inference modules imp
       serving.keras            waveform [B, window_samples] -> scores [B, C] (trainer.inference.serving)
       summary.json             written last: its presence means the run is complete
 
+    PRETRAIN_DIR/ (trainer.pretrain.run; --init_from of a run)
+      pretrain.json            the resolved TrainConfig (encoder, input, augmentation) and PretrainConfig
+      encoder.keras            trunk + projection of the last epoch: [B, n_mels, frames, 1] -> [B, E]
+      pretrain_history.csv     one row per epoch: loss, pair_accuracy
+      pretrain_summary.json    written last: its presence means the pretraining is complete
+
     from trainer.training import run_layout
     layout.path(run_dir, layout.SUMMARY)
     history = layout.read_history(run_dir)      # pandas, one row per epoch
@@ -48,6 +54,13 @@ BASELINE_SETTINGS = "settings.json"  # not config.json, which marks a run dir fo
 BASELINE_OOF = "oof.csv"
 BASELINE_REPORT = "report.json"
 BASELINE_SUBMISSION = "submission.csv"
+
+# A pretraining dir (trainer.pretrain.run writes it; trainer.training.train's --init_from reads the encoder). Names
+# of its own, so that a runs root holding it is not taken for a run dir (no config.json, no summary.json).
+PRETRAIN_CONFIG = "pretrain.json"  # {"train": TrainConfig, "pretrain": PretrainConfig}, resolved
+ENCODER = "encoder.keras"  # trunk + projection: log-mel [B, n_mels, frames, 1] -> embedding [B, E]
+PRETRAIN_HISTORY = "pretrain_history.csv"
+PRETRAIN_SUMMARY = "pretrain_summary.json"  # written last: the pretraining is complete
 
 # What a fresh start (nothing to resume) or --overwrite removes; config.json is rewritten anyway.
 TRAINING_OUTPUTS = (SUMMARY, BEST_MODEL, CHECKPOINTS, HISTORY, VAL_PREDICTIONS, CURVES, LOGS, BACKUP,

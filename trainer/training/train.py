@@ -4,7 +4,7 @@
         [--config FILE] [--epochs N] [--steps_per_epoch S] [--batch_size B] [--unlabelled_weight W]
         [--monitor val_rec_lwlrap|val_lwlrap|val_loss] [--strategy auto|default|mirrored|tpu]
         [--mixed_precision] [--mel.device auto|host|model] [--mel.n_mels 64] [--augment.mixup_p 0.5] ...
-        [--overwrite]
+        [--init_from PRETRAIN_DIR] [--overwrite]
     python -m trainer.training.train --help        # every flag (one per config field) with its default
     make train FOLD=0 [SHARDS=dir] [RUN_DIR=dir] [ARGS='--preset cpu']
 
@@ -13,6 +13,8 @@ see trainer.data.inputs) and validates on every slice of fold K after each epoch
 The log-mel is computed by the input pipeline on the host CPU or, to feed an accelerator, by the model
 as its first layer (`--mel.device`, default auto = the model when a GPU/TPU is present:
 trainer.features.placement, trainer.model.front_end); either way best.keras takes log-mels.
+With --init_from (a finished `make pretrain` dir) the backbone starts from the pretrained encoder's weights
+(trainer.model.transfer), the head from random ones.
 Settings: preset < --config JSON < flags (see trainer.recipe.config). run_dir receives:
 
     config.json          the resolved TrainConfig (written first; `--config` it to reproduce the run;
@@ -48,7 +50,7 @@ import json
 import logging
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import keras
 import numpy as np
@@ -58,7 +60,7 @@ from core import checks, fs, outputs, schema
 from core.errors import UserError, run_main
 from trainer.data import discovery, inputs
 from trainer.features import placement as mel_placement
-from trainer.model import front_end, network, strategy
+from trainer.model import front_end, network, strategy, transfer
 from trainer.pictures import plots
 from trainer.recipe import config as config_lib
 from trainer.recipe.config import TrainConfig
@@ -174,13 +176,21 @@ def band_statistics(fold_inputs: discovery.FoldInputs, cfg: TrainConfig, batchin
                                   replicas=batching.replicas, species_counts=fold_inputs.manifest.species_examples())
     front = (front_end.TrainingFrontEnd(cfg.mel, cfg.augment, front_end.max_pitch_steps(cfg))
              if inputs.mel_on_model(cfg) else None)
+    # x [B, n_mels, frames, 1] (or the model-side inputs, turned into log-mels)
+    return band_moments((x if front is None else front(x, training=True)).numpy() for x, _ in stream)
+
+
+def band_moments(batches: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) float64 [n_mels] over log-mel batches [B, n_mels, frames, C]; variance floored at 1e-6."""
     total = sum_sq = 0.0
     count = 0
-    for x, _ in stream:  # x [B, n_mels, frames, 1] (or the model-side inputs)
-        x = (x if front is None else front(x, training=True)).numpy().astype(np.float64)  # [B, n_mels, frames, 1]
+    for x in batches:
+        x = np.asarray(x, np.float64)
         total = total + x.sum(axis=(0, 2, 3))
         sum_sq = sum_sq + np.square(x).sum(axis=(0, 2, 3))
         count += x.shape[0] * x.shape[2] * x.shape[3]
+    if not count:
+        raise ValueError("band_moments needs at least one batch")
     mean = total / count
     return mean, np.maximum(sum_sq / count - mean**2, 1e-6)
 
@@ -202,6 +212,15 @@ def write_results(net: keras.Model, validator: validation.RecordingValidation, c
     fs.write_csv(table, layout.path(run_dir, VAL_PREDICTIONS))
     plots.plot_curves(history, layout.path(run_dir, CURVES))
     return history, validation.metrics(meta["recording_id"], meta["y"], scores, cfg.num_classes), meta
+
+
+def pretrained_encoder_path(pretrain_dir: str) -> str:
+    """The encoder.keras of a finished pretraining dir (--init_from); UserError when there is none."""
+    path = layout.path(pretrain_dir, layout.ENCODER)
+    if not fs.isfile(path) or not fs.exists(layout.path(pretrain_dir, layout.PRETRAIN_SUMMARY)):
+        raise UserError(f"--init_from {pretrain_dir} holds no finished pretraining ({layout.ENCODER} and "
+                        f"{layout.PRETRAIN_SUMMARY}); run `make pretrain` into it first")
+    return path
 
 
 def _fit(net: keras.Model, fold_inputs: discovery.FoldInputs, cfg: TrainConfig, run_dir: str, initial_epoch: int,
@@ -237,6 +256,8 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     shape = discovery.input_shape(cfg)
     network.check_input_shape(cfg, shape)
     fold_inputs = discovery.prepare_fold(shards_dir, fold, cfg)  # every input check before run_dir is touched
+    if cfg.init_from:
+        pretrained_encoder_path(cfg.init_from)
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     cfg = resolve_mel_device(cfg)  # after the strategy: a TPU is visible once its system is initialised
     batching = plan_batches(fold_inputs, cfg, placement.num_replicas)
@@ -269,6 +290,11 @@ def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strat
         band_stats = band_statistics(fold_inputs, cfg, batching) if cfg.band_norm else None
         with placement.strategy.scope():
             net = network.build_model(cfg, shape, band_stats)  # the classifier: log-mel in
+            if cfg.init_from and not initial_epoch:  # a resumed run restores its own weights from the backup
+                encoder = keras.models.load_model(pretrained_encoder_path(cfg.init_from), compile=False)
+                copied = transfer.copy_shared_weights(encoder, net)
+                log.info("backbone from the pretrained encoder of %s: %d layers' weights copied", cfg.init_from,
+                         len(copied))
             if inputs.mel_on_model(cfg):
                 net = front_end.build_training_model(cfg, net)  # waveforms in (trainer.model.front_end)
             network.compile_model(net, cfg, batching.steps_per_epoch)

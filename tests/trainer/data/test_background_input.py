@@ -43,7 +43,7 @@ def test_mixing_changes_the_input_and_keeps_the_targets(shards):
 
 def test_the_mix_adds_the_background_window_at_the_snr_and_never_one_of_its_own_recording():
     cfg = small_config(augment=ONLY_MIX)  # SNR 0 dB exactly
-    augment_fn, _ = inputs._augment_fn(cfg)
+    augment_fn, _ = inputs.augment_fn(cfg)
     t = np.arange(WINDOW) / RATE
     call = tf.constant(0.3 * np.sin(2 * np.pi * 700 * t), tf.float32)
     background = tf.constant(np.random.default_rng(2).normal(0, 0.1, WINDOW), tf.float32)

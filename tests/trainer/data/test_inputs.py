@@ -219,7 +219,7 @@ def test_spec_augment_and_mixup_are_wired_into_the_training_stream(shards):
 def test_augmentation_hands_its_pitch_steps_to_the_mel_front_end():
     cfg = small_config(augment={"enabled": True, "pitch_shift_p": 1.0, "pitch_shift_max_steps": 5,
                                 "pitch_shift_method": "mel"})  # only the pitch shift
-    augment_fn, max_steps = inputs._augment_fn(cfg)
+    augment_fn, max_steps = inputs.augment_fn(cfg)
     assert max_steps == 5
     reference = chain.build_augmentation(cfg.augment, RATE, cfg.seed)
     waveform = tf.constant(sf.ramp(WINDOW) / 32768.0, tf.float32)
@@ -231,7 +231,7 @@ def test_augmentation_hands_its_pitch_steps_to_the_mel_front_end():
         assert int(steps) == chain.augment_with_seed(reference, waveform.numpy(), seed.numpy())[1]  # ...the mel is
         drawn.add(int(steps))
     assert len(drawn) > 3
-    off_fn, off_steps = inputs._augment_fn(small_config())
+    off_fn, off_steps = inputs.augment_fn(small_config())
     assert off_fn(waveform, tf.constant([3, 0], tf.int64))[1] is None and off_steps == 0
 
 
