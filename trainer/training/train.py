@@ -214,12 +214,25 @@ def write_results(net: keras.Model, validator: validation.RecordingValidation, c
     return history, validation.metrics(meta["recording_id"], meta["y"], scores, cfg.num_classes), meta
 
 
-def pretrained_encoder_path(pretrain_dir: str) -> str:
-    """The encoder.keras of a finished pretraining dir (--init_from); UserError when there is none."""
+# The settings that shape the trunk: a pretraining made with other values would fill only part of it.
+TRUNK_FIELDS = ("backbone", "cnn_width", "cnn_blocks", "cnn_convs", "freq_channel", "floor_channel")
+
+
+def pretrained_encoder_path(cfg: TrainConfig) -> str:
+    """The encoder.keras of cfg.init_from, a finished pretraining of the same trunk; UserError otherwise."""
+    pretrain_dir = cfg.init_from
     path = layout.path(pretrain_dir, layout.ENCODER)
-    if not fs.isfile(path) or not fs.exists(layout.path(pretrain_dir, layout.PRETRAIN_SUMMARY)):
-        raise UserError(f"--init_from {pretrain_dir} holds no finished pretraining ({layout.ENCODER} and "
-                        f"{layout.PRETRAIN_SUMMARY}); run `make pretrain` into it first")
+    settings_path = layout.path(pretrain_dir, layout.PRETRAIN_CONFIG)
+    if not (fs.isfile(path) and fs.exists(layout.path(pretrain_dir, layout.PRETRAIN_SUMMARY))
+            and fs.isfile(settings_path)):
+        raise UserError(f"--init_from {pretrain_dir} holds no finished pretraining ({layout.ENCODER}, "
+                        f"{layout.PRETRAIN_CONFIG} and {layout.PRETRAIN_SUMMARY}); run `make pretrain` into it first")
+    pretrained = fs.read_json(settings_path).get("train", {})
+    differ = [f"--{k} {pretrained.get(k)!r} (the fold: {getattr(cfg, k)!r})" for k in TRUNK_FIELDS
+              if pretrained.get(k) != getattr(cfg, k)]
+    if differ:
+        raise UserError(f"--init_from {pretrain_dir} pretrained another trunk: {'; '.join(differ)}; pretrain with "
+                        f"the flags the folds train with")
     return path
 
 
@@ -257,7 +270,7 @@ def train_fold(cfg: TrainConfig, shards_dir: str, fold: int, run_dir: str, *, ov
     network.check_input_shape(cfg, shape)
     fold_inputs = discovery.prepare_fold(shards_dir, fold, cfg)  # every input check before run_dir is touched
     if cfg.init_from:
-        pretrained_encoder_path(cfg.init_from)
+        pretrained_encoder_path(cfg)
     placement = strategy.resolve(cfg.strategy, cfg.tpu)
     cfg = resolve_mel_device(cfg)  # after the strategy: a TPU is visible once its system is initialised
     batching = plan_batches(fold_inputs, cfg, placement.num_replicas)
@@ -291,7 +304,7 @@ def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strat
         with placement.strategy.scope():
             net = network.build_model(cfg, shape, band_stats)  # the classifier: log-mel in
             if cfg.init_from and not initial_epoch:  # a resumed run restores its own weights from the backup
-                encoder = keras.models.load_model(pretrained_encoder_path(cfg.init_from), compile=False)
+                encoder = keras.models.load_model(pretrained_encoder_path(cfg), compile=False)
                 copied = transfer.copy_shared_weights(encoder, net)
                 log.info("backbone from the pretrained encoder of %s: %d layers' weights copied", cfg.init_from,
                          len(copied))

@@ -101,3 +101,11 @@ def test_init_from_a_dir_without_a_finished_pretraining_fails_before_the_run_dir
     with pytest.raises(UserError, match="holds no finished pretraining"):
         train.train_fold(cfg, tiny_shards, 0, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_init_from_a_pretraining_of_another_trunk_is_refused_naming_the_setting(pretrained, tiny_shards, tmp_path):
+    out, _ = pretrained
+    cfg = recipe_config(as_config_file_content(CFG), {"init_from": out, "cnn_blocks": 3})
+    with pytest.raises(UserError, match="--cnn_blocks 2 \\(the fold: 3\\)"):
+        train.train_fold(cfg, tiny_shards, 0, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
