@@ -72,6 +72,13 @@ class FrequencyMax(FrequencyMean):
         return ops.max(x, axis=1)
 
 
+def frequency_pool(cfg: TrainConfig, name: str | None = None) -> keras.layers.Layer:
+    """cfg.head_freq_pool's [B, F, T, C] -> [B, T, C] layer, named "freq_mean" / "freq_max" unless `name` is given."""
+    if cfg.head_freq_pool == "max":
+        return FrequencyMax(name=name or "freq_max")
+    return FrequencyMean(name=name or "freq_mean")
+
+
 @keras.saving.register_keras_serializable(package="rfcx")
 class AttentionPooling(keras.layers.Layer):
     """[frame_logits [B, T, C], frame_attention [B, T, C]] -> scores [B, C] (`attention_pool`)."""
@@ -112,7 +119,7 @@ def framewise_head(cfg: TrainConfig, features: Any) -> Any:
     """"attention" or "max_avg": [B, F', T', D] -> [B, C] from framewise scores (shapes: module docstring)."""
     # [B, T', D]: each channel's mean over the F' rows, or its peak (a narrow-band call is not averaged with the
     # other bands' content).
-    x = (FrequencyMax(name="freq_max") if cfg.head_freq_pool == "max" else FrequencyMean(name="freq_mean"))(features)
+    x = frequency_pool(cfg)(features)
     # PANNs' smoothing: each frame also sees its neighbours' peak and mean (stride 1: T' kept).
     peak = keras.layers.MaxPooling1D(3, strides=1, padding="same", name="time_max")(x)  # [B, T', D]
     mean = keras.layers.AveragePooling1D(3, strides=1, padding="same", name="time_avg")(x)  # [B, T', D]

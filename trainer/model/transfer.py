@@ -11,8 +11,6 @@ training statistics, as without pretraining.
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import keras
 
 from core.errors import UserError
@@ -25,14 +23,14 @@ def _weighted_layers(net: keras.Model) -> dict[str, keras.layers.Layer]:
             if layer.weights and not getattr(layer, "layers", None)}
 
 
-def copy_shared_weights(source: keras.Model, target: keras.Model, skip: Iterable[str] = ()) -> list[str]:
-    """Copies into `target` the weights of every layer `source` has under the same name (but those in `skip`).
+def copy_shared_weights(source: keras.Model, target: keras.Model) -> list[str]:
+    """Copies into `target` the weights of every layer `source` has under the same name.
 
     UserError when no layer is shared (another backbone) or a shared layer's weights differ in shape (another
     width, depth or input channels): the encoder was pretrained for another configuration.
     """
     sources, targets = _weighted_layers(source), _weighted_layers(target)
-    shared = sorted(set(sources) & set(targets) - set(skip))
+    shared = sorted(set(sources) & set(targets))
     if not shared:
         raise UserError(f"the pretrained encoder {source.name!r} shares no layer with the model {target.name!r}: "
                         f"pretrain with the backbone and flags the folds train with")

@@ -32,8 +32,7 @@ def build_encoder(cfg: TrainConfig, pcfg: PretrainConfig, input_shape: tuple[int
     network.check_input_shape(cfg, input_shape)
     inputs = keras.Input(shape=input_shape, name="log_mel")
     x = network.build_trunk(cfg, inputs, band_stats)  # [B, F', T', D]
-    pool = heads.FrequencyMax if cfg.head_freq_pool == "max" else heads.FrequencyMean
-    x = pool(name="projection_freq_pool")(x)  # [B, T', D]
+    x = heads.frequency_pool(cfg, name="projection_freq_pool")(x)  # [B, T', D]
     peak = keras.layers.GlobalMaxPooling1D(name="projection_time_max")(x)  # [B, D]
     mean = keras.layers.GlobalAveragePooling1D(name="projection_time_mean")(x)  # [B, D]
     x = keras.layers.Average(name="projection_time_pool")([peak, mean])

@@ -304,7 +304,8 @@ def _train(cfg: TrainConfig, fold_inputs: discovery.FoldInputs, placement: strat
         with placement.strategy.scope():
             net = network.build_model(cfg, shape, band_stats)  # the classifier: log-mel in
             if cfg.init_from and not initial_epoch:  # a resumed run restores its own weights from the backup
-                encoder = keras.models.load_model(pretrained_encoder_path(cfg), compile=False)
+                # Checked by train_fold before the run dir was touched (pretrained_encoder_path).
+                encoder = keras.models.load_model(layout.path(cfg.init_from, layout.ENCODER), compile=False)
                 copied = transfer.copy_shared_weights(encoder, net)
                 log.info("backbone from the pretrained encoder of %s: %d layers' weights copied", cfg.init_from,
                          len(copied))
