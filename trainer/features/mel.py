@@ -8,6 +8,10 @@
       -> scaling (`scaling`): "minmax" (the seed's) = min-max per example to [0, 1] (a constant input
          gives zeros, not NaN); "db" = (dB - db_offset) / db_scale, the same affine map for every
          example, so a quiet window stays quiet instead of being stretched to the full range
+    or, with scaling "pcen", instead of the dB step:
+      -> per-channel energy normalisation (`pcen`, librosa.pcen): each band divided by its own smoothed
+         past (an automatic gain control with time constant pcen_time_constant), then root-compressed;
+         stationary noise (rain hiss, an engine's drone) flattens, onsets stand out  [..., n_mels, frames]
 
 Pitch shift at the mel stage (training augmentation, trainer.augment.pitch_warp): each example
 picks its own warped filter bank by index (`pitch_steps`), so the shift costs a gather instead of a
@@ -79,9 +83,19 @@ class MelConfig:
     power: float = 2.0
     top_db: float = 80.0
     amin: float = 1e-10
-    scaling: Literal["minmax", "db"] = "minmax"
+    scaling: Literal["minmax", "db", "pcen"] = "minmax"
     db_offset: float = -60.0  # "db" scaling: roughly the middle of field recordings' dB (float audio, ref 1)
     db_scale: float = 20.0
+    # "pcen" scaling (librosa.pcen's parameters and defaults; Lostanlen et al. 2019, "Per-channel energy
+    # normalization: why and how"): smoother time constant in seconds, gain (alpha), bias (delta), root
+    # (r), eps. pcen_input_scale multiplies the waveform first: librosa's documentation scales float audio
+    # in [-1, 1] by 2**31 (the int32 range PCEN's constants were chosen for), else eps dominates quiet bands.
+    pcen_time_constant: float = 0.4
+    pcen_gain: float = 0.98
+    pcen_bias: float = 2.0
+    pcen_power: float = 0.5
+    pcen_eps: float = 1e-6
+    pcen_input_scale: float = 2.0**31
     # Training only: where the log-mel is computed, in the input pipeline ("host") or in the model
     # ("model"), "auto" = the model when there is a GPU/TPU (trainer.features.placement). Not part
     # of the features: LogMel and the exported model drop it (`features_only`).
@@ -101,7 +115,10 @@ class MelConfig:
             raise MelConfigError(f"n_mels={self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins of "
                                  f"n_fft={self.n_fft}")
         choices.check(self, MelConfigError)
-        for name in ("power", "top_db", "amin", "db_scale"):
+        if not 0.0 <= self.pcen_gain <= 1.0:
+            raise MelConfigError(f"pcen_gain must be in [0, 1], got {self.pcen_gain!r}")
+        for name in ("power", "top_db", "amin", "db_scale", "pcen_time_constant", "pcen_bias", "pcen_power",
+                     "pcen_eps", "pcen_input_scale"):
             if not getattr(self, name) > 0:
                 raise MelConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -208,6 +225,41 @@ def power_to_db(power: tf.Tensor, cfg: MelConfig) -> tf.Tensor:
     return tf.maximum(db, peak - cfg.top_db)
 
 
+def pcen_smoothing_coefficient(cfg: MelConfig) -> float:
+    """librosa.pcen's b: the one-pole smoother's weight of the current frame, from the time constant in frames."""
+    t_frames = cfg.pcen_time_constant * cfg.sample_rate / cfg.hop_length
+    return (math.sqrt(1.0 + 4.0 * t_frames**2) - 1.0) / (2.0 * t_frames**2)
+
+
+def pcen_smoother(frames: tf.Tensor, b: float) -> tf.Tensor:
+    """[frames, frames] matrix K with M = E @ K the one-pole smoother M_t = b E_t + (1 - b) M_(t-1), started at
+    steady state on the first frame (M_0 = E_0: scipy's lfilter_zi scaled by E_0; librosa.pcen's default zi is
+    unscaled, the rest state of a unit input, which makes every window's first ~time-constant an onset):
+    K[k, t] = b (1 - b)^(t - k) for k <= t, and row 0 also carries (1 - b)^(t + 1).
+
+    A matmul instead of a recurrence: one op of O(frames^2) that XLA, GPUs and TFLite all take, for any frames."""
+    steps = tf.range(frames, dtype=tf.float32)
+    lag = steps[tf.newaxis, :] - steps[:, tf.newaxis]  # [k, t] = t - k
+    decay = tf.pow(1.0 - b, tf.maximum(lag, 0.0))
+    kernel = tf.where(lag >= 0.0, b * decay, 0.0)
+    start = tf.pow(1.0 - b, steps + 1.0)[tf.newaxis, :]  # [1, frames]: the initial state's share at frame t
+    first_row = tf.cast(tf.equal(tf.range(frames), 0), tf.float32)[:, tf.newaxis]  # [frames, 1]
+    return kernel + first_row * start
+
+
+def pcen(power: tf.Tensor, cfg: MelConfig) -> tf.Tensor:
+    """librosa.pcen(S * pcen_input_scale**power, sr, hop_length, gain, bias, power, time_constant, eps) per
+    example: mel power [..., n_mels, frames] -> PCEN [..., n_mels, frames], written in librosa's log-domain form
+    (smooth^-gain as exp(-gain (log eps + log1p(M / eps))), the root as expm1(r log1p(.))) so float32 neither
+    overflows nor cancels."""
+    energy = power * (cfg.pcen_input_scale ** cfg.power)  # the waveform scaled by pcen_input_scale
+    frames = tf.shape(energy)[-1]
+    smooth = tf.linalg.matmul(energy, pcen_smoother(frames, pcen_smoothing_coefficient(cfg)))  # [..., n_mels, frames]
+    inverse_gain = tf.exp(-cfg.pcen_gain * (math.log(cfg.pcen_eps) + tf.math.log1p(smooth / cfg.pcen_eps)))
+    bias, root = cfg.pcen_bias, cfg.pcen_power
+    return (bias**root) * tf.math.expm1(root * tf.math.log1p(energy * inverse_gain / bias))
+
+
 def scale_per_example(x: tf.Tensor) -> tf.Tensor:
     """Min-max scaling of each [n_mels, frames] example to [0, 1]; a constant example becomes 0."""
     low = tf.reduce_min(x, axis=[-2, -1], keepdims=True)
@@ -226,10 +278,13 @@ def log_mel(waveform: tf.Tensor, cfg: MelConfig, pitch_steps: tf.Tensor | None =
             max_pitch_steps: int = 0) -> tf.Tensor:
     """Scaled log-mel features: float32 [..., samples] -> float32 [..., n_mels, frames].
 
-    In [0, 1] with scaling "minmax"; (dB - db_offset) / db_scale with "db".
+    In [0, 1] with scaling "minmax"; (dB - db_offset) / db_scale with "db"; PCEN (>= 0) with "pcen".
     pitch_steps (training augmentation only): see `mel_power`; None = no shift (inference).
     """
-    return scale(power_to_db(mel_power(waveform, cfg, pitch_steps, max_pitch_steps), cfg), cfg)
+    power = mel_power(waveform, cfg, pitch_steps, max_pitch_steps)
+    if cfg.scaling == "pcen":
+        return pcen(power, cfg)
+    return scale(power_to_db(power, cfg), cfg)
 
 
 @keras.saving.register_keras_serializable(package="rfcx")
@@ -269,8 +324,11 @@ def librosa_log_mel(y: np.ndarray, cfg: MelConfig) -> np.ndarray:
     """The numpy/librosa reference of `log_mel` for one waveform: float [n] -> float32 [n_mels, frames]."""
     import librosa
 
+    y = np.asarray(y, dtype=np.float32)
+    if cfg.scaling == "pcen":
+        y = y * np.float32(cfg.pcen_input_scale)
     power = librosa.feature.melspectrogram(
-        y=np.asarray(y, dtype=np.float32),
+        y=y,
         sr=cfg.sample_rate,
         n_fft=cfg.n_fft,
         hop_length=cfg.hop_length,
@@ -282,6 +340,16 @@ def librosa_log_mel(y: np.ndarray, cfg: MelConfig) -> np.ndarray:
         fmin=cfg.fmin,
         fmax=cfg.fmax,
     )
+    if cfg.scaling == "pcen":
+        import scipy.signal
+
+        b = pcen_smoothing_coefficient(cfg)
+        power = power.astype(np.float64)
+        # Started at rest on the first frame (librosa's default zi is the rest state of a unit input: an onset
+        # over the whole spectrum at every window's start).
+        zi = scipy.signal.lfilter_zi([b], [1, b - 1]) * power[:, :1]
+        return librosa.pcen(power, sr=cfg.sample_rate, hop_length=cfg.hop_length, gain=cfg.pcen_gain, b=b, zi=zi,
+                            bias=cfg.pcen_bias, power=cfg.pcen_power, eps=cfg.pcen_eps).astype(np.float32)
     db = librosa.power_to_db(power, ref=1.0, amin=cfg.amin, top_db=cfg.top_db)
     if cfg.scaling == "db":
         return ((db - cfg.db_offset) / cfg.db_scale).astype(np.float32)

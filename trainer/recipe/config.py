@@ -182,8 +182,8 @@ class TrainConfig:
         if self.head == "gap" and self.head_freq_pool != "mean":
             bad.append(f"head_freq_pool={self.head_freq_pool!r} needs a framewise head (attention, max_avg); the "
                        f"seed's gap head averages the whole feature map")
-        if self.band_norm and self.mel.scaling != "db":
-            bad.append("band_norm needs mel.scaling='db' (min-max scaled inputs are already in [0, 1])")
+        if self.band_norm and self.mel.scaling == "minmax":
+            bad.append("band_norm needs mel.scaling 'db' or 'pcen' (min-max scaled inputs are already in [0, 1])")
         if not 0.0 < self.lr_decay_rate <= 1.0:
             bad.append(f"lr_decay_rate={self.lr_decay_rate} (must be in (0, 1])")
         if not 0 <= self.seed < 2**32:  # numpy's and Keras' seed range

@@ -10,6 +10,7 @@ import keras
 import librosa
 import numpy as np
 import pytest
+import scipy.signal
 import tensorflow as tf
 
 from trainer.augment.pitch_warp import spectrum_warp
@@ -22,6 +23,7 @@ from trainer.features.mel import (
     mel_power,
     num_frames,
     pitch_filter_banks,
+    pcen_smoothing_coefficient,
     power_to_db,
 )
 
@@ -87,8 +89,9 @@ def test_ten_seconds_give_128_by_938() -> None:
     assert tuple(log_mel(ten_s[None], CFG).shape) == (1, 128, 938)
 
 
-def test_log_mel_layer_saves_and_loads(tmp_path) -> None:
-    cfg = dataclasses.replace(CFG, n_mels=64, top_db=60.0)
+@pytest.mark.parametrize("scaling", ["minmax", "pcen"])
+def test_log_mel_layer_saves_and_loads(tmp_path, scaling) -> None:
+    cfg = dataclasses.replace(CFG, n_mels=64, top_db=60.0, scaling=scaling, pcen_time_constant=0.2)
     inputs = keras.Input((N,))
     features = LogMel(cfg)(inputs)
     assert tuple(features.shape) == (None, 64, num_frames(N, cfg), 1)
@@ -176,8 +179,56 @@ def test_spectrum_warp_conserves_energy() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"fmax": 30000.0}, {"fmin": 500.0, "fmax": 400.0}, {"n_mels": 0}, {"hop_length": 512.0}, {"top_db": 0.0}]
+    "bad", [{"fmax": 30000.0}, {"fmin": 500.0, "fmax": 400.0}, {"n_mels": 0}, {"hop_length": 512.0}, {"top_db": 0.0},
+            {"scaling": "pcen", "pcen_gain": 1.5}, {"pcen_time_constant": 0.0}, {"scaling": "log"}]
 )
 def test_config_errors(bad) -> None:
     with pytest.raises(MelConfigError):
         MelConfig(**bad)
+
+
+PCEN = MelConfig(scaling="pcen")
+
+
+@pytest.mark.parametrize("name", sorted(SIGNALS))
+def test_pcen_equals_librosa(name) -> None:
+    # librosa.pcen on librosa's mel of the waveform scaled to the int32 range, as librosa's docs do for float audio.
+    y = SIGNALS[name]
+    power = librosa.feature.melspectrogram(y=y.astype(np.float64) * 2.0**31, sr=SR, n_fft=2048, hop_length=512,
+                                           n_mels=128, fmin=84.0, fmax=15056.0, power=2.0)
+    # librosa's defaults (gain 0.98, bias 2, power 0.5, 0.4 s) with the smoother started at rest on the first frame.
+    b = pcen_smoothing_coefficient(PCEN)
+    zi = scipy.signal.lfilter_zi([b], [1, b - 1]) * power[:, :1]
+    expected = librosa.pcen(power, sr=SR, hop_length=512, zi=zi)
+    np.testing.assert_allclose(log_mel(y[None], PCEN).numpy()[0], expected, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(librosa_log_mel(y, PCEN), expected, rtol=2e-3, atol=2e-3)
+
+
+def test_pcen_flattens_stationary_noise_and_keeps_an_onset() -> None:
+    # 3 s of steady white noise with a tone burst at 2 s: PCEN divides each band by its own smoothed past, so the
+    # noise's bands settle to one level whatever the noise's loudness, while the burst's onset stands out of it.
+    n = 3 * SR
+    noise = np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    tone = np.zeros(n, np.float32)
+    tone[2 * SR: 2 * SR + SR // 4] = 2.0 * np.sin(2 * np.pi * 3000.0 * np.arange(SR // 4) / SR)
+    agc = dataclasses.replace(PCEN, pcen_gain=1.0)  # a full gain control: loudness divides out exactly
+    quiet, loud = (log_mel((g * noise + tone * g)[None], agc).numpy()[0] for g in (0.01, 1.0))
+    settled = slice(20, 180)  # before the burst (frame 2 s = 187)
+    # A 40 dB louder recording gives the same PCEN (in dB every value would move by 40).
+    np.testing.assert_allclose(quiet, loud, rtol=1e-3, atol=1e-3)
+    band = int(np.argmax(loud[:, 190]))
+    assert abs(librosa.mel_frequencies(128, fmin=84.0, fmax=15056.0)[band] - 3000.0) < 150.0
+    assert loud[band, 190] > 5.0 * loud[band, settled].mean()  # the onset: far above the settled noise
+
+
+def test_pcen_smoother_is_the_one_pole_filter_started_at_steady_state() -> None:
+    from trainer.features.mel import pcen_smoother
+
+    b, frames = 0.2, 7
+    energy = np.random.default_rng(2).uniform(0.5, 2.0, frames)
+    expected, state = [], energy[0]  # M_0 = E_0: the filter at rest on the first frame
+    for t in range(frames):
+        state = b * energy[t] + (1 - b) * state if t else energy[0]
+        expected.append(state)
+    got = energy[None].astype(np.float32) @ pcen_smoother(frames, b).numpy()
+    np.testing.assert_allclose(got[0], expected, rtol=1e-5)

@@ -134,7 +134,7 @@ def test_floor_channel_is_each_bands_level_above_its_own_floor_in_the_window(tmp
 def test_band_norm_needs_statistics_and_db_scaling():
     with pytest.raises(ValueError, match="band_norm needs"):
         network.build_model(small_config(band_norm=True, mel={"scaling": "db"}), (N_MELS, FRAMES, 1))
-    with pytest.raises(config.ConfigError, match="band_norm needs mel.scaling='db'"):
+    with pytest.raises(config.ConfigError, match="band_norm needs mel.scaling 'db' or 'pcen'"):
         small_config(band_norm=True, mel={"scaling": "minmax"})
 
 

@@ -120,7 +120,7 @@ def test_every_field_has_a_flag_and_flags_beat_file_beat_preset(tmp_path):
     ({"negative_fraction": 1.0}, "negative_fraction=1.0"),
     ({"unlabelled_weight": -0.1}, "unlabelled_weight=-0.1 (must be in [0, 1])"),
     ({"min_box_overlap": 0.0}, "min_box_overlap=0.0 (must be in (0, 1])"),
-    ({"band_norm": True, "mel": {"scaling": "minmax"}}, "band_norm needs mel.scaling='db'"),
+    ({"band_norm": True, "mel": {"scaling": "minmax"}}, "band_norm needs mel.scaling 'db' or 'pcen'"),
     ({"monitor": "lwlrap"}, "monitor='lwlrap' is not one of"),
     ({"mel": {"scaling": "log"}}, "scaling"),
     ({"augment": {"time_masks": -1}}, "time_masks"),
