@@ -22,8 +22,8 @@ from trainer.features.mel import (
     log_mel,
     mel_power,
     num_frames,
-    pitch_filter_banks,
     pcen_smoothing_coefficient,
+    pitch_filter_banks,
     power_to_db,
 )
 
