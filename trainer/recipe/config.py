@@ -198,12 +198,13 @@ class TrainConfig:
 # ResNet50 steps of the same budget under-fit, and the framewise "attention" head, which generalised to unseen
 # call variants where the seed's average over the window did not, and beat "max_avg" out of fold, on PCEN
 # features (mel.scaling "pcen"), which learnt faster and generalised better than fixed dB at both seed pairs
-# measured (figures: docs/results.md); "tiny" is the smallest that runs, for tests. "auto" picks "full" when an accelerator (TPU
-# or GPU) is present, else "cpu" (resolve_preset).
+# measured, with the head taking the peak over frequency (head_freq_pool "max"), which added to it at both
+# (figures: docs/results.md); "tiny" is the smallest that runs, for tests. "auto" picks "full" when an
+# accelerator (TPU or GPU) is present, else "cpu" (resolve_preset).
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {},
     "cpu": {"window_seconds": 3.0, "batch_size": 32, "epochs": 40, "steps_per_epoch": 64, "dense_units": 256,
-            "backbone": "cnn", "head": "attention",
+            "backbone": "cnn", "head": "attention", "head_freq_pool": "max",
             "mel": {"n_fft": 2048, "hop_length": 1024, "n_mels": 64, "scaling": "pcen"}},
     "tiny": {"window_seconds": 2.0, "batch_size": 8, "epochs": 2, "dense_units": 64,
              "mel": {"n_fft": 1024, "hop_length": 1024, "n_mels": 32}},
