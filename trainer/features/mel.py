@@ -235,16 +235,14 @@ def pcen_smoother(frames: tf.Tensor, b: float) -> tf.Tensor:
     """[frames, frames] matrix K with M = E @ K the one-pole smoother M_t = b E_t + (1 - b) M_(t-1), started at
     steady state on the first frame (M_0 = E_0: scipy's lfilter_zi scaled by E_0; librosa.pcen's default zi is
     unscaled, the rest state of a unit input, which makes every window's first ~time-constant an onset):
-    K[k, t] = b (1 - b)^(t - k) for k <= t, and row 0 also carries (1 - b)^(t + 1).
+    K[k, t] = w_k (1 - b)^(t - k) for k <= t, with w_k = b, except w_0 = 1 (the first frame's own share b plus the
+    initial state's (1 - b), which is E_0 too).
 
     A matmul instead of a recurrence: one op of O(frames^2) that XLA, GPUs and TFLite all take, for any frames."""
     steps = tf.range(frames, dtype=tf.float32)
     lag = steps[tf.newaxis, :] - steps[:, tf.newaxis]  # [k, t] = t - k
-    decay = tf.pow(1.0 - b, tf.maximum(lag, 0.0))
-    kernel = tf.where(lag >= 0.0, b * decay, 0.0)
-    start = tf.pow(1.0 - b, steps + 1.0)[tf.newaxis, :]  # [1, frames]: the initial state's share at frame t
-    first_row = tf.cast(tf.equal(tf.range(frames), 0), tf.float32)[:, tf.newaxis]  # [frames, 1]
-    return kernel + first_row * start
+    weight = tf.where(steps == 0.0, 1.0, b)[:, tf.newaxis]  # [frames, 1]: w_k
+    return tf.where(lag >= 0.0, weight * tf.pow(1.0 - b, tf.maximum(lag, 0.0)), 0.0)
 
 
 def pcen(power: tf.Tensor, cfg: MelConfig) -> tf.Tensor:

@@ -22,6 +22,7 @@ from trainer.features.mel import (
     log_mel,
     mel_power,
     num_frames,
+    pcen_smoother,
     pcen_smoothing_coefficient,
     pitch_filter_banks,
     power_to_db,
@@ -222,8 +223,6 @@ def test_pcen_flattens_stationary_noise_and_keeps_an_onset() -> None:
 
 
 def test_pcen_smoother_is_the_one_pole_filter_started_at_steady_state() -> None:
-    from trainer.features.mel import pcen_smoother
-
     b, frames = 0.2, 7
     energy = np.random.default_rng(2).uniform(0.5, 2.0, frames)
     expected, state = [], energy[0]  # M_0 = E_0: the filter at rest on the first frame
